@@ -1,0 +1,106 @@
+//! A bytes-bounded LRU of blocks, keyed by block index within one file.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+
+pub struct BlockCache {
+    capacity: usize,
+    used: usize,
+    tick: u64,
+    entries: HashMap<u64, (Bytes, u64)>,
+    by_age: BTreeMap<u64, u64>,
+}
+
+impl BlockCache {
+    pub fn new(capacity_bytes: usize) -> Self {
+        BlockCache {
+            capacity: capacity_bytes,
+            used: 0,
+            tick: 0,
+            entries: HashMap::new(),
+            by_age: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&mut self, block: u64) -> Option<Bytes> {
+        let (data, age) = self.entries.get_mut(&block)?;
+        self.by_age.remove(age);
+        self.tick += 1;
+        *age = self.tick;
+        self.by_age.insert(self.tick, block);
+        Some(data.clone())
+    }
+
+    pub fn contains(&self, block: u64) -> bool {
+        self.entries.contains_key(&block)
+    }
+
+    pub fn insert(&mut self, block: u64, data: Bytes) {
+        self.remove(block);
+        if data.len() > self.capacity {
+            return;
+        }
+        self.tick += 1;
+        self.used += data.len();
+        self.entries.insert(block, (data, self.tick));
+        self.by_age.insert(self.tick, block);
+        while self.used > self.capacity {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some((data, _)) = self.entries.remove(&oldest) {
+                self.used -= data.len();
+            }
+        }
+    }
+
+    pub fn remove(&mut self, block: u64) {
+        if let Some((data, age)) = self.entries.remove(&block) {
+            self.used -= data.len();
+            self.by_age.remove(&age);
+        }
+    }
+
+    /// Drops every block at or past `first`.
+    pub fn remove_from(&mut self, first: u64) {
+        let doomed: Vec<u64> = self
+            .entries
+            .keys()
+            .copied()
+            .filter(|b| *b >= first)
+            .collect();
+        for block in doomed {
+            self.remove(block);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.by_age.clear();
+        self.used = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_least_recently_used_past_capacity() {
+        let mut cache = BlockCache::new(10);
+        cache.insert(1, Bytes::from(vec![1; 4]));
+        cache.insert(2, Bytes::from(vec![2; 4]));
+        assert!(cache.get(1).is_some());
+        cache.insert(3, Bytes::from(vec![3; 4]));
+        assert!(cache.contains(1));
+        assert!(!cache.contains(2));
+        assert!(cache.contains(3));
+    }
+
+    #[test]
+    fn never_holds_a_block_larger_than_capacity() {
+        let mut cache = BlockCache::new(3);
+        cache.insert(1, Bytes::from(vec![1; 4]));
+        assert!(!cache.contains(1));
+    }
+}

@@ -1,0 +1,474 @@
+//! One OS thread per open database owns its SQLite connection. Async callers send commands over a
+//! channel and await the reply; the thread runs them in order. SQLite's VFS callbacks therefore
+//! run on this thread (never on a tokio worker) and block on S3 I/O there.
+
+pub mod value;
+
+use crate::error::{codes, Error, Result};
+use crate::runtime::block_on;
+use crate::store::s3::{S3Config, S3Store};
+use crate::store::{CountingStore, DynStore, Stats, StatsSnapshot};
+use crate::vfs::{self, DbContext, Registration};
+use rusqlite::OpenFlags;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+pub use value::{Params, Rows, RunResult, Value};
+
+/// Everything needed to open a database.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub bucket: String,
+    pub prefix: String,
+    pub s3: S3Config,
+    pub block_size: u64,
+    pub cache_bytes: usize,
+    pub concurrency: usize,
+}
+
+pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+impl DatabaseConfig {
+    pub fn validate(&self) -> Result<()> {
+        crate::layout::validate_bucket(&self.bucket)?;
+        crate::layout::validate_prefix(&self.prefix)?;
+        if self.block_size < 512 || self.block_size > (1 << 30) {
+            return Err(Error::invalid(format!(
+                "blockSize must be between 512 bytes and 1 GiB, got {}",
+                self.block_size
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::invalid("concurrency must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub async fn connect_store(&self, stats: Arc<Stats>) -> Result<DynStore> {
+        let s3 = S3Store::connect(&self.bucket, &self.s3).await?;
+        Ok(Arc::new(CountingStore::new(Arc::new(s3), stats)))
+    }
+}
+
+/// What `serialize` needs to read the database without the connection thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub store: DynStore,
+    pub prefix: String,
+    pub block_size: u64,
+    pub concurrency: usize,
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub enum Command {
+    Open(Reply<()>),
+    Exec(String, Reply<()>),
+    Run(String, Params, Reply<RunResult>),
+    Query {
+        sql: String,
+        params: Params,
+        first_only: bool,
+        reply: Reply<Rows>,
+    },
+    Prepare(String, Reply<Vec<String>>),
+    IterStart {
+        id: u64,
+        sql: String,
+        params: Params,
+        reply: Reply<Vec<String>>,
+    },
+    IterNext {
+        id: u64,
+        max: usize,
+        reply: Reply<Rows>,
+    },
+    IterClose(u64, Reply<()>),
+    Store(Reply<StoreHandle>),
+    Close(Reply<()>),
+}
+
+/// The handle async callers hold.
+pub struct Connection {
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    stats: Arc<Stats>,
+    next_iterator: AtomicU64,
+    place: String,
+}
+
+impl Connection {
+    pub fn start(config: DatabaseConfig) -> Result<Connection> {
+        config.validate()?;
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel();
+        let place = format!("s3://{}/{}", config.bucket, config.prefix);
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("s3vfs-connection".into())
+            .spawn(move || Worker::new(config, thread_stats).serve(rx))
+            .map_err(|e| Error::internal(format!("cannot start the connection thread: {e}")))?;
+        Ok(Connection {
+            tx: Mutex::new(Some(tx)),
+            stats,
+            next_iterator: AtomicU64::new(1),
+            place,
+        })
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    pub fn next_iterator_id(&self) -> u64 {
+        self.next_iterator.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a command and awaits its reply.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let guard = self.tx.lock().unwrap();
+            let tx = guard.as_ref().ok_or_else(|| self.closed())?;
+            tx.send(make(reply)).map_err(|_| self.closed())?;
+        }
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        let tx = self.tx.lock().unwrap().take();
+        let Some(tx) = tx else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        if tx.send(Command::Close(reply)).is_err() {
+            return Ok(());
+        }
+        answer.await.unwrap_or(Ok(()))
+    }
+
+    fn closed(&self) -> Error {
+        Error::new(
+            codes::CLOSED,
+            format!("the database {} is closed", self.place),
+        )
+    }
+}
+
+/// An open database on the connection thread. Field order matters: the SQLite connection
+/// closes (flushing its files) before the VFS registration goes.
+struct OpenDb {
+    conn: rusqlite::Connection,
+    ctx: Arc<DbContext>,
+    _registration: Registration,
+}
+
+struct Worker {
+    config: DatabaseConfig,
+    stats: Arc<Stats>,
+    db: Option<OpenDb>,
+}
+
+enum Exit {
+    /// The iterator's frame ended; keep serving.
+    Continue,
+    Close(Reply<()>),
+    Disconnected,
+}
+
+impl Worker {
+    fn new(config: DatabaseConfig, stats: Arc<Stats>) -> Self {
+        Worker {
+            config,
+            stats,
+            db: None,
+        }
+    }
+
+    fn open(&mut self) -> Result<()> {
+        if self.db.is_some() {
+            return Ok(());
+        }
+        let c = &self.config;
+        let store = block_on(c.connect_store(self.stats.clone()))?;
+        let ctx = Arc::new(DbContext::new(
+            store,
+            self.stats.clone(),
+            &c.bucket,
+            &c.prefix,
+            c.block_size,
+            c.cache_bytes,
+            c.concurrency,
+        ));
+        let registration = vfs::register_database(ctx.clone())?;
+        ctx.begin_call();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags_and_vfs(
+            &registration.file_name,
+            flags,
+            vfs::VFS_NAME,
+        )
+        .map_err(|e| sql_error(&ctx, e))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| sql_error(&ctx, e))?;
+        // Reads page 1: bucket, credential and format errors surface now, not at the first query.
+        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
+            .map_err(|e| sql_error(&ctx, e))
+            .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+        self.db = Some(OpenDb {
+            conn,
+            ctx,
+            _registration: registration,
+        });
+        Ok(())
+    }
+
+    fn serve(mut self, rx: mpsc::Receiver<Command>) {
+        while let Ok(cmd) = rx.recv() {
+            if let Command::Close(reply) = cmd {
+                let _ = reply.send(Ok(()));
+                return;
+            }
+            if let Err(e) = self.open() {
+                fail(cmd, e);
+                continue;
+            }
+            let Some(db) = self.db.as_ref() else { continue };
+            let session = Session {
+                db,
+                rx: &rx,
+                closing: RefCell::new(HashSet::new()),
+            };
+            match session.dispatch(cmd) {
+                Exit::Continue => {}
+                Exit::Close(reply) => {
+                    drop(session);
+                    // Dropping the connection flushes and closes its files.
+                    self.db = None;
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                Exit::Disconnected => return,
+            }
+        }
+    }
+}
+
+/// Answers a command with an error.
+fn fail(cmd: Command, e: Error) {
+    match cmd {
+        Command::Open(r) | Command::Exec(_, r) | Command::IterClose(_, r) | Command::Close(r) => {
+            let _ = r.send(Err(e));
+        }
+        Command::Run(_, _, r) => {
+            let _ = r.send(Err(e));
+        }
+        Command::Query { reply, .. } | Command::IterNext { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Command::Prepare(_, r) | Command::IterStart { reply: r, .. } => {
+            let _ = r.send(Err(e));
+        }
+        Command::Store(r) => {
+            let _ = r.send(Err(e));
+        }
+    }
+}
+
+/// Converts an SQLite error, preferring the S3 error behind an I/O error code.
+fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
+    let err = Error::from(e);
+    match ctx.take_error() {
+        Some(detail)
+            if err.code.starts_with("SQLITE_IOERR")
+                || err.code.starts_with("SQLITE_CANTOPEN")
+                || err.code == "SQLITE_FULL" =>
+        {
+            Error::new(detail.code, format!("{} [{}]", detail.message, err.code))
+        }
+        _ => err,
+    }
+}
+
+struct Session<'a> {
+    db: &'a OpenDb,
+    rx: &'a mpsc::Receiver<Command>,
+    /// Iterators closed while a more recent one was active: their frames end when resumed.
+    closing: RefCell<HashSet<u64>>,
+}
+
+impl Session<'_> {
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_error(&self.db.ctx, e)
+    }
+
+    fn dispatch(&self, cmd: Command) -> Exit {
+        self.db.ctx.begin_call();
+        match cmd {
+            Command::Open(r) => {
+                let _ = r.send(Ok(()));
+            }
+            Command::Exec(sql, r) => {
+                let _ = r.send(self.db.conn.execute_batch(&sql).map_err(|e| self.err(e)));
+            }
+            Command::Run(sql, params, r) => {
+                let _ = r.send(self.run(&sql, &params));
+            }
+            Command::Query {
+                sql,
+                params,
+                first_only,
+                reply,
+            } => {
+                let _ = reply.send(self.query(&sql, &params, first_only));
+            }
+            Command::Prepare(sql, r) => {
+                let columns = self
+                    .db
+                    .conn
+                    .prepare_cached(&sql)
+                    .map(|s| s.column_names().map(|c| c.to_string()).collect())
+                    .map_err(|e| self.err(e));
+                let _ = r.send(columns);
+            }
+            Command::IterStart {
+                id,
+                sql,
+                params,
+                reply,
+            } => return self.iterate(id, &sql, &params, reply),
+            Command::IterNext { id, reply, .. } => {
+                let _ = reply.send(Err(Error::new(
+                    codes::ITERATOR_ORDER,
+                    format!("iterator {id} is finished, closed, or not the innermost open one"),
+                )));
+            }
+            Command::IterClose(id, r) => {
+                self.closing.borrow_mut().insert(id);
+                let _ = r.send(Ok(()));
+            }
+            Command::Store(r) => {
+                let c = &self.db.ctx;
+                let _ = r.send(Ok(StoreHandle {
+                    store: c.store.clone(),
+                    prefix: c.prefix.clone(),
+                    block_size: c.block_size,
+                    concurrency: c.concurrency,
+                }));
+            }
+            Command::Close(r) => return Exit::Close(r),
+        }
+        Exit::Continue
+    }
+
+    fn run(&self, sql: &str, params: &Params) -> Result<RunResult> {
+        let conn = &self.db.conn;
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        params.bind(&mut stmt)?;
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(|e| self.err(e))?.is_some() {}
+        Ok(RunResult {
+            changes: conn.changes(),
+            last_insert_rowid: conn.last_insert_rowid(),
+        })
+    }
+
+    fn query(&self, sql: &str, params: &Params, first_only: bool) -> Result<Rows> {
+        let mut stmt = self.db.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        params.bind(&mut stmt)?;
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let mut out = Rows {
+            columns,
+            values: Vec::new(),
+            done: true,
+        };
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            for i in 0..n {
+                out.values
+                    .push(row.get_ref(i).map_err(|e| self.err(e))?.into());
+            }
+            if first_only {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs an iterator: its statement lives in this stack frame, which serves every other
+    /// command until the iterator is finished or closed (iterators nest).
+    fn iterate(&self, id: u64, sql: &str, params: &Params, reply: Reply<Vec<String>>) -> Exit {
+        let mut stmt = match self.db.conn.prepare_cached(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(self.err(e)));
+                return Exit::Continue;
+            }
+        };
+        if let Err(e) = params.bind(&mut stmt) {
+            let _ = reply.send(Err(e));
+            return Exit::Continue;
+        }
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+        let n = columns.len();
+        let _ = reply.send(Ok(columns.clone()));
+        let mut rows = stmt.raw_query();
+        loop {
+            if self.closing.borrow_mut().remove(&id) {
+                return Exit::Continue;
+            }
+            let Ok(cmd) = self.rx.recv() else {
+                return Exit::Disconnected;
+            };
+            match cmd {
+                Command::IterNext { id: i, max, reply } if i == id => {
+                    self.db.ctx.begin_call();
+                    let mut batch = Rows {
+                        columns: columns.clone(),
+                        values: Vec::new(),
+                        done: false,
+                    };
+                    let result = (|| {
+                        for _ in 0..max.max(1) {
+                            match rows.next().map_err(|e| self.err(e))? {
+                                Some(row) => {
+                                    for c in 0..n {
+                                        batch
+                                            .values
+                                            .push(row.get_ref(c).map_err(|e| self.err(e))?.into());
+                                    }
+                                }
+                                None => {
+                                    batch.done = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(())
+                    })();
+                    let finished = batch.done || result.is_err();
+                    let _ = reply.send(result.map(|_| batch));
+                    if finished {
+                        return Exit::Continue;
+                    }
+                }
+                Command::IterClose(i, r) if i == id => {
+                    let _ = r.send(Ok(()));
+                    return Exit::Continue;
+                }
+                other => match self.dispatch(other) {
+                    Exit::Continue => {}
+                    exit => return exit,
+                },
+            }
+        }
+    }
+}

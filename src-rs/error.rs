@@ -1,0 +1,168 @@
+//! The crate's one error type. Every error has a machine-readable `code` (an SQLite extended
+//! result code name, an S3 error code, a network error name, or one of ours) and a message that
+//! says what and where, never credentials.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: String,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Codes that are ours (not SQLite's, not S3's).
+pub mod codes {
+    pub const CLOSED: &str = "ERR_DATABASE_CLOSED";
+    pub const STATEMENT_FINALIZED: &str = "ERR_STATEMENT_FINALIZED";
+    pub const INVALID_ARGUMENT: &str = "ERR_INVALID_ARGUMENT";
+    pub const NOT_A_DATABASE: &str = "ERR_NOT_A_DATABASE";
+    pub const DATABASE_EXISTS: &str = "ERR_DATABASE_EXISTS";
+    pub const UNSUPPORTED: &str = "ERR_UNSUPPORTED";
+    pub const ITERATOR_ORDER: &str = "ERR_ITERATOR_ORDER";
+    pub const INTERNAL: &str = "ERR_INTERNAL";
+}
+
+impl Error {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Error {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(codes::INVALID_ARGUMENT, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(codes::INTERNAL, message)
+    }
+
+    /// Prefixes the message with where the error happened, e.g. `s3://bucket/key`.
+    pub fn context(mut self, place: impl fmt::Display) -> Self {
+        self.message = format!("{place}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(ffi_err, msg) => {
+                let code = sqlite_code_name(ffi_err.extended_code);
+                let message = msg.clone().unwrap_or_else(|| ffi_err.to_string());
+                Error::new(code, message)
+            }
+            rusqlite::Error::InvalidParameterName(name) => {
+                Error::invalid(format!("no parameter named {name} in the statement"))
+            }
+            rusqlite::Error::InvalidParameterCount(given, wanted) => Error::new(
+                "SQLITE_RANGE",
+                format!("the statement takes {wanted} parameters, {given} given"),
+            ),
+            rusqlite::Error::MultipleStatement => {
+                Error::invalid("this call runs one statement; use exec() for several statements")
+            }
+            _ => Error::new("SQLITE_ERROR", e.to_string()),
+        }
+    }
+}
+
+/// The name of an SQLite (extended) result code, as in `sqlite3.h`.
+pub fn sqlite_code_name(code: i32) -> String {
+    let name = match code {
+        1 => "SQLITE_ERROR",
+        2 => "SQLITE_INTERNAL",
+        3 => "SQLITE_PERM",
+        4 => "SQLITE_ABORT",
+        5 => "SQLITE_BUSY",
+        6 => "SQLITE_LOCKED",
+        7 => "SQLITE_NOMEM",
+        8 => "SQLITE_READONLY",
+        9 => "SQLITE_INTERRUPT",
+        10 => "SQLITE_IOERR",
+        11 => "SQLITE_CORRUPT",
+        12 => "SQLITE_NOTFOUND",
+        13 => "SQLITE_FULL",
+        14 => "SQLITE_CANTOPEN",
+        15 => "SQLITE_PROTOCOL",
+        17 => "SQLITE_SCHEMA",
+        18 => "SQLITE_TOOBIG",
+        19 => "SQLITE_CONSTRAINT",
+        20 => "SQLITE_MISMATCH",
+        21 => "SQLITE_MISUSE",
+        23 => "SQLITE_AUTH",
+        25 => "SQLITE_RANGE",
+        26 => "SQLITE_NOTADB",
+        261 => "SQLITE_BUSY_RECOVERY",
+        517 => "SQLITE_BUSY_SNAPSHOT",
+        773 => "SQLITE_BUSY_TIMEOUT",
+        266 => "SQLITE_IOERR_READ",
+        522 => "SQLITE_IOERR_SHORT_READ",
+        778 => "SQLITE_IOERR_WRITE",
+        1034 => "SQLITE_IOERR_FSYNC",
+        1546 => "SQLITE_IOERR_TRUNCATE",
+        1802 => "SQLITE_IOERR_FSTAT",
+        2570 => "SQLITE_IOERR_DELETE",
+        3338 => "SQLITE_IOERR_ACCESS",
+        3850 => "SQLITE_IOERR_LOCK",
+        267 => "SQLITE_CORRUPT_VTAB",
+        523 => "SQLITE_CORRUPT_SEQUENCE",
+        779 => "SQLITE_CORRUPT_INDEX",
+        264 => "SQLITE_READONLY_RECOVERY",
+        520 => "SQLITE_READONLY_CANTLOCK",
+        776 => "SQLITE_READONLY_ROLLBACK",
+        1032 => "SQLITE_READONLY_DBMOVED",
+        275 => "SQLITE_CONSTRAINT_CHECK",
+        531 => "SQLITE_CONSTRAINT_COMMITHOOK",
+        787 => "SQLITE_CONSTRAINT_FOREIGNKEY",
+        1043 => "SQLITE_CONSTRAINT_FUNCTION",
+        1299 => "SQLITE_CONSTRAINT_NOTNULL",
+        1555 => "SQLITE_CONSTRAINT_PRIMARYKEY",
+        1811 => "SQLITE_CONSTRAINT_TRIGGER",
+        2067 => "SQLITE_CONSTRAINT_UNIQUE",
+        2323 => "SQLITE_CONSTRAINT_VTAB",
+        2579 => "SQLITE_CONSTRAINT_ROWID",
+        3091 => "SQLITE_CONSTRAINT_DATATYPE",
+        270 => "SQLITE_CANTOPEN_NOTEMPDIR",
+        1038 => "SQLITE_CANTOPEN_FULLPATH",
+        257 => "SQLITE_ERROR_MISSING_COLLSEQ",
+        513 => "SQLITE_ERROR_RETRY",
+        769 => "SQLITE_ERROR_SNAPSHOT",
+        _ => return sqlite_code_name_primary(code),
+    };
+    name.to_string()
+}
+
+fn sqlite_code_name_primary(code: i32) -> String {
+    let primary = code & 0xff;
+    if primary != code && primary != 0 {
+        // An extended code we do not name: report the primary code's name with the number.
+        let base = sqlite_code_name(primary);
+        return format!("{base}_{code}");
+    }
+    format!("SQLITE_{code}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_extended_codes() {
+        assert_eq!(sqlite_code_name(2067), "SQLITE_CONSTRAINT_UNIQUE");
+        assert_eq!(sqlite_code_name(5), "SQLITE_BUSY");
+        assert_eq!(sqlite_code_name(11), "SQLITE_CORRUPT");
+        assert_eq!(sqlite_code_name(10 | (99 << 8)), "SQLITE_IOERR_25354");
+    }
+}

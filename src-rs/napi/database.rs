@@ -1,0 +1,145 @@
+//! `NativeDatabase`: the connection's async commands as JS methods.
+
+use super::error::IntoJs;
+use super::options::{config, JsOptions};
+use super::values::{params, JsParams, JsRows, JsRunResult};
+use crate::connection::{Command, Connection};
+use std::sync::Arc;
+
+#[napi(object)]
+pub struct JsStats {
+    pub get: f64,
+    pub put: f64,
+    pub list: f64,
+    pub delete: f64,
+    pub head: f64,
+    pub bytes_down: f64,
+    pub bytes_up: f64,
+    pub cache_hits: f64,
+    pub cache_misses: f64,
+}
+
+impl From<crate::store::StatsSnapshot> for JsStats {
+    fn from(s: crate::store::StatsSnapshot) -> Self {
+        JsStats {
+            get: s.get as f64,
+            put: s.put as f64,
+            list: s.list as f64,
+            delete: s.delete as f64,
+            head: s.head as f64,
+            bytes_down: s.bytes_down as f64,
+            bytes_up: s.bytes_up as f64,
+            cache_hits: s.cache_hits as f64,
+            cache_misses: s.cache_misses as f64,
+        }
+    }
+}
+
+#[napi]
+pub struct NativeDatabase {
+    pub(crate) conn: Arc<Connection>,
+}
+
+#[napi]
+impl NativeDatabase {
+    #[napi(constructor)]
+    pub fn new(bucket: String, prefix: String, options: Option<JsOptions>) -> napi::Result<Self> {
+        let conn = Connection::start(config(bucket, prefix, options)).js()?;
+        Ok(NativeDatabase {
+            conn: Arc::new(conn),
+        })
+    }
+
+    #[napi]
+    pub async fn open(&self) -> napi::Result<()> {
+        self.conn.call(Command::Open).await.js()
+    }
+
+    #[napi]
+    pub async fn exec(&self, sql: String) -> napi::Result<()> {
+        self.conn.call(|r| Command::Exec(sql, r)).await.js()
+    }
+
+    #[napi]
+    pub async fn run(&self, sql: String, args: Option<JsParams>) -> napi::Result<JsRunResult> {
+        let p = params(args).js()?;
+        self.conn
+            .call(|r| Command::Run(sql, p, r))
+            .await
+            .map(JsRunResult::from)
+            .js()
+    }
+
+    #[napi]
+    pub async fn query(
+        &self,
+        sql: String,
+        args: Option<JsParams>,
+        first_only: bool,
+    ) -> napi::Result<JsRows> {
+        let p = params(args).js()?;
+        self.conn
+            .call(|reply| Command::Query {
+                sql,
+                params: p,
+                first_only,
+                reply,
+            })
+            .await
+            .map(JsRows::from)
+            .js()
+    }
+
+    /// Compiles a statement (cached for later calls with the same SQL); returns its columns.
+    #[napi]
+    pub async fn prepare(&self, sql: String) -> napi::Result<Vec<String>> {
+        self.conn.call(|r| Command::Prepare(sql, r)).await.js()
+    }
+
+    #[napi]
+    pub async fn iterate_start(&self, sql: String, args: Option<JsParams>) -> napi::Result<u32> {
+        let p = params(args).js()?;
+        let id = self.conn.next_iterator_id();
+        self.conn
+            .call(|reply| Command::IterStart {
+                id,
+                sql,
+                params: p,
+                reply,
+            })
+            .await
+            .js()?;
+        Ok(id as u32)
+    }
+
+    #[napi]
+    pub async fn iterate_next(&self, id: u32, max: u32) -> napi::Result<JsRows> {
+        self.conn
+            .call(|reply| Command::IterNext {
+                id: id as u64,
+                max: max as usize,
+                reply,
+            })
+            .await
+            .map(JsRows::from)
+            .js()
+    }
+
+    #[napi]
+    pub async fn iterate_close(&self, id: u32) -> napi::Result<()> {
+        self.conn
+            .call(|r| Command::IterClose(id as u64, r))
+            .await
+            .js()
+    }
+
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.conn.close().await.js()
+    }
+
+    #[napi]
+    pub fn stats(&self) -> JsStats {
+        self.conn.stats().into()
+    }
+}

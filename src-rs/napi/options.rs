@@ -1,0 +1,67 @@
+//! Options as JS passes them (already defaulted and checked by the TypeScript layer), turned into
+//! the connection layer's configuration.
+
+use crate::connection::{
+    DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CONCURRENCY,
+};
+use crate::store::s3::{S3Config, StaticCredentials};
+
+#[napi(object)]
+pub struct JsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+#[napi(object)]
+pub struct JsS3Options {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub credentials: Option<JsCredentials>,
+    pub max_attempts: Option<u32>,
+}
+
+#[napi(object)]
+pub struct JsOptions {
+    pub block_size: Option<u32>,
+    pub cache_size: Option<f64>,
+    pub concurrency: Option<u32>,
+    pub s3: Option<JsS3Options>,
+}
+
+pub fn config(bucket: String, prefix: String, options: Option<JsOptions>) -> DatabaseConfig {
+    let o = options.unwrap_or(JsOptions {
+        block_size: None,
+        cache_size: None,
+        concurrency: None,
+        s3: None,
+    });
+    let s3 =
+        o.s3.map(|s| S3Config {
+            region: s.region,
+            endpoint: s.endpoint,
+            force_path_style: s.force_path_style,
+            credentials: s.credentials.map(|c| StaticCredentials {
+                access_key_id: c.access_key_id,
+                secret_access_key: c.secret_access_key,
+                session_token: c.session_token,
+            }),
+            max_attempts: s.max_attempts,
+        })
+        .unwrap_or_default();
+    DatabaseConfig {
+        bucket,
+        prefix,
+        s3,
+        block_size: o.block_size.map(u64::from).unwrap_or(DEFAULT_BLOCK_SIZE),
+        cache_bytes: o
+            .cache_size
+            .map(|c| c.max(0.0) as usize)
+            .unwrap_or(DEFAULT_CACHE_BYTES),
+        concurrency: o
+            .concurrency
+            .map(|c| c as usize)
+            .unwrap_or(DEFAULT_CONCURRENCY),
+    }
+}

@@ -1,0 +1,103 @@
+//! The object store: a small async interface over S3 (get with an optional byte range and
+//! ETag condition, put with a mode, list, delete, head). Retries, timeouts and request counters
+//! live in this layer and nowhere else.
+
+pub mod memory;
+pub mod s3;
+pub mod stats;
+
+use crate::error::Result;
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use stats::{CountingStore, Stats, StatsSnapshot};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a PUT treats an existing object (object_store's `PutMode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    Overwrite,
+    /// `If-None-Match: *`: fails with `PreconditionFailed` when the key exists.
+    Create,
+    /// `If-Match: <etag>`: fails with `PreconditionFailed` when the object changed or is missing.
+    Update(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    /// Half-open byte range `[start, end)`.
+    pub range: Option<(u64, u64)>,
+    /// Answer `NotModified` when the object's ETag still equals this one.
+    pub if_none_match: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum GetOutcome {
+    Found(Object),
+    NotModified,
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub body: Bytes,
+    pub etag: Option<String>,
+    /// Milliseconds since the Unix epoch, as the store reported it.
+    pub last_modified_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub last_modified_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    /// Set when more keys follow; pass it back as `start_after` of the next call.
+    pub next_start_after: Option<String>,
+}
+
+pub trait ObjectStore: Send + Sync {
+    /// A short name of where the objects live, for error messages (`s3://bucket`).
+    fn location(&self) -> String;
+    fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>>;
+    /// Returns the new object's ETag.
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        mode: PutMode,
+    ) -> BoxFuture<'a, Result<Option<String>>>;
+    /// Keys under `prefix` in lexicographic order, after `start_after`, at most `max_keys`.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        max_keys: Option<u32>,
+    ) -> BoxFuture<'a, Result<ListPage>>;
+    /// Deleting a missing key succeeds (as on S3).
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>>;
+}
+
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Every key under `prefix`, following pagination.
+pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), None).await?;
+        out.extend(page.objects);
+        match page.next_start_after {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The object store over `aws-sdk-s3`: client configuration (the AWS SDKs' defaults, plus what
+//! S3-compatible servers need), error mapping to codes, and the SDK's retry policy — the one place
+//! where requests are retried.
+
+use super::{
+    BoxFuture, GetOptions, GetOutcome, ListPage, Object, ObjectMeta, ObjectStore, PutMode,
+};
+use crate::error::{Error, Result};
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// S3 settings given by the user; anything unset defaults the way the AWS SDKs do.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub credentials: Option<StaticCredentials>,
+    /// Attempts per request, including the first (the SDK's standard retry mode with jittered
+    /// exponential backoff). Default 5.
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+// Never print secrets, even in debug output.
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaticCredentials { .. }")
+    }
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+/// The endpoint in effect: the option, else the SDKs' environment variables.
+fn endpoint_from(config: &S3Config) -> Option<String> {
+    config
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|e| !e.is_empty())
+}
+
+impl S3Store {
+    pub async fn connect(bucket: &str, config: &S3Config) -> Result<S3Store> {
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(config.max_attempts.unwrap_or(5).max(1))
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(5));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(3100))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client)
+            .retry_config(retry)
+            .timeout_config(timeouts);
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(c) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                None,
+                "sqlite-s3vfs options",
+            ));
+        }
+        let sdk = loader.load().await;
+        let endpoint = endpoint_from(config);
+        // Third-party servers mishandle the SDK's default streaming checksums (they store the
+        // aws-chunked framing, or reject it): send checksums only where the API requires them.
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .force_path_style(config.force_path_style.unwrap_or(endpoint.is_some()));
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        if sdk.region().is_none() {
+            builder = builder.region(Region::new("us-east-1"));
+        }
+        Ok(S3Store {
+            client: Client::from_conf(builder.build()),
+            bucket: bucket.to_string(),
+        })
+    }
+
+    fn place(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, key)
+    }
+}
+
+/// What an SDK error means to us: its S3 code (or a network error name) and HTTP status.
+struct Failure {
+    code: String,
+    status: Option<u16>,
+    message: String,
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Failure {
+    let message = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se
+                .err()
+                .code()
+                .map(str::to_string)
+                .unwrap_or_else(|| match status {
+                    304 => "NotModified".into(),
+                    400 => "BadRequest".into(),
+                    403 => "AccessDenied".into(),
+                    404 => "NotFound".into(),
+                    409 => "Conflict".into(),
+                    412 => "PreconditionFailed".into(),
+                    s => format!("HTTP_{s}"),
+                });
+            let message = se
+                .err()
+                .message()
+                .map(|m| format!("{code}: {m}"))
+                .unwrap_or_else(|| format!("{code} (HTTP {status})"));
+            Failure {
+                code,
+                status: Some(status),
+                message,
+            }
+        }
+        SdkError::TimeoutError(_) => Failure {
+            code: "ETIMEDOUT".into(),
+            status: None,
+            message,
+        },
+        _ => Failure {
+            code: network_code(&err).unwrap_or_else(|| "ERR_S3_REQUEST".into()),
+            status: None,
+            message,
+        },
+    }
+}
+
+/// Finds an I/O error in the source chain and names it the way Node does (`ECONNREFUSED`, ...).
+fn network_code(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let name = match io.kind() {
+                ConnectionRefused => "ECONNREFUSED",
+                ConnectionReset => "ECONNRESET",
+                ConnectionAborted => "ECONNABORTED",
+                TimedOut => "ETIMEDOUT",
+                NotFound => "ENOTFOUND",
+                AddrNotAvailable => "EADDRNOTAVAIL",
+                BrokenPipe => "EPIPE",
+                _ => "ERR_NETWORK",
+            };
+            return Some(name.into());
+        }
+        let text = e.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return Some("ENOTFOUND".into());
+        }
+        if text.contains("Connection refused") {
+            return Some("ECONNREFUSED".into());
+        }
+        if text.contains("no credentials") || text.contains("credentials provider") {
+            return Some("CredentialsProviderError".into());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+impl Failure {
+    fn into_error(self, place: String) -> Error {
+        Error::new(self.code, self.message).context(place)
+    }
+}
+
+fn ms(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
+    t.and_then(|t| t.to_millis().ok())
+}
+
+impl ObjectStore for S3Store {
+    fn location(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
+        Box::pin(async move {
+            let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+            if let Some((start, end)) = opts.range {
+                if end <= start {
+                    return Ok(GetOutcome::Found(Object {
+                        body: Bytes::new(),
+                        etag: None,
+                        last_modified_ms: None,
+                    }));
+                }
+                req = req.range(format!("bytes={}-{}", start, end - 1));
+            }
+            if let Some(etag) = &opts.if_none_match {
+                req = req.if_none_match(etag);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let etag = resp.e_tag().map(str::to_string);
+                    let last_modified_ms = ms(resp.last_modified());
+                    let body = resp
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| {
+                            Error::new(
+                                network_code(&e).unwrap_or_else(|| "ECONNRESET".into()),
+                                format!("reading the body failed: {e}"),
+                            )
+                            .context(self.place(key))
+                        })?
+                        .into_bytes();
+                    Ok(GetOutcome::Found(Object {
+                        body,
+                        etag,
+                        last_modified_ms,
+                    }))
+                }
+                Err(err) => {
+                    let f = classify(err);
+                    match (f.status, f.code.as_str()) {
+                        (Some(304), _) => Ok(GetOutcome::NotModified),
+                        (_, "NoSuchBucket") => Err(f.into_error(self.place(key))),
+                        (Some(404), _) => Ok(GetOutcome::NotFound),
+                        // A range that starts at or past the end of the object.
+                        (Some(416), _) => Ok(GetOutcome::Found(Object {
+                            body: Bytes::new(),
+                            etag: None,
+                            last_modified_ms: None,
+                        })),
+                        _ => Err(f.into_error(self.place(key))),
+                    }
+                }
+            }
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        mode: PutMode,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let len = body.len() as i64;
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_length(len)
+                .body(ByteStream::from(body));
+            req = match &mode {
+                PutMode::Overwrite => req,
+                PutMode::Create => req.if_none_match("*"),
+                PutMode::Update(etag) => req.if_match(etag),
+            };
+            match req.send().await {
+                Ok(resp) => Ok(resp.e_tag().map(str::to_string)),
+                Err(err) => {
+                    let mut f = classify(err);
+                    // If-Match on a missing key: AWS answers 404, some servers 412. Both mean
+                    // the precondition failed.
+                    if mode != PutMode::Overwrite && matches!(f.status, Some(404) | Some(412)) {
+                        f.code = "PreconditionFailed".into();
+                    }
+                    Err(f.into_error(self.place(key)))
+                }
+            }
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        max_keys: Option<u32>,
+    ) -> BoxFuture<'a, Result<ListPage>> {
+        Box::pin(async move {
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix);
+            if let Some(after) = start_after {
+                req = req.start_after(after);
+            }
+            if let Some(max) = max_keys {
+                req = req.max_keys(max as i32);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| classify(e).into_error(self.place(prefix)))?;
+            let objects: Vec<ObjectMeta> = resp
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    Some(ObjectMeta {
+                        key: o.key()?.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        last_modified_ms: ms(o.last_modified()),
+                    })
+                })
+                .collect();
+            let truncated = resp.is_truncated().unwrap_or(false);
+            let next_start_after = if truncated && max_keys.is_none() {
+                objects.last().map(|o| o.key.clone())
+            } else {
+                None
+            };
+            Ok(ListPage {
+                objects,
+                next_start_after,
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            match self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(err) => {
+                    let f = classify(err);
+                    if f.status == Some(404) && f.code != "NoSuchBucket" {
+                        return Ok(());
+                    }
+                    Err(f.into_error(self.place(key)))
+                }
+            }
+        })
+    }
+
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
+        Box::pin(async move {
+            match self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(resp) => Ok(Some(ObjectMeta {
+                    key: key.to_string(),
+                    size: resp.content_length().unwrap_or(0).max(0) as u64,
+                    last_modified_ms: ms(resp.last_modified()),
+                })),
+                Err(err) => {
+                    let f = classify(err);
+                    if f.status == Some(404) {
+                        return Ok(None);
+                    }
+                    Err(f.into_error(self.place(key)))
+                }
+            }
+        })
+    }
+}

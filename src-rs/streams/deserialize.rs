@@ -1,0 +1,340 @@
+//! Imports an SQLite file into the store from a stream of chunks of any size. The bytes are
+//! checked as they come (header) and at the end (size): input that is not a whole SQLite database
+//! is refused and every object already uploaded is deleted. Block 0 goes last, so a reader never
+//! sees a half-imported database as valid. When the prefix already holds a database (and
+//! `overwrite` is set) the input is first spooled to a local temp file and validated in full, so
+//! bad input never touches the existing database.
+
+use crate::error::{codes, Error, Result};
+use crate::layout::compat::{journal_prefix, BlockKeys};
+use crate::sqlite_header;
+use crate::store::{list_all, DynStore, PutMode};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
+use std::io::{Read, Seek, SeekFrom, Write};
+use tokio::task::JoinHandle;
+
+pub struct DeserializeOptions {
+    pub prefix: String,
+    pub block_size: u64,
+    pub concurrency: usize,
+    pub overwrite: bool,
+}
+
+pub struct Deserializer {
+    store: DynStore,
+    keys: BlockKeys,
+    opts: DeserializeOptions,
+    place: String,
+    /// Bytes not yet cut into a block.
+    pending: Vec<u8>,
+    total: u64,
+    next_block: u64,
+    block0: Option<Bytes>,
+    header: Vec<u8>,
+    uploads: FuturesUnordered<JoinHandle<Result<()>>>,
+    /// Blocks (by index) that may have reached the store.
+    uploaded_up_to: u64,
+    /// Objects of the database that was there before (overwrite), to delete past the new end.
+    existing: Vec<String>,
+    spool: Option<std::fs::File>,
+    failed: bool,
+}
+
+fn not_a_database(place: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        codes::NOT_A_DATABASE,
+        format!("{place}: refused to import: {why}; nothing was written"),
+    )
+}
+
+impl Deserializer {
+    pub async fn start(store: DynStore, opts: DeserializeOptions) -> Result<Deserializer> {
+        crate::layout::validate_prefix(&opts.prefix)?;
+        let keys = BlockKeys::new(opts.prefix.clone());
+        let place = format!("{}/{}", store.location(), opts.prefix);
+        let head = store.list(&keys.list_prefix(), None, Some(1)).await?;
+        let mut existing = Vec::new();
+        let mut spool = None;
+        if !head.objects.is_empty() {
+            if !opts.overwrite {
+                return Err(Error::new(
+                    codes::DATABASE_EXISTS,
+                    format!("{place} already holds a database; pass {{ overwrite: true }} to replace it"),
+                ));
+            }
+            existing = list_all(&*store, &keys.list_prefix())
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+            spool = Some(tempfile()?);
+        }
+        Ok(Deserializer {
+            store,
+            keys,
+            opts,
+            place,
+            pending: Vec::new(),
+            total: 0,
+            next_block: 0,
+            block0: None,
+            header: Vec::new(),
+            uploads: FuturesUnordered::new(),
+            uploaded_up_to: 0,
+            existing,
+            spool,
+            failed: false,
+        })
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(Error::invalid("the import already failed"));
+        }
+        let result = self.write_inner(chunk).await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    async fn write_inner(&mut self, chunk: &[u8]) -> Result<()> {
+        self.total += chunk.len() as u64;
+        if self.header.len() < sqlite_header::HEADER_LEN {
+            let take = (sqlite_header::HEADER_LEN - self.header.len()).min(chunk.len());
+            self.header.extend_from_slice(&chunk[..take]);
+            if self.header.len() == sqlite_header::HEADER_LEN {
+                self.check_header()?;
+            }
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            return spool
+                .write_all(chunk)
+                .map_err(|e| Error::new("ERR_SPOOL", format!("writing the temp file: {e}")));
+        }
+        self.pending.extend_from_slice(chunk);
+        let bs = self.opts.block_size as usize;
+        while self.pending.len() >= bs {
+            let rest = self.pending.split_off(bs);
+            let block = std::mem::replace(&mut self.pending, rest);
+            self.push_block(Bytes::from(block)).await?;
+        }
+        Ok(())
+    }
+
+    fn check_header(&self) -> Result<()> {
+        let h = &self.header;
+        if !sqlite_header::has_magic(h) {
+            return Err(not_a_database(
+                &self.place,
+                "the input does not start with the SQLite header",
+            ));
+        }
+        if sqlite_header::page_size(h).is_none() {
+            return Err(not_a_database(
+                &self.place,
+                "the header's page size is invalid",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues block `next_block` for upload, waiting while `concurrency` uploads are in flight.
+    async fn push_block(&mut self, mut data: Bytes) -> Result<()> {
+        let i = self.next_block;
+        self.next_block += 1;
+        if i == 0 {
+            // A WAL-mode file (bytes 18 and 19 = 2) is marked as a rollback-journal file: only its
+            // main file is imported, and WAL cannot work over S3.
+            if sqlite_header::is_wal(&data) {
+                let mut v = data.to_vec();
+                v[18] = 1;
+                v[19] = 1;
+                data = Bytes::from(v);
+            }
+            self.block0 = Some(data);
+            return Ok(());
+        }
+        while self.uploads.len() >= self.opts.concurrency {
+            self.wait_one().await?;
+        }
+        let store = self.store.clone();
+        let key = self.keys.key(i);
+        self.uploaded_up_to = i + 1;
+        self.uploads.push(crate::runtime::spawn(async move {
+            store.put(&key, data, PutMode::Overwrite).await.map(|_| ())
+        }));
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<()> {
+        if let Some(done) = self.uploads.next().await {
+            done.map_err(|e| Error::internal(format!("upload task failed: {e}")))??;
+        }
+        Ok(())
+    }
+
+    fn validate_end(&self) -> Result<()> {
+        if self.total == 0 {
+            return Err(not_a_database(&self.place, "the input is empty"));
+        }
+        if self.header.len() < sqlite_header::HEADER_LEN {
+            return Err(not_a_database(
+                &self.place,
+                "the input is shorter than an SQLite header",
+            ));
+        }
+        let page_size = sqlite_header::page_size(&self.header).unwrap_or(0) as u64;
+        if page_size == 0 || self.total % page_size != 0 {
+            return Err(not_a_database(
+                &self.place,
+                format!(
+                    "{} bytes is not a whole number of {page_size}-byte pages (truncated?)",
+                    self.total
+                ),
+            ));
+        }
+        if let Some(expected) = sqlite_header::file_size(&self.header) {
+            if self.total < expected {
+                return Err(not_a_database(
+                    &self.place,
+                    format!(
+                        "the header promises {expected} bytes but the input has {} (truncated)",
+                        self.total
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the import; returns the number of bytes stored.
+    pub async fn finish(&mut self) -> Result<u64> {
+        if self.failed {
+            return Err(Error::invalid("the import already failed"));
+        }
+        let result = self.finish_inner().await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    async fn finish_inner(&mut self) -> Result<u64> {
+        self.validate_end()?;
+        if let Some(mut spool) = self.spool.take() {
+            // Validated in full: now replay the spooled bytes as blocks.
+            spool
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::new("ERR_SPOOL", e.to_string()))?;
+            let bs = self.opts.block_size as usize;
+            loop {
+                let mut block = vec![0u8; bs];
+                let n = read_full(&mut spool, &mut block)?;
+                if n == 0 {
+                    break;
+                }
+                block.truncate(n);
+                self.push_block(Bytes::from(block)).await?;
+            }
+        } else if !self.pending.is_empty() {
+            let last = Bytes::from(std::mem::take(&mut self.pending));
+            self.push_block(last).await?;
+        }
+        while !self.uploads.is_empty() {
+            self.wait_one().await?;
+        }
+        // Objects past the new end (overwrite), and any journal left by an earlier database: a
+        // stale journal would be rolled back into the new one.
+        let keep = self.next_block;
+        let mut doomed = Vec::new();
+        for k in &self.existing {
+            if self.keys.parse(k).is_some_and(|i| i >= keep) {
+                doomed.push(k.clone());
+            }
+        }
+        let journal = BlockKeys::new(journal_prefix(&self.opts.prefix));
+        let journal_objects = list_all(&*self.store, &journal.list_prefix()).await?;
+        for o in journal_objects {
+            if journal.parse(&o.key).is_some() {
+                doomed.push(o.key);
+            }
+        }
+        self.delete(doomed).await?;
+        if let Some(block0) = self.block0.take() {
+            self.store
+                .put(&self.keys.key(0), block0, PutMode::Overwrite)
+                .await?;
+        }
+        Ok(self.total)
+    }
+
+    async fn delete(&self, keys: Vec<String>) -> Result<()> {
+        let store = self.store.clone();
+        futures::stream::iter(keys.into_iter().map(move |k| {
+            let store = store.clone();
+            async move { store.delete(&k).await }
+        }))
+        .buffer_unordered(self.opts.concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes what this import uploaded (never the blocks of a database that was there before:
+    /// those are only touched after validation).
+    pub async fn abort(&mut self) {
+        self.failed = true;
+        while let Some(done) = self.uploads.next().await {
+            let _ = done;
+        }
+        if !self.existing.is_empty() {
+            // Replacing a database: bad input was refused before anything was uploaded; a store
+            // failure mid-upload leaves what it leaves (this layout has no atomic commit).
+            return;
+        }
+        let keys: Vec<String> = (1..self.uploaded_up_to).map(|i| self.keys.key(i)).collect();
+        let _ = self.delete(keys).await;
+    }
+}
+
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::new(
+                    "ERR_SPOOL",
+                    format!("reading the temp file: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// An anonymous temp file: unlinked at once, so it disappears with the process.
+fn tempfile() -> Result<std::fs::File> {
+    let name = format!(
+        "sqlite-s3vfs-import-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let path = std::env::temp_dir().join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::new("ERR_SPOOL", format!("creating a temp file: {e}")))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(file)
+}

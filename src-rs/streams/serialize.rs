@@ -1,0 +1,122 @@
+//! Streams a database's bytes out of the store: the size from the header in block 0 (a LIST only
+//! when the header cannot tell), then the blocks in order, up to `concurrency` GETs ahead of the
+//! consumer. Memory stays bounded by that window, whatever the database's size.
+
+use crate::connection::StoreHandle;
+use crate::error::{Error, Result};
+use crate::layout::compat::BlockKeys;
+use crate::sqlite_header;
+use crate::store::{list_all, DynStore, GetOptions, GetOutcome};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use tokio::task::JoinHandle;
+
+pub const ERR_CHANGED: &str = "ERR_CHANGED_DURING_SERIALIZE";
+
+pub struct Serializer {
+    handle: StoreHandle,
+    keys: BlockKeys,
+    /// Blocks in the file, once known.
+    blocks: Option<u64>,
+    size: u64,
+    next_fetch: u64,
+    first: Option<Bytes>,
+    in_flight: VecDeque<JoinHandle<Result<Bytes>>>,
+}
+
+impl Serializer {
+    pub fn new(handle: StoreHandle) -> Self {
+        let keys = BlockKeys::new(handle.prefix.clone());
+        Serializer {
+            handle,
+            keys,
+            blocks: None,
+            size: 0,
+            next_fetch: 0,
+            first: None,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let store = &self.handle.store;
+        let size = match store.get(&self.keys.key(0), GetOptions::default()).await? {
+            GetOutcome::Found(obj) => {
+                let size = match sqlite_header::file_size(&obj.body) {
+                    Some(size) => size,
+                    None => list_all(&**store, &self.keys.list_prefix())
+                        .await?
+                        .iter()
+                        .filter(|o| self.keys.parse(&o.key).is_some())
+                        .map(|o| o.size)
+                        .sum(),
+                };
+                let len = (size.min(self.handle.block_size)) as usize;
+                self.first = Some(obj.body.slice(..len.min(obj.body.len())));
+                size
+            }
+            _ => 0,
+        };
+        self.size = size;
+        let blocks = size.div_ceil(self.handle.block_size);
+        self.blocks = Some(blocks);
+        self.next_fetch = 1;
+        Ok(())
+    }
+
+    fn fill(&mut self) {
+        let blocks = self.blocks.unwrap_or(0);
+        while self.in_flight.len() < self.handle.concurrency && self.next_fetch < blocks {
+            let i = self.next_fetch;
+            let bs = self.handle.block_size;
+            let expected = (self.size - i * bs).min(bs) as usize;
+            let store: DynStore = self.handle.store.clone();
+            let key = self.keys.key(i);
+            self.in_flight.push_back(crate::runtime::spawn(async move {
+                match store.get(&key, GetOptions::default()).await? {
+                    GetOutcome::Found(obj) if obj.body.len() >= expected => {
+                        Ok(obj.body.slice(..expected))
+                    }
+                    _ => Err(Error::new(
+                        ERR_CHANGED,
+                        format!("{key} is missing or shorter than expected: the database changed while it was being serialized"),
+                    )),
+                }
+            }));
+            self.next_fetch += 1;
+        }
+    }
+
+    /// The next chunk of the file (one block), or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>> {
+        if self.blocks.is_none() {
+            self.start().await?;
+            self.fill();
+            if let Some(first) = self.first.take() {
+                return Ok(Some(first));
+            }
+        }
+        self.fill();
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let block = task
+            .await
+            .map_err(|e| Error::internal(format!("serialize task failed: {e}")))??;
+        self.fill();
+        Ok(Some(block))
+    }
+
+    /// The total size in bytes, known after the first chunk.
+    pub fn size(&self) -> Option<u64> {
+        self.blocks.map(|_| self.size)
+    }
+}
+
+impl Drop for Serializer {
+    fn drop(&mut self) {
+        for task in &self.in_flight {
+            task.abort();
+        }
+    }
+}

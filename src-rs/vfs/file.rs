@@ -1,0 +1,396 @@
+//! The files the VFS keeps in S3, in safe Rust: the main database (with the `sqlite-s3vfs`
+//! layout's cache rule) and its rollback journal. `ffi.rs` calls these and turns the results into
+//! SQLite result codes.
+
+use super::locks::{LockLevel, Locks};
+use super::DbContext;
+use crate::blocks::{BlockFile, BlockFileOptions};
+use crate::error::Error;
+use crate::layout::compat::{journal_prefix, BlockKeys};
+use crate::runtime::block_on;
+use crate::sqlite_header;
+use crate::store::{list_all, GetOptions, GetOutcome};
+use rusqlite::ffi;
+use std::sync::Arc;
+
+/// An SQLite result code, and the error behind it when there is one (for the user's message).
+pub struct VfsError {
+    pub code: i32,
+    pub detail: Option<Error>,
+}
+
+impl VfsError {
+    pub fn code(code: i32) -> Self {
+        VfsError { code, detail: None }
+    }
+
+    fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
+        move |e| VfsError {
+            code,
+            detail: Some(e),
+        }
+    }
+}
+
+pub type VfsResult<T> = Result<T, VfsError>;
+
+/// A journal with a non-zero header older than this was left by a dead writer; younger ones
+/// may belong to a live writer (which we must not roll back under its feet).
+const HOT_JOURNAL_AGE_MS: i64 = 60_000;
+
+/// Bytes of a rollback journal header that are zero when no transaction is in it.
+const JOURNAL_HEADER_LEN: u64 = 28;
+
+fn new_blocks(ctx: &DbContext, keys: BlockKeys, size: u64, upload_last: Option<u64>) -> BlockFile {
+    BlockFile::new(
+        ctx.store.clone(),
+        ctx.stats.clone(),
+        keys,
+        size,
+        BlockFileOptions {
+            block_size: ctx.block_size,
+            cache_bytes: ctx.cache_bytes,
+            concurrency: ctx.concurrency,
+            upload_last,
+        },
+    )
+}
+
+/// Reads `buf` at `offset`; a read past the end zero-fills and reports `SQLITE_IOERR_SHORT_READ`.
+fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
+    let n = blocks
+        .read(offset, buf)
+        .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
+    if n < buf.len() {
+        buf[n..].fill(0);
+        return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
+    }
+    Ok(())
+}
+
+pub enum S3File {
+    Db(DbFile),
+    Journal(JournalFile),
+}
+
+impl S3File {
+    pub fn ctx(&self) -> &Arc<DbContext> {
+        match self {
+            S3File::Db(f) => &f.ctx,
+            S3File::Journal(f) => &f.ctx,
+        }
+    }
+
+    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
+        match self {
+            S3File::Db(f) => {
+                f.refresh_if_unlocked()?;
+                read_into(&mut f.blocks, offset, buf)
+            }
+            S3File::Journal(f) => read_into(&mut f.blocks, offset, buf),
+        }
+    }
+
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> VfsResult<()> {
+        let blocks = match self {
+            S3File::Db(f) => &mut f.blocks,
+            S3File::Journal(f) => &mut f.blocks,
+        };
+        blocks
+            .write(offset, data)
+            .map_err(VfsError::io(ffi::SQLITE_IOERR_WRITE))
+    }
+
+    pub fn truncate(&mut self, size: u64) -> VfsResult<()> {
+        let map = VfsError::io(ffi::SQLITE_IOERR_TRUNCATE);
+        match self {
+            S3File::Db(f) => f.blocks.truncate(size).map_err(map),
+            // A journal truncation is applied at once: TRUNCATE mode ends a transaction with it,
+            // and a journal left in the store would look like a commit in flight.
+            S3File::Journal(f) => f.blocks.truncate(size).and_then(|_| f.flush()).map_err(map),
+        }
+    }
+
+    pub fn sync(&mut self) -> VfsResult<()> {
+        let map = VfsError::io(ffi::SQLITE_IOERR_FSYNC);
+        match self {
+            S3File::Db(f) => f.blocks.flush().map_err(map),
+            S3File::Journal(f) => f.flush().map_err(map),
+        }
+    }
+
+    pub fn file_size(&mut self) -> VfsResult<u64> {
+        match self {
+            S3File::Db(f) => {
+                f.refresh_if_unlocked()?;
+                Ok(f.blocks.size())
+            }
+            S3File::Journal(f) => Ok(f.blocks.size()),
+        }
+    }
+
+    pub fn lock(&mut self, level: LockLevel) -> VfsResult<()> {
+        match self {
+            S3File::Db(f) => f.lock(level),
+            S3File::Journal(_) => Ok(()),
+        }
+    }
+
+    pub fn unlock(&mut self, level: LockLevel) -> VfsResult<()> {
+        match self {
+            S3File::Db(f) => f.unlock(level),
+            S3File::Journal(_) => Ok(()),
+        }
+    }
+
+    pub fn check_reserved_lock(&self) -> bool {
+        match self {
+            S3File::Db(f) => f.locks.reserved_by_anyone(),
+            S3File::Journal(_) => false,
+        }
+    }
+
+    /// `SQLITE_FCNTL_COMMIT_PHASETWO`: the commit is done; anything still buffered (as with
+    /// `synchronous=OFF`, which never calls xSync) is uploaded now.
+    pub fn commit_phase_two(&mut self) -> VfsResult<()> {
+        match self {
+            S3File::Db(f) => f
+                .blocks
+                .flush()
+                .map_err(VfsError::io(ffi::SQLITE_IOERR_FSYNC)),
+            S3File::Journal(_) => Ok(()),
+        }
+    }
+
+    pub fn close(&mut self) -> VfsResult<()> {
+        let map = VfsError::io(ffi::SQLITE_IOERR_CLOSE);
+        match self {
+            S3File::Db(f) => f.blocks.flush().map_err(map),
+            S3File::Journal(f) => f.flush().map_err(map),
+        }
+    }
+}
+
+/// A `PRAGMA` this VFS refuses, with the reason: both would make other processes' commits
+/// invisible to us (or ours to them), since there is no shared memory or lock across machines.
+pub fn refused_pragma(name: &str, value: Option<&str>) -> Option<String> {
+    let value = value?.trim().trim_matches(|c| c == '\'' || c == '"');
+    if name.eq_ignore_ascii_case("journal_mode") && value.eq_ignore_ascii_case("wal") {
+        return Some(
+            "journal_mode=WAL is not supported on S3: it needs shared memory between all \
+             readers and writers; use DELETE, TRUNCATE, PERSIST, MEMORY or OFF"
+                .into(),
+        );
+    }
+    if name.eq_ignore_ascii_case("locking_mode") && value.eq_ignore_ascii_case("exclusive") {
+        return Some(
+            "locking_mode=EXCLUSIVE is not supported on S3: without lock cycles this \
+             connection would never see other processes' commits"
+                .into(),
+        );
+    }
+    None
+}
+
+pub struct DbFile {
+    ctx: Arc<DbContext>,
+    blocks: BlockFile,
+    locks: Locks,
+    /// The API call during which we last checked the store for another process's commit.
+    checked_epoch: u64,
+    /// Another process's commit is in flight (its journal is in the store): read uncached.
+    foreign_commit: bool,
+}
+
+impl DbFile {
+    pub fn open(ctx: Arc<DbContext>) -> DbFile {
+        let blocks = new_blocks(&ctx, BlockKeys::new(ctx.prefix.clone()), 0, Some(0));
+        DbFile {
+            locks: Locks::new(ctx.lock_key()),
+            ctx,
+            blocks,
+            checked_epoch: 0,
+            foreign_commit: false,
+        }
+    }
+
+    fn refresh_if_unlocked(&mut self) -> VfsResult<()> {
+        if self.locks.level() == LockLevel::None {
+            self.refresh()
+                .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
+        }
+        Ok(())
+    }
+
+    fn lock(&mut self, level: LockLevel) -> VfsResult<()> {
+        let was = self.locks.level();
+        self.locks
+            .lock(level)
+            .map_err(|_| VfsError::code(ffi::SQLITE_BUSY))?;
+        if was == LockLevel::None {
+            if let Err(e) = self.refresh() {
+                self.locks.unlock(LockLevel::None);
+                return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn unlock(&mut self, level: LockLevel) -> VfsResult<()> {
+        // Writes still buffered when the write lock goes (a path without xSync or PHASETWO)
+        // are uploaded, never silently kept.
+        let flushed = if level <= LockLevel::Shared && self.blocks.is_dirty() {
+            self.blocks.flush()
+        } else {
+            Ok(())
+        };
+        self.locks.unlock(level);
+        flushed.map_err(VfsError::io(ffi::SQLITE_IOERR_UNLOCK))
+    }
+
+    /// The `sqlite-s3vfs` layout's cache rule: at most once per API call, a conditional GET of
+    /// block 0 (which holds the change counter SQLite bumps on every commit). 304: unchanged.
+    /// 200: a new generation — drop cached blocks, take the size from the header (a LIST only
+    /// when the header cannot tell) and look for a commit in flight.
+    fn refresh(&mut self) -> crate::error::Result<()> {
+        let epoch = self.ctx.epoch();
+        if epoch == self.checked_epoch || self.blocks.is_dirty() {
+            return Ok(());
+        }
+        let key0 = self.blocks.keys().key(0);
+        let opts = GetOptions {
+            range: None,
+            if_none_match: self.blocks.last_block_etag().map(str::to_string),
+        };
+        match block_on(self.ctx.store.get(&key0, opts))? {
+            GetOutcome::NotModified => {
+                if self.foreign_commit {
+                    self.check_journal()?;
+                }
+            }
+            GetOutcome::NotFound => {
+                self.blocks.reset(0, None);
+                self.foreign_commit = false;
+                self.blocks.set_cache_enabled(true);
+            }
+            GetOutcome::Found(obj) => {
+                let size = match sqlite_header::file_size(&obj.body) {
+                    Some(size) => size,
+                    None => block_on(list_all(
+                        &*self.ctx.store,
+                        &self.blocks.keys().list_prefix(),
+                    ))?
+                    .iter()
+                    .filter(|o| self.blocks.keys().parse(&o.key).is_some())
+                    .map(|o| o.size)
+                    .sum(),
+                };
+                self.blocks.reset(size, Some((obj.body, obj.etag)));
+                self.check_journal()?;
+            }
+        }
+        self.checked_epoch = epoch;
+        Ok(())
+    }
+
+    /// Looks at the first bytes of the journal: a non-zero header means a commit is in flight
+    /// (or was abandoned), so blocks may be half old, half new.
+    fn check_journal(&mut self) -> crate::error::Result<()> {
+        let key = BlockKeys::new(journal_prefix(&self.ctx.prefix)).key(0);
+        let opts = GetOptions {
+            range: Some((0, JOURNAL_HEADER_LEN)),
+            if_none_match: None,
+        };
+        let (present, in_flight, age_ms) = match block_on(self.ctx.store.get(&key, opts))? {
+            GetOutcome::Found(obj) => {
+                let age = obj
+                    .last_modified_ms
+                    .map(|t| now_ms() - t)
+                    .unwrap_or(i64::MAX);
+                (true, obj.body.iter().any(|b| *b != 0), age)
+            }
+            _ => (false, false, 0),
+        };
+        self.foreign_commit = in_flight;
+        self.blocks.set_cache_enabled(!in_flight);
+        self.ctx.update_journal(|j| {
+            j.present = present;
+            j.hot = in_flight && age_ms >= HOT_JOURNAL_AGE_MS;
+            j.size = None;
+        });
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub struct JournalFile {
+    ctx: Arc<DbContext>,
+    blocks: BlockFile,
+}
+
+impl JournalFile {
+    pub fn open(ctx: Arc<DbContext>) -> crate::error::Result<JournalFile> {
+        let keys = BlockKeys::new(journal_prefix(&ctx.prefix));
+        let state = ctx.journal_state();
+        let size = if !state.present {
+            0
+        } else if let Some(size) = state.size.filter(|_| !state.hot) {
+            size
+        } else {
+            block_on(list_all(&*ctx.store, &keys.list_prefix()))?
+                .iter()
+                .filter(|o| keys.parse(&o.key).is_some())
+                .map(|o| o.size)
+                .sum()
+        };
+        let blocks = new_blocks(&ctx, keys, size, None);
+        Ok(JournalFile { ctx, blocks })
+    }
+
+    fn flush(&mut self) -> crate::error::Result<()> {
+        self.blocks.flush()?;
+        let size = self.blocks.size();
+        self.ctx.update_journal(|j| {
+            j.present = size > 0;
+            j.size = Some(size);
+        });
+        Ok(())
+    }
+}
+
+/// `xDelete` of a journal: removes its objects (a LIST only when we do not know how many).
+pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
+    let keys = BlockKeys::new(journal_prefix(&ctx.prefix));
+    let state = ctx.journal_state();
+    let doomed: Vec<String> = match state.size {
+        Some(size) if !state.hot => (0..size.div_ceil(ctx.block_size))
+            .map(|i| keys.key(i))
+            .collect(),
+        _ => block_on(list_all(&*ctx.store, &keys.list_prefix()))?
+            .into_iter()
+            .filter(|o| keys.parse(&o.key).is_some())
+            .map(|o| o.key)
+            .collect(),
+    };
+    let store = ctx.store.clone();
+    let concurrency = ctx.concurrency;
+    block_on(async {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(doomed.iter().map(|k| store.delete(k)))
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<_>>()
+            .await
+    })?;
+    ctx.update_journal(|j| {
+        j.present = false;
+        j.hot = false;
+        j.size = Some(0);
+    });
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The SQLite VFS: SQLite's main database and rollback journal files of each open database go to
+//! S3 through the block layer; temp files, sub-journals and super-journals go to SQLite's own
+//! default VFS (local disk or memory). All `unsafe` code of the crate is in `ffi.rs`.
+
+mod ffi;
+pub mod file;
+pub mod locks;
+
+use crate::error::{Error, Result};
+use crate::store::{DynStore, Stats};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub const VFS_NAME: &str = "s3vfs";
+
+/// What the VFS needs to know about one open database. Registered under the file name that
+/// the connection gives SQLite; SQLite derives the journal's name from it.
+pub struct DbContext {
+    pub store: DynStore,
+    pub stats: Arc<Stats>,
+    pub bucket: String,
+    pub prefix: String,
+    pub block_size: u64,
+    pub cache_bytes: usize,
+    pub concurrency: usize,
+    /// Incremented by the connection at every API call: freshness is checked at most once per
+    /// call, however many lock cycles SQLite makes within it.
+    pub call_epoch: AtomicU64,
+    pub journal: Mutex<JournalState>,
+    /// The detailed error behind the last SQLite I/O error code we returned.
+    last_error: Mutex<Option<Error>>,
+}
+
+/// What we know of the rollback journal's objects in the store.
+#[derive(Debug, Default, Clone)]
+pub struct JournalState {
+    /// Objects of the journal may exist (so opening it must find its size).
+    pub present: bool,
+    /// Another process left a journal with a non-zero header that has not changed for a while:
+    /// SQLite should roll it back.
+    pub hot: bool,
+    /// The journal's size, when known (saves a LIST when opening or deleting it).
+    pub size: Option<u64>,
+}
+
+impl DbContext {
+    pub fn new(
+        store: DynStore,
+        stats: Arc<Stats>,
+        bucket: &str,
+        prefix: &str,
+        block_size: u64,
+        cache_bytes: usize,
+        concurrency: usize,
+    ) -> Self {
+        DbContext {
+            store,
+            stats,
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            block_size,
+            cache_bytes,
+            concurrency,
+            call_epoch: AtomicU64::new(1),
+            journal: Mutex::new(JournalState::default()),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn begin_call(&self) {
+        self.call_epoch.fetch_add(1, Ordering::Relaxed);
+        self.last_error.lock().unwrap().take();
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.call_epoch.load(Ordering::Relaxed)
+    }
+
+    pub fn set_error(&self, e: Error) {
+        *self.last_error.lock().unwrap() = Some(e);
+    }
+
+    pub fn take_error(&self) -> Option<Error> {
+        self.last_error.lock().unwrap().take()
+    }
+
+    /// Key of the in-process lock table.
+    pub fn lock_key(&self) -> String {
+        format!("{}\n{}", self.bucket, self.prefix)
+    }
+
+    pub fn journal_state(&self) -> JournalState {
+        self.journal.lock().unwrap().clone()
+    }
+
+    pub fn update_journal(&self, f: impl FnOnce(&mut JournalState)) {
+        f(&mut self.journal.lock().unwrap())
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static REGISTRY: Mutex<Option<HashMap<String, Arc<DbContext>>>> = Mutex::new(None);
+
+/// A database's registration: the file name to give SQLite. Unregisters when dropped.
+pub struct Registration {
+    pub file_name: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(map) = REGISTRY.lock().unwrap().as_mut() {
+            map.remove(&self.file_name);
+        }
+    }
+}
+
+pub fn register_database(ctx: Arc<DbContext>) -> Result<Registration> {
+    ensure_registered()?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let file_name = format!("s3vfs-{id}.db");
+    REGISTRY
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(file_name.clone(), ctx);
+    Ok(Registration { file_name })
+}
+
+/// Which of our files a name SQLite passes us is.
+pub enum Lookup {
+    Db(Arc<DbContext>),
+    Journal(Arc<DbContext>),
+    Wal(Arc<DbContext>),
+    NotOurs,
+}
+
+pub fn lookup(name: &str) -> Lookup {
+    let guard = REGISTRY.lock().unwrap();
+    let Some(map) = guard.as_ref() else {
+        return Lookup::NotOurs;
+    };
+    if let Some(ctx) = map.get(name) {
+        return Lookup::Db(ctx.clone());
+    }
+    if let Some(ctx) = name.strip_suffix("-journal").and_then(|n| map.get(n)) {
+        return Lookup::Journal(ctx.clone());
+    }
+    if let Some(ctx) = name.strip_suffix("-wal").and_then(|n| map.get(n)) {
+        return Lookup::Wal(ctx.clone());
+    }
+    Lookup::NotOurs
+}
+
+fn ensure_registered() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(ffi::register)
+        .clone()
+        .map_err(|m| Error::internal(format!("cannot register the SQLite VFS: {m}")))
+}

@@ -1,0 +1,476 @@
+// The public API of sqlite-s3vfs: a typed, Promise-based wrapper over the native addon.
+// Every call goes to the database's own connection thread; nothing here blocks the event loop.
+
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { Readable, Writable } from 'node:stream'
+
+// The napi-generated loader (never hand-edited) picks the binary for this platform.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const native: typeof import('../binding') = require('./binding.js')
+
+/** Where and how to reach S3. Anything unset defaults the way the AWS SDKs do. */
+export interface S3Options {
+  /** Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the shared config; else `us-east-1`. */
+  region?: string
+  /** An S3-compatible endpoint. Default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, else AWS. */
+  endpoint?: string
+  /** Path-style addressing. Default: true when an endpoint is set, else false. */
+  forcePathStyle?: boolean
+  /** Default: the standard chain (env, shared profile, web identity, container, instance). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  /** Attempts per request, including the first (transient errors are retried with backoff). Default 5. */
+  maxAttempts?: number
+}
+
+export interface DatabaseOptions {
+  s3?: S3Options
+  /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 4096. */
+  blockSize?: number
+  /** Bytes of blocks kept in memory. Default 64 MiB. */
+  cacheSize?: number
+  /** Parallel S3 requests for uploads and reads. Default 32. */
+  concurrency?: number
+  /** Rows fetched per round trip by `iterate()`. Default 256. */
+  iterateBatchSize?: number
+}
+
+export interface DeserializeOptions extends DatabaseOptions {
+  /** Replace a database that already exists under the prefix. Default false. */
+  overwrite?: boolean
+}
+
+/** A value bound to a parameter. Booleans bind as 1/0, undefined as NULL. */
+export type SqlValue = number | bigint | string | Buffer | Uint8Array | boolean | null | undefined
+/** Positional (`?`) parameters as an array, or named ones (`:a`, `@a`, `$a`) as an object keyed without the sigil. */
+export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>
+/** A column value as read: INTEGER beyond 2^53 is a bigint, BLOB a Buffer. */
+export type ColumnValue = number | bigint | string | Buffer | null
+export type Row = Record<string, ColumnValue>
+
+export interface RunResult {
+  changes: number
+  lastInsertRowid: number | bigint
+}
+
+/** Counters since the database was opened. */
+export interface Stats {
+  get: number
+  put: number
+  list: number
+  delete: number
+  head: number
+  bytesDown: number
+  bytesUp: number
+  cacheHits: number
+  cacheMisses: number
+}
+
+/** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
+ *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network
+ *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
+export class SqliteS3Error extends Error {
+  readonly code: string
+  constructor(code: string, message: string) {
+    super(message)
+    this.name = 'SqliteS3Error'
+    this.code = code
+  }
+}
+
+/** Turns a native error (`[CODE] message`) into a SqliteS3Error: the one place that does it. */
+function toError(e: unknown): Error {
+  if (e instanceof SqliteS3Error) return e
+  const message = e instanceof Error ? e.message : String(e)
+  const m = /^\[([A-Za-z0-9_]+)\] ([\s\S]*)$/.exec(message)
+  if (m) return new SqliteS3Error(m[1], m[2])
+  const code = (e as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && code !== 'GenericFailure') return new SqliteS3Error(code, message)
+  return new SqliteS3Error('ERR_INVALID_ARGUMENT', message)
+}
+
+async function guard<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p
+  } catch (e) {
+    throw toError(e)
+  }
+}
+
+type NativeValue = null | number | bigint | string | Buffer
+
+function toNativeValue(v: SqlValue): NativeValue {
+  if (v === undefined || v === null) return null
+  if (typeof v === 'boolean') return v ? 1 : 0
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string') return v
+  if (Buffer.isBuffer(v)) return v
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `cannot bind a value of type ${typeof v} (${Object.prototype.toString.call(v)})`)
+}
+
+function toNativeParams(params: Params | undefined) {
+  if (params === undefined) return undefined
+  if (Array.isArray(params)) return { positional: params.map(toNativeValue) }
+  if (typeof params === 'object' && params !== null && !Buffer.isBuffer(params) && !(params instanceof Uint8Array)) {
+    const named: Record<string, NativeValue> = {}
+    for (const [k, v] of Object.entries(params)) named[k] = toNativeValue(v as SqlValue)
+    return { named }
+  }
+  throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'parameters must be an array (positional) or an object (named)')
+}
+
+function toRows<T>(r: { columns: string[]; values: NativeValue[] }): T[] {
+  const n = r.columns.length
+  const out: T[] = []
+  if (n === 0) return out
+  for (let i = 0; i < r.values.length; i += n) {
+    const row: Record<string, NativeValue> = {}
+    for (let c = 0; c < n; c++) row[r.columns[c]] = r.values[i + c]
+    out.push(row as T)
+  }
+  return out
+}
+
+function nativeOptions(o: DatabaseOptions | undefined) {
+  if (o === undefined) return undefined
+  const check = (name: string, v: number | undefined, min: number) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < min)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`)
+    }
+  }
+  check('blockSize', o.blockSize, 512)
+  check('cacheSize', o.cacheSize, 0)
+  check('concurrency', o.concurrency, 1)
+  check('iterateBatchSize', o.iterateBatchSize, 1)
+  return { blockSize: o.blockSize, cacheSize: o.cacheSize, concurrency: o.concurrency, s3: o.s3 }
+}
+
+/** What can run SQL: the database, and the same database inside `transaction()`. */
+export interface Queryable {
+  exec(sql: string): Promise<void>
+  run(sql: string, params?: Params): Promise<RunResult>
+  get<T = Row>(sql: string, params?: Params): Promise<T | undefined>
+  all<T = Row>(sql: string, params?: Params): Promise<T[]>
+  iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T>
+  prepare(sql: string): Promise<Statement>
+}
+
+/** A prepared statement: compiled once, run many times. */
+export class Statement {
+  #db: S3Database
+  #finalized = false
+  /** The statement's SQL text. */
+  readonly sql: string
+  /** Names of the result columns (empty for statements that return no rows). */
+  readonly columns: readonly string[]
+
+  /** @internal */
+  constructor(db: S3Database, sql: string, columns: string[]) {
+    this.#db = db
+    this.sql = sql
+    this.columns = columns
+  }
+
+  #live(): void {
+    if (this.#finalized) throw new SqliteS3Error('ERR_STATEMENT_FINALIZED', `the statement was finalized: ${this.sql}`)
+  }
+
+  async run(params?: Params): Promise<RunResult> {
+    this.#live()
+    return this.#db.run(this.sql, params)
+  }
+  async get<T = Row>(params?: Params): Promise<T | undefined> {
+    this.#live()
+    return this.#db.get<T>(this.sql, params)
+  }
+  async all<T = Row>(params?: Params): Promise<T[]> {
+    this.#live()
+    return this.#db.all<T>(this.sql, params)
+  }
+  iterate<T = Row>(params?: Params): AsyncIterableIterator<T> {
+    this.#live()
+    return this.#db.iterate<T>(this.sql, params)
+  }
+  /** Releases the statement; later calls on it fail with `ERR_STATEMENT_FINALIZED`. */
+  finalize(): void {
+    this.#finalized = true
+  }
+}
+
+interface TxToken {
+  db: S3Database
+  active: boolean
+  depth: number
+}
+
+const currentTx = new AsyncLocalStorage<TxToken>()
+
+/**
+ * A SQLite database stored in S3 under `prefix`, in blocks of `blockSize` bytes
+ * (`{prefix}/0000000000`, ...: the format of the Python library `sqlite-s3vfs`).
+ * Opens lazily on first use; `open()` surfaces configuration and access errors early.
+ */
+export class S3Database implements Queryable {
+  readonly bucket: string
+  readonly prefix: string
+  #native: InstanceType<typeof native.NativeDatabase>
+  #batch: number
+  /** The running transaction, and the promise that settles when it ends. */
+  #tx: { token: TxToken; done: Promise<void> } | null = null
+  #closed = false
+
+  constructor(bucket: string, prefix: string, options?: DatabaseOptions) {
+    if (typeof bucket !== 'string' || typeof prefix !== 'string') {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'new S3Database(bucket, prefix, options?): bucket and prefix must be strings')
+    }
+    this.bucket = bucket
+    this.prefix = prefix
+    this.#batch = options?.iterateBatchSize ?? 256
+    try {
+      this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options))
+    } catch (e) {
+      throw toError(e)
+    }
+  }
+
+  /** Waits until no transaction other than the caller's own is running. */
+  async #turn(): Promise<void> {
+    if (this.#closed) throw new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${this.bucket}/${this.prefix} is closed`)
+    for (;;) {
+      const tx = this.#tx
+      if (tx === null) return
+      const mine = currentTx.getStore()
+      if (mine === tx.token && mine.active) return
+      await tx.done
+    }
+  }
+
+  /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
+  async open(): Promise<void> {
+    await this.#turn()
+    return guard(this.#native.open())
+  }
+
+  /** Runs one or more SQL statements separated by semicolons. */
+  async exec(sql: string): Promise<void> {
+    await this.#turn()
+    return guard(this.#native.exec(sql))
+  }
+
+  async run(sql: string, params?: Params): Promise<RunResult> {
+    await this.#turn()
+    return guard(this.#native.run(sql, toNativeParams(params)))
+  }
+
+  async get<T = Row>(sql: string, params?: Params): Promise<T | undefined> {
+    await this.#turn()
+    const r = await guard(this.#native.query(sql, toNativeParams(params), true))
+    return toRows<T>(r)[0]
+  }
+
+  async all<T = Row>(sql: string, params?: Params): Promise<T[]> {
+    await this.#turn()
+    return toRows<T>(await guard(this.#native.query(sql, toNativeParams(params), false)))
+  }
+
+  /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
+  async *iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T> {
+    await this.#turn()
+    const id = await guard(this.#native.iterateStart(sql, toNativeParams(params)))
+    let done = false
+    try {
+      while (!done) {
+        const batch = await guard(this.#native.iterateNext(id, this.#batch))
+        done = batch.done
+        for (const row of toRows<T>(batch)) yield row
+      }
+    } finally {
+      if (!done) await guard(this.#native.iterateClose(id)).catch(() => undefined)
+    }
+  }
+
+  async prepare(sql: string): Promise<Statement> {
+    await this.#turn()
+    const columns = await guard(this.#native.prepare(sql))
+    return new Statement(this, sql, columns)
+  }
+
+  /**
+   * Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. Other calls
+   * on this database wait until it ends; calls on `db` itself from inside `fn` join it, and a
+   * nested `transaction()` becomes a savepoint.
+   */
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: { behavior?: 'deferred' | 'immediate' | 'exclusive' }): Promise<T> {
+    const mine = currentTx.getStore()
+    if (mine !== undefined && mine.db === this && mine.active) {
+      const name = `s3vfs_sp${++mine.depth}`
+      await this.exec(`SAVEPOINT ${name}`)
+      try {
+        const result = await fn(this)
+        await this.exec(`RELEASE ${name}`)
+        return result
+      } catch (e) {
+        await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`)
+        throw e
+      }
+    }
+    const behavior = (options?.behavior ?? 'deferred').toUpperCase()
+    if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`)
+    }
+    await this.#turn()
+    // Claim the database (another transaction may have claimed it while we waited).
+    while (this.#tx !== null) {
+      await this.#tx.done
+      await this.#turn()
+    }
+    const token: TxToken = { db: this, active: true, depth: 0 }
+    let end!: () => void
+    this.#tx = { token, done: new Promise<void>((resolve) => (end = resolve)) }
+    try {
+      return await currentTx.run(token, async () => {
+        await guard(this.#native.exec(`BEGIN ${behavior}`))
+        let result: T
+        try {
+          result = await fn(this)
+        } catch (e) {
+          await guard(this.#native.exec('ROLLBACK')).catch(() => undefined)
+          throw e
+        }
+        try {
+          await guard(this.#native.exec('COMMIT'))
+        } catch (e) {
+          await guard(this.#native.exec('ROLLBACK')).catch(() => undefined)
+          throw e
+        }
+        return result
+      })
+    } finally {
+      token.active = false
+      this.#tx = null
+      end()
+    }
+  }
+
+  /** Request and cache counters since open. */
+  stats(): Stats {
+    return this.#native.stats()
+  }
+
+  /**
+   * The database as a regular SQLite file, streamed with backpressure (pass it as the `Body` of
+   * an `@aws-sdk/lib-storage` `Upload`, or pipe it to a file). It includes every write made
+   * before the call; the blocks are read in parallel, off the connection thread.
+   */
+  serialize(): Readable {
+    const reader = new native.NativeSerializer(this.#native)
+    const ready = this.#turn()
+    let started = false
+    return new Readable({
+      highWaterMark: 1 << 20,
+      read() {
+        const next = async () => {
+          if (!started) {
+            started = true
+            await ready
+          }
+          return guard(reader.read())
+        }
+        next().then(
+          (chunk) => this.push(chunk),
+          (e) => this.destroy(toError(e)),
+        )
+      },
+    })
+  }
+
+  /** Closes the connection; later calls fail with `ERR_DATABASE_CLOSED`. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    await this.#turn().catch(() => undefined)
+    this.#closed = true
+    return guard(this.#native.close())
+  }
+
+  /**
+   * Imports a SQLite file from `source` (a Node Readable, a web ReadableStream, or any
+   * (async) iterable of Uint8Array chunks). Input that is not a whole SQLite database is refused
+   * with `ERR_NOT_A_DATABASE` and nothing is left under the prefix; a prefix that holds a
+   * database is refused with `ERR_DATABASE_EXISTS` unless `overwrite` is set.
+   */
+  static async deserialize(
+    bucket: string,
+    prefix: string,
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> | ReadableStream<Uint8Array>,
+    options?: DeserializeOptions,
+  ): Promise<{ size: number }> {
+    const sink = new Importer(bucket, prefix, options)
+    try {
+      for await (const chunk of source as AsyncIterable<Uint8Array>) await sink.write(chunk)
+      return { size: await sink.finish() }
+    } catch (e) {
+      await sink.abort()
+      throw toError(e)
+    }
+  }
+
+  /** A Writable for `pipeline()` that imports what is written to it (see `deserialize`). */
+  static createDeserializeStream(bucket: string, prefix: string, options?: DeserializeOptions): Writable {
+    const sink = new Importer(bucket, prefix, options)
+    return new Writable({
+      write(chunk: Uint8Array, _encoding, callback) {
+        sink.write(chunk).then(() => callback(), (e) => callback(toError(e)))
+      },
+      final(callback) {
+        sink.finish().then(() => callback(), (e) => callback(toError(e)))
+      },
+      destroy(error, callback) {
+        if (error === null) return callback(null)
+        sink.abort().then(() => callback(error), () => callback(error))
+      },
+    })
+  }
+}
+
+/** Feeds chunks to the native importer, coalescing small ones (a 1-byte chunk must not cost a call). */
+class Importer {
+  #native: InstanceType<typeof native.NativeDeserializer>
+  #pending: Buffer[] = []
+  #pendingBytes = 0
+  static readonly BATCH = 1 << 20
+
+  constructor(bucket: string, prefix: string, options?: DeserializeOptions) {
+    try {
+      this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options), options?.overwrite ?? false)
+    } catch (e) {
+      throw toError(e)
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `deserialize needs Uint8Array/Buffer chunks, got ${typeof chunk}`)
+    }
+    this.#pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+    this.#pendingBytes += chunk.byteLength
+    if (this.#pendingBytes >= Importer.BATCH) await this.#flush()
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return
+    const data = Buffer.concat(this.#pending, this.#pendingBytes)
+    this.#pending = []
+    this.#pendingBytes = 0
+    await guard(this.#native.write(data))
+  }
+
+  async finish(): Promise<number> {
+    await this.#flush()
+    return guard(this.#native.finish())
+  }
+
+  async abort(): Promise<void> {
+    this.#pending = []
+    this.#pendingBytes = 0
+    await this.#native.abort().catch(() => undefined)
+  }
+}
