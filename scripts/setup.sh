@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmark need, from the registries only, into
+# the project's own folders (.tools/, .venv/). Idempotent: a second run does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools/bin"
+mkdir -p "$TOOLS"
+
+# The default S3 server of the tests: atomic If-None-Match (see __test__/server-qualification).
+[ -x "$TOOLS/gofakes3" ] || GOBIN="$TOOLS" go install github.com/johannesboyne/gofakes3/cmd/gofakes3@v1.2.0
+# A second server that verifies SigV4, for the wrong-credentials tests.
+[ -x "$TOOLS/versitygw" ] || GOBIN="$TOOLS" go install github.com/versity/versitygw/cmd/versitygw@v1.7.0
+
+# The Python library we are compatible with, for the interop tests.
+if ! .venv/bin/python -c 'import sqlite_s3vfs, apsw, boto3' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    'sqlite-s3vfs==0.0.36' 'apsw==3.54.1.0' 'boto3==1.44.8'
+fi
