@@ -256,8 +256,9 @@ impl ObjectStore for S3Store {
                     let f = classify(err);
                     match (f.status, f.code.as_str()) {
                         (Some(304), _) => Ok(GetOutcome::NotModified),
-                        (_, "NoSuchBucket") => Err(f.into_error(self.place(key))),
-                        (Some(404), _) => Ok(GetOutcome::NotFound),
+                        // Only a missing *key* is "not found": other 404s (NoSuchBucket, or
+                        // versitygw's XAdminUserNotFound for an unknown access key) are errors.
+                        (Some(404), "NoSuchKey" | "NotFound") => Ok(GetOutcome::NotFound),
                         // A range that starts at or past the end of the object.
                         (Some(416), _) => Ok(GetOutcome::Found(Object {
                             body: Bytes::new(),
@@ -365,7 +366,7 @@ impl ObjectStore for S3Store {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     let f = classify(err);
-                    if f.status == Some(404) && f.code != "NoSuchBucket" {
+                    if f.status == Some(404) && matches!(f.code.as_str(), "NoSuchKey" | "NotFound") {
                         return Ok(());
                     }
                     Err(f.into_error(self.place(key)))
