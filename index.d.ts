@@ -1,0 +1,138 @@
+import { Readable, Writable } from 'node:stream';
+/** Where and how to reach S3. Anything unset defaults the way the AWS SDKs do. */
+export interface S3Options {
+    /** Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the shared config; else `us-east-1`. */
+    region?: string;
+    /** An S3-compatible endpoint. Default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, else AWS. */
+    endpoint?: string;
+    /** Path-style addressing. Default: true when an endpoint is set, else false. */
+    forcePathStyle?: boolean;
+    /** Default: the standard chain (env, shared profile, web identity, container, instance). */
+    credentials?: {
+        accessKeyId: string;
+        secretAccessKey: string;
+        sessionToken?: string;
+    };
+    /** Attempts per request, including the first (transient errors are retried with backoff). Default 5. */
+    maxAttempts?: number;
+}
+export interface DatabaseOptions {
+    s3?: S3Options;
+    /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 4096. */
+    blockSize?: number;
+    /** Bytes of blocks kept in memory. Default 64 MiB. */
+    cacheSize?: number;
+    /** Parallel S3 requests for uploads and reads. Default 32. */
+    concurrency?: number;
+    /** Rows fetched per round trip by `iterate()`. Default 256. */
+    iterateBatchSize?: number;
+}
+export interface DeserializeOptions extends DatabaseOptions {
+    /** Replace a database that already exists under the prefix. Default false. */
+    overwrite?: boolean;
+}
+/** A value bound to a parameter. Booleans bind as 1/0, undefined as NULL. */
+export type SqlValue = number | bigint | string | Buffer | Uint8Array | boolean | null | undefined;
+/** Positional (`?`) parameters as an array, or named ones (`:a`, `@a`, `$a`) as an object keyed without the sigil. */
+export type Params = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
+/** A column value as read: INTEGER beyond 2^53 is a bigint, BLOB a Buffer. */
+export type ColumnValue = number | bigint | string | Buffer | null;
+export type Row = Record<string, ColumnValue>;
+export interface RunResult {
+    changes: number;
+    lastInsertRowid: number | bigint;
+}
+/** Counters since the database was opened. */
+export interface Stats {
+    get: number;
+    put: number;
+    list: number;
+    delete: number;
+    head: number;
+    bytesDown: number;
+    bytesUp: number;
+    cacheHits: number;
+    cacheMisses: number;
+}
+/** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
+ *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network
+ *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
+export declare class SqliteS3Error extends Error {
+    readonly code: string;
+    constructor(code: string, message: string);
+}
+/** What can run SQL: the database, and the same database inside `transaction()`. */
+export interface Queryable {
+    exec(sql: string): Promise<void>;
+    run(sql: string, params?: Params): Promise<RunResult>;
+    get<T = Row>(sql: string, params?: Params): Promise<T | undefined>;
+    all<T = Row>(sql: string, params?: Params): Promise<T[]>;
+    iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T>;
+    prepare(sql: string): Promise<Statement>;
+}
+/** A prepared statement: compiled once, run many times. */
+export declare class Statement {
+    #private;
+    /** The statement's SQL text. */
+    readonly sql: string;
+    /** Names of the result columns (empty for statements that return no rows). */
+    readonly columns: readonly string[];
+    /** @internal */
+    constructor(db: S3Database, sql: string, columns: string[]);
+    run(params?: Params): Promise<RunResult>;
+    get<T = Row>(params?: Params): Promise<T | undefined>;
+    all<T = Row>(params?: Params): Promise<T[]>;
+    iterate<T = Row>(params?: Params): AsyncIterableIterator<T>;
+    /** Releases the statement; later calls on it fail with `ERR_STATEMENT_FINALIZED`. */
+    finalize(): void;
+}
+/**
+ * A SQLite database stored in S3 under `prefix`, in blocks of `blockSize` bytes
+ * (`{prefix}/0000000000`, ...: the format of the Python library `sqlite-s3vfs`).
+ * Opens lazily on first use; `open()` surfaces configuration and access errors early.
+ */
+export declare class S3Database implements Queryable {
+    #private;
+    readonly bucket: string;
+    readonly prefix: string;
+    constructor(bucket: string, prefix: string, options?: DatabaseOptions);
+    /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
+    open(): Promise<void>;
+    /** Runs one or more SQL statements separated by semicolons. */
+    exec(sql: string): Promise<void>;
+    run(sql: string, params?: Params): Promise<RunResult>;
+    get<T = Row>(sql: string, params?: Params): Promise<T | undefined>;
+    all<T = Row>(sql: string, params?: Params): Promise<T[]>;
+    /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
+    iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T>;
+    prepare(sql: string): Promise<Statement>;
+    /**
+     * Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. Other calls
+     * on this database wait until it ends; calls on `db` itself from inside `fn` join it, and a
+     * nested `transaction()` becomes a savepoint.
+     */
+    transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: {
+        behavior?: 'deferred' | 'immediate' | 'exclusive';
+    }): Promise<T>;
+    /** Request and cache counters since open. */
+    stats(): Stats;
+    /**
+     * The database as a regular SQLite file, streamed with backpressure (pass it as the `Body` of
+     * an `@aws-sdk/lib-storage` `Upload`, or pipe it to a file). It includes every write made
+     * before the call; the blocks are read in parallel, off the connection thread.
+     */
+    serialize(): Readable;
+    /** Closes the connection; later calls fail with `ERR_DATABASE_CLOSED`. */
+    close(): Promise<void>;
+    /**
+     * Imports a SQLite file from `source` (a Node Readable, a web ReadableStream, or any
+     * (async) iterable of Uint8Array chunks). Input that is not a whole SQLite database is refused
+     * with `ERR_NOT_A_DATABASE` and nothing is left under the prefix; a prefix that holds a
+     * database is refused with `ERR_DATABASE_EXISTS` unless `overwrite` is set.
+     */
+    static deserialize(bucket: string, prefix: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> | ReadableStream<Uint8Array>, options?: DeserializeOptions): Promise<{
+        size: number;
+    }>;
+    /** A Writable for `pipeline()` that imports what is written to it (see `deserialize`). */
+    static createDeserializeStream(bucket: string, prefix: string, options?: DeserializeOptions): Writable;
+}

@@ -1,0 +1,397 @@
+"use strict";
+// The public API of sqlite-s3vfs: a typed, Promise-based wrapper over the native addon.
+// Every call goes to the database's own connection thread; nothing here blocks the event loop.
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.S3Database = exports.Statement = exports.SqliteS3Error = void 0;
+const node_async_hooks_1 = require("node:async_hooks");
+const node_stream_1 = require("node:stream");
+// The napi-generated loader (never hand-edited) picks the binary for this platform.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const native = require('./binding.js');
+/** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
+ *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network
+ *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
+class SqliteS3Error extends Error {
+    code;
+    constructor(code, message) {
+        super(message);
+        this.name = 'SqliteS3Error';
+        this.code = code;
+    }
+}
+exports.SqliteS3Error = SqliteS3Error;
+/** Turns a native error (`[CODE] message`) into a SqliteS3Error: the one place that does it. */
+function toError(e) {
+    if (e instanceof SqliteS3Error)
+        return e;
+    const message = e instanceof Error ? e.message : String(e);
+    const m = /^\[([A-Za-z0-9_]+)\] ([\s\S]*)$/.exec(message);
+    if (m)
+        return new SqliteS3Error(m[1], m[2]);
+    const code = e?.code;
+    if (typeof code === 'string' && code !== 'GenericFailure')
+        return new SqliteS3Error(code, message);
+    return new SqliteS3Error('ERR_INVALID_ARGUMENT', message);
+}
+async function guard(p) {
+    try {
+        return await p;
+    }
+    catch (e) {
+        throw toError(e);
+    }
+}
+function toNativeValue(v) {
+    if (v === undefined || v === null)
+        return null;
+    if (typeof v === 'boolean')
+        return v ? 1 : 0;
+    if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string')
+        return v;
+    if (Buffer.isBuffer(v))
+        return v;
+    if (v instanceof Uint8Array)
+        return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `cannot bind a value of type ${typeof v} (${Object.prototype.toString.call(v)})`);
+}
+function toNativeParams(params) {
+    if (params === undefined)
+        return undefined;
+    if (Array.isArray(params))
+        return { positional: params.map(toNativeValue) };
+    if (typeof params === 'object' && params !== null && !Buffer.isBuffer(params) && !(params instanceof Uint8Array)) {
+        const named = {};
+        for (const [k, v] of Object.entries(params))
+            named[k] = toNativeValue(v);
+        return { named };
+    }
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'parameters must be an array (positional) or an object (named)');
+}
+function toRows(r) {
+    const n = r.columns.length;
+    const out = [];
+    if (n === 0)
+        return out;
+    for (let i = 0; i < r.values.length; i += n) {
+        const row = {};
+        for (let c = 0; c < n; c++)
+            row[r.columns[c]] = r.values[i + c];
+        out.push(row);
+    }
+    return out;
+}
+function nativeOptions(o) {
+    if (o === undefined)
+        return undefined;
+    const check = (name, v, min) => {
+        if (v !== undefined && (!Number.isInteger(v) || v < min)) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`);
+        }
+    };
+    check('blockSize', o.blockSize, 512);
+    check('cacheSize', o.cacheSize, 0);
+    check('concurrency', o.concurrency, 1);
+    check('iterateBatchSize', o.iterateBatchSize, 1);
+    return { blockSize: o.blockSize, cacheSize: o.cacheSize, concurrency: o.concurrency, s3: o.s3 };
+}
+/** A prepared statement: compiled once, run many times. */
+class Statement {
+    #db;
+    #finalized = false;
+    /** The statement's SQL text. */
+    sql;
+    /** Names of the result columns (empty for statements that return no rows). */
+    columns;
+    /** @internal */
+    constructor(db, sql, columns) {
+        this.#db = db;
+        this.sql = sql;
+        this.columns = columns;
+    }
+    #live() {
+        if (this.#finalized)
+            throw new SqliteS3Error('ERR_STATEMENT_FINALIZED', `the statement was finalized: ${this.sql}`);
+    }
+    async run(params) {
+        this.#live();
+        return this.#db.run(this.sql, params);
+    }
+    async get(params) {
+        this.#live();
+        return this.#db.get(this.sql, params);
+    }
+    async all(params) {
+        this.#live();
+        return this.#db.all(this.sql, params);
+    }
+    iterate(params) {
+        this.#live();
+        return this.#db.iterate(this.sql, params);
+    }
+    /** Releases the statement; later calls on it fail with `ERR_STATEMENT_FINALIZED`. */
+    finalize() {
+        this.#finalized = true;
+    }
+}
+exports.Statement = Statement;
+const currentTx = new node_async_hooks_1.AsyncLocalStorage();
+/**
+ * A SQLite database stored in S3 under `prefix`, in blocks of `blockSize` bytes
+ * (`{prefix}/0000000000`, ...: the format of the Python library `sqlite-s3vfs`).
+ * Opens lazily on first use; `open()` surfaces configuration and access errors early.
+ */
+class S3Database {
+    bucket;
+    prefix;
+    #native;
+    #batch;
+    /** The running transaction, and the promise that settles when it ends. */
+    #tx = null;
+    #closed = false;
+    constructor(bucket, prefix, options) {
+        if (typeof bucket !== 'string' || typeof prefix !== 'string') {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'new S3Database(bucket, prefix, options?): bucket and prefix must be strings');
+        }
+        this.bucket = bucket;
+        this.prefix = prefix;
+        this.#batch = options?.iterateBatchSize ?? 256;
+        try {
+            this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options));
+        }
+        catch (e) {
+            throw toError(e);
+        }
+    }
+    /** Waits until no transaction other than the caller's own is running. */
+    async #turn() {
+        if (this.#closed)
+            throw new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${this.bucket}/${this.prefix} is closed`);
+        for (;;) {
+            const tx = this.#tx;
+            if (tx === null)
+                return;
+            const mine = currentTx.getStore();
+            if (mine === tx.token && mine.active)
+                return;
+            await tx.done;
+        }
+    }
+    /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
+    async open() {
+        await this.#turn();
+        return guard(this.#native.open());
+    }
+    /** Runs one or more SQL statements separated by semicolons. */
+    async exec(sql) {
+        await this.#turn();
+        return guard(this.#native.exec(sql));
+    }
+    async run(sql, params) {
+        await this.#turn();
+        return guard(this.#native.run(sql, toNativeParams(params)));
+    }
+    async get(sql, params) {
+        await this.#turn();
+        const r = await guard(this.#native.query(sql, toNativeParams(params), true));
+        return toRows(r)[0];
+    }
+    async all(sql, params) {
+        await this.#turn();
+        return toRows(await guard(this.#native.query(sql, toNativeParams(params), false)));
+    }
+    /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
+    async *iterate(sql, params) {
+        await this.#turn();
+        const id = await guard(this.#native.iterateStart(sql, toNativeParams(params)));
+        let done = false;
+        try {
+            while (!done) {
+                const batch = await guard(this.#native.iterateNext(id, this.#batch));
+                done = batch.done;
+                for (const row of toRows(batch))
+                    yield row;
+            }
+        }
+        finally {
+            if (!done)
+                await guard(this.#native.iterateClose(id)).catch(() => undefined);
+        }
+    }
+    async prepare(sql) {
+        await this.#turn();
+        const columns = await guard(this.#native.prepare(sql));
+        return new Statement(this, sql, columns);
+    }
+    /**
+     * Runs `fn` in a transaction: COMMIT when it resolves, ROLLBACK when it throws. Other calls
+     * on this database wait until it ends; calls on `db` itself from inside `fn` join it, and a
+     * nested `transaction()` becomes a savepoint.
+     */
+    async transaction(fn, options) {
+        const mine = currentTx.getStore();
+        if (mine !== undefined && mine.db === this && mine.active) {
+            const name = `s3vfs_sp${++mine.depth}`;
+            await this.exec(`SAVEPOINT ${name}`);
+            try {
+                const result = await fn(this);
+                await this.exec(`RELEASE ${name}`);
+                return result;
+            }
+            catch (e) {
+                await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+                throw e;
+            }
+        }
+        const behavior = (options?.behavior ?? 'deferred').toUpperCase();
+        if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`);
+        }
+        await this.#turn();
+        // Claim the database (another transaction may have claimed it while we waited).
+        while (this.#tx !== null) {
+            await this.#tx.done;
+            await this.#turn();
+        }
+        const token = { db: this, active: true, depth: 0 };
+        let end;
+        this.#tx = { token, done: new Promise((resolve) => (end = resolve)) };
+        try {
+            return await currentTx.run(token, async () => {
+                await guard(this.#native.exec(`BEGIN ${behavior}`));
+                let result;
+                try {
+                    result = await fn(this);
+                }
+                catch (e) {
+                    await guard(this.#native.exec('ROLLBACK')).catch(() => undefined);
+                    throw e;
+                }
+                try {
+                    await guard(this.#native.exec('COMMIT'));
+                }
+                catch (e) {
+                    await guard(this.#native.exec('ROLLBACK')).catch(() => undefined);
+                    throw e;
+                }
+                return result;
+            });
+        }
+        finally {
+            token.active = false;
+            this.#tx = null;
+            end();
+        }
+    }
+    /** Request and cache counters since open. */
+    stats() {
+        return this.#native.stats();
+    }
+    /**
+     * The database as a regular SQLite file, streamed with backpressure (pass it as the `Body` of
+     * an `@aws-sdk/lib-storage` `Upload`, or pipe it to a file). It includes every write made
+     * before the call; the blocks are read in parallel, off the connection thread.
+     */
+    serialize() {
+        const reader = new native.NativeSerializer(this.#native);
+        const ready = this.#turn();
+        let started = false;
+        return new node_stream_1.Readable({
+            highWaterMark: 1 << 20,
+            read() {
+                const next = async () => {
+                    if (!started) {
+                        started = true;
+                        await ready;
+                    }
+                    return guard(reader.read());
+                };
+                next().then((chunk) => this.push(chunk), (e) => this.destroy(toError(e)));
+            },
+        });
+    }
+    /** Closes the connection; later calls fail with `ERR_DATABASE_CLOSED`. */
+    async close() {
+        if (this.#closed)
+            return;
+        await this.#turn().catch(() => undefined);
+        this.#closed = true;
+        return guard(this.#native.close());
+    }
+    /**
+     * Imports a SQLite file from `source` (a Node Readable, a web ReadableStream, or any
+     * (async) iterable of Uint8Array chunks). Input that is not a whole SQLite database is refused
+     * with `ERR_NOT_A_DATABASE` and nothing is left under the prefix; a prefix that holds a
+     * database is refused with `ERR_DATABASE_EXISTS` unless `overwrite` is set.
+     */
+    static async deserialize(bucket, prefix, source, options) {
+        const sink = new Importer(bucket, prefix, options);
+        try {
+            for await (const chunk of source)
+                await sink.write(chunk);
+            return { size: await sink.finish() };
+        }
+        catch (e) {
+            await sink.abort();
+            throw toError(e);
+        }
+    }
+    /** A Writable for `pipeline()` that imports what is written to it (see `deserialize`). */
+    static createDeserializeStream(bucket, prefix, options) {
+        const sink = new Importer(bucket, prefix, options);
+        return new node_stream_1.Writable({
+            write(chunk, _encoding, callback) {
+                sink.write(chunk).then(() => callback(), (e) => callback(toError(e)));
+            },
+            final(callback) {
+                sink.finish().then(() => callback(), (e) => callback(toError(e)));
+            },
+            destroy(error, callback) {
+                if (error === null)
+                    return callback(null);
+                sink.abort().then(() => callback(error), () => callback(error));
+            },
+        });
+    }
+}
+exports.S3Database = S3Database;
+/** Feeds chunks to the native importer, coalescing small ones (a 1-byte chunk must not cost a call). */
+class Importer {
+    #native;
+    #pending = [];
+    #pendingBytes = 0;
+    static BATCH = 1 << 20;
+    constructor(bucket, prefix, options) {
+        try {
+            this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options), options?.overwrite ?? false);
+        }
+        catch (e) {
+            throw toError(e);
+        }
+    }
+    async write(chunk) {
+        if (!(chunk instanceof Uint8Array)) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `deserialize needs Uint8Array/Buffer chunks, got ${typeof chunk}`);
+        }
+        this.#pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        this.#pendingBytes += chunk.byteLength;
+        if (this.#pendingBytes >= Importer.BATCH)
+            await this.#flush();
+    }
+    async #flush() {
+        if (this.#pendingBytes === 0)
+            return;
+        const data = Buffer.concat(this.#pending, this.#pendingBytes);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        await guard(this.#native.write(data));
+    }
+    async finish() {
+        await this.#flush();
+        return guard(this.#native.finish());
+    }
+    async abort() {
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        await this.#native.abort().catch(() => undefined);
+    }
+}
