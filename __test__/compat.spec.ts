@@ -84,7 +84,12 @@ test('request counts: open, point query, new read transaction, 10,000-row insert
     for (let i = 0; i < 10_000; i++) await insert.run([`value ${i}`])
   })
   const after = writer.stats()
-  const insertCost = { get: after.get - before.get, put: after.put - before.put, list: after.list - before.list, delete: after.delete - before.delete }
+  const insertCost = {
+    get: after.get - before.get,
+    put: after.put - before.put,
+    list: after.list - before.list,
+    delete: after.delete - before.delete,
+  }
   t.log('10,000-row insert transaction:', insertCost)
   t.is(insertCost.list, 0)
   await writer.close()

@@ -49,7 +49,9 @@ test('an unreachable endpoint: ECONNREFUSED', async (t) => {
 test('a corrupt block is SQLITE_CORRUPT, not a crash', async (t) => {
   const prefix = freshPrefix('corrupt')
   const db = new S3Database(bucket, prefix, options())
-  await db.exec('CREATE TABLE c(x); INSERT INTO c SELECT randomblob(500) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) SELECT n FROM s)')
+  await db.exec(
+    'CREATE TABLE c(x); INSERT INTO c SELECT randomblob(500) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) SELECT n FROM s)',
+  )
   await db.close()
   await putObject(bucket, `${prefix}/0000000001`, Buffer.alloc(4096, 0xa5))
   const reopened = new S3Database(bucket, prefix, options())

@@ -24,7 +24,11 @@ test('insert, delete all, insert again across the 1 GiB lock-byte page', async (
   await db.close()
 
   const objects = await listObjects(bucket, `${prefix}/`)
-  t.is(objects.reduce((a, o) => a + o.size, 0), pages * 65536, 'no hole: the objects add up to the file size')
+  t.is(
+    objects.reduce((a, o) => a + o.size, 0),
+    pages * 65536,
+    'no hole: the objects add up to the file size',
+  )
   t.true(objects.slice(0, -1).every((o) => o.size === BLOCK_SIZE))
 
   const reopened = new S3Database(bucket, prefix, options({ blockSize: BLOCK_SIZE }))

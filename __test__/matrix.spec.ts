@@ -60,8 +60,15 @@ for (const pageSize of PAGE_SIZES) {
         const size = await serializedSize(reopened)
         t.is(size, nativeSize(pageSize, journalMode), `${label}: serialized size equals a native file's`)
         const objects = await listObjects(bucket, `${prefix}/`)
-        t.is(objects.reduce((a, o) => a + o.size, 0), size, `${label}: objects sum to the file size`)
-        t.true(objects.slice(0, -1).every((o) => o.size === blockSize), `${label}: no short block but the last`)
+        t.is(
+          objects.reduce((a, o) => a + o.size, 0),
+          size,
+          `${label}: objects sum to the file size`,
+        )
+        t.true(
+          objects.slice(0, -1).every((o) => o.size === blockSize),
+          `${label}: no short block but the last`,
+        )
         await reopened.close()
       }
     })
@@ -73,9 +80,13 @@ for (const journalMode of ['DELETE', 'TRUNCATE', 'PERSIST', 'MEMORY']) {
     const db = new S3Database(bucket, freshPrefix(`rb-${journalMode}`), options({ blockSize: 4097 }))
     await db.exec(`PRAGMA journal_mode = ${journalMode}`)
     await db.exec('CREATE TABLE r(id INTEGER PRIMARY KEY, v BLOB)')
-    await db.exec("INSERT INTO r(v) SELECT randomblob(1000) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 200) SELECT n FROM s)")
+    await db.exec(
+      'INSERT INTO r(v) SELECT randomblob(1000) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 200) SELECT n FROM s)',
+    )
     const before = await db.all('SELECT id, hex(v) AS h FROM r ORDER BY id')
-    await db.exec('BEGIN; DELETE FROM r WHERE id % 2 = 0; UPDATE r SET v = randomblob(10); INSERT INTO r(v) VALUES (zeroblob(5000)); ROLLBACK')
+    await db.exec(
+      'BEGIN; DELETE FROM r WHERE id % 2 = 0; UPDATE r SET v = randomblob(10); INSERT INTO r(v) VALUES (zeroblob(5000)); ROLLBACK',
+    )
     t.deepEqual(await db.all('SELECT id, hex(v) AS h FROM r ORDER BY id'), before)
     // A tiny page cache makes SQLite spill dirty pages to the file mid-transaction.
     await db.exec('PRAGMA cache_size = 2')

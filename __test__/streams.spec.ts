@@ -51,7 +51,10 @@ test('serialize streams into an Upload; the object is the same file as a native 
   t.is(statSync(exported).size, statSync(native).size)
   const copy = new Database(exported, { readonly: true })
   t.is(copy.pragma('integrity_check', { simple: true }), 'ok')
-  t.deepEqual(copy.prepare('SELECT count(*) AS n, sum(length(data)) AS s FROM t').get(), { n: 3000, s: 3000 * 50 + [...Array(3000).keys()].reduce((a, i) => a + (i % 300), 0) })
+  t.deepEqual(copy.prepare('SELECT count(*) AS n, sum(length(data)) AS s FROM t').get(), {
+    n: 3000,
+    s: 3000 * 50 + [...Array(3000).keys()].reduce((a, i) => a + (i % 300), 0),
+  })
   copy.close()
 })
 
@@ -59,7 +62,9 @@ test('serialize after DROP + VACUUM has the native size', async (t) => {
   const prefix = freshPrefix('vacuum')
   const db = new S3Database(bucket, prefix, options())
   for (const s of STATEMENTS) await db.exec(s)
-  await db.exec("CREATE TABLE big(x); INSERT INTO big SELECT zeroblob(5000) FROM (WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s WHERE v < 200) SELECT v FROM s)")
+  await db.exec(
+    'CREATE TABLE big(x); INSERT INTO big SELECT zeroblob(5000) FROM (WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s WHERE v < 200) SELECT v FROM s)',
+  )
   await db.exec('DROP TABLE big')
   await db.exec('VACUUM')
   const chunks: Buffer[] = []
@@ -97,14 +102,19 @@ test('deserialize accepts 1-byte chunks, 10 MB chunks, generators and web stream
     t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 500 }, label)
     await db.close()
   }
-  await check('one-byte', (function* () {
-    for (let i = 0; i < bytes.length; i++) yield bytes.subarray(i, i + 1)
-  })())
+  await check(
+    'one-byte',
+    (function* () {
+      for (let i = 0; i < bytes.length; i++) yield bytes.subarray(i, i + 1)
+    })(),
+  )
   await check('web-stream', Readable.toWeb(Readable.from([bytes])) as ReadableStream<Uint8Array>)
   // One 10 MB chunk: a database of 10 MB.
   const tenMb = join(dir, 'ten.sqlite')
   const db10 = new Database(tenMb)
-  db10.exec("CREATE TABLE b(x); INSERT INTO b SELECT zeroblob(10000) FROM (WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s WHERE v < 1000) SELECT v FROM s)")
+  db10.exec(
+    'CREATE TABLE b(x); INSERT INTO b SELECT zeroblob(10000) FROM (WITH RECURSIVE s(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM s WHERE v < 1000) SELECT v FROM s)',
+  )
   db10.close()
   const ten = readFileSync(tenMb)
   t.true(ten.length >= 10_000_000)
@@ -135,13 +145,20 @@ test('bytes that are not a database are refused and nothing is left behind', asy
   ]
   for (const [label, bytes] of cases) {
     const prefix = freshPrefix('bad')
-    const err = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [bytes], options({ blockSize: 1024 })), { instanceOf: SqliteS3Error }, label)
+    const err = await t.throwsAsync(
+      S3Database.deserialize(bucket, prefix, [bytes], options({ blockSize: 1024 })),
+      { instanceOf: SqliteS3Error },
+      label,
+    )
     t.is(err?.code, 'ERR_NOT_A_DATABASE', label)
     t.deepEqual(await listObjects(bucket, prefix), [], `${label}: nothing under the prefix`)
   }
   // Through the Writable too.
   const prefix = freshPrefix('bad-stream')
-  await t.throwsAsync(pipeline(Readable.from([good.subarray(0, good.length - 4096)]), S3Database.createDeserializeStream(bucket, prefix, options())), { code: 'ERR_NOT_A_DATABASE' })
+  await t.throwsAsync(
+    pipeline(Readable.from([good.subarray(0, good.length - 4096)]), S3Database.createDeserializeStream(bucket, prefix, options())),
+    { code: 'ERR_NOT_A_DATABASE' },
+  )
   t.deepEqual(await listObjects(bucket, prefix), [])
 })
 
@@ -151,7 +168,9 @@ test('an existing database is refused unless overwrite is set; bad input never d
   const prefix = freshPrefix('exists')
   await S3Database.deserialize(bucket, prefix, [first], options())
   await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second], options()), { code: 'ERR_DATABASE_EXISTS' })
-  await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second.subarray(0, 5000)], { ...options(), overwrite: true }), { code: 'ERR_NOT_A_DATABASE' })
+  await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second.subarray(0, 5000)], { ...options(), overwrite: true }), {
+    code: 'ERR_NOT_A_DATABASE',
+  })
   let db = new S3Database(bucket, prefix, options())
   t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 100 }, 'the old database is intact')
   await db.close()
@@ -161,7 +180,11 @@ test('an existing database is refused unless overwrite is set; bad input never d
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   await db.close()
   const objects = await listObjects(bucket, `${prefix}/`)
-  t.is(objects.reduce((a, o) => a + o.size, 0), second.length, 'no stale blocks past the new end')
+  t.is(
+    objects.reduce((a, o) => a + o.size, 0),
+    second.length,
+    'no stale blocks past the new end',
+  )
 })
 
 test('serialize never blocks other calls on the same database while its consumer is slow', async (t) => {

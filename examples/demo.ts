@@ -22,7 +22,8 @@ function sampleDatabase(): string {
   db.exec('CREATE INDEX orders_customer ON orders(customer)')
   const insert = db.prepare('INSERT INTO orders(customer, amount, placed) VALUES (?, ?, ?)')
   db.transaction(() => {
-    for (let i = 0; i < 50_000; i++) insert.run(`customer-${i % 977}`, ((i * 7919) % 10_000) / 100, `2026-${String((i % 12) + 1).padStart(2, '0')}-01`)
+    for (let i = 0; i < 50_000; i++)
+      insert.run(`customer-${i % 977}`, ((i * 7919) % 10_000) / 100, `2026-${String((i % 12) + 1).padStart(2, '0')}-01`)
   })()
   db.close()
   return path
@@ -50,7 +51,7 @@ async function main() {
     await tx.run('INSERT INTO orders(customer, amount, placed) VALUES (?, ?, ?)', ['customer-new', 99.5, '2026-11-26'])
     await tx.run('UPDATE orders SET amount = amount * 2 WHERE customer = ?', ['customer-1'])
   })
-  console.log('after the transaction:', await db.get("SELECT count(*) AS orders, max(id) AS last FROM orders"))
+  console.log('after the transaction:', await db.get('SELECT count(*) AS orders, max(id) AS last FROM orders'))
 
   const exportKey = `${prefix}.export.sqlite`
   await new Upload({ client, params: { Bucket: bucket, Key: exportKey, Body: db.serialize() } }).done()

@@ -418,14 +418,23 @@ export class S3Database implements Queryable {
     const sink = new Importer(bucket, prefix, options)
     return new Writable({
       write(chunk: Uint8Array, _encoding, callback) {
-        sink.write(chunk).then(() => callback(), (e) => callback(toError(e)))
+        sink.write(chunk).then(
+          () => callback(),
+          (e) => callback(toError(e)),
+        )
       },
       final(callback) {
-        sink.finish().then(() => callback(), (e) => callback(toError(e)))
+        sink.finish().then(
+          () => callback(),
+          (e) => callback(toError(e)),
+        )
       },
       destroy(error, callback) {
         if (error === null) return callback(null)
-        sink.abort().then(() => callback(error), () => callback(error))
+        sink.abort().then(
+          () => callback(error),
+          () => callback(error),
+        )
       },
     })
   }

@@ -129,9 +129,8 @@ impl BlockFile {
 
     /// Whether block `i` has content that only the store holds.
     fn needs_fetch(&self, i: u64) -> bool {
-        !self.dirty.contains_key(&i)
-            && !(self.cache_enabled && self.cache.contains(i))
-            && i * self.block_size < self.stored_size.min(self.size)
+        let local = self.dirty.contains_key(&i) || (self.cache_enabled && self.cache.contains(i));
+        !local && i * self.block_size < self.stored_size.min(self.size)
     }
 
     /// Fetches the given blocks in parallel; returns them (and caches them when allowed).
@@ -315,7 +314,7 @@ impl BlockFile {
         let new_count = self.block_count(self.size);
         let old_count = self.block_count(self.stored_size);
         // A shrink that cuts the new last block: rewrite it shorter.
-        if self.size < self.stored_size && self.size % self.block_size != 0 {
+        if self.size < self.stored_size && !self.size.is_multiple_of(self.block_size) {
             let last = new_count - 1;
             if !self.dirty.contains_key(&last) {
                 let fetched = if self.needs_fetch(last) {

@@ -366,7 +366,8 @@ impl ObjectStore for S3Store {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     let f = classify(err);
-                    if f.status == Some(404) && matches!(f.code.as_str(), "NoSuchKey" | "NotFound") {
+                    if f.status == Some(404) && matches!(f.code.as_str(), "NoSuchKey" | "NotFound")
+                    {
                         return Ok(());
                     }
                     Err(f.into_error(self.place(key)))

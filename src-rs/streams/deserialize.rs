@@ -187,7 +187,7 @@ impl Deserializer {
             ));
         }
         let page_size = sqlite_header::page_size(&self.header).unwrap_or(0) as u64;
-        if page_size == 0 || self.total % page_size != 0 {
+        if page_size == 0 || !self.total.is_multiple_of(page_size) {
             return Err(not_a_database(
                 &self.place,
                 format!(
