@@ -1,8 +1,9 @@
 // The `sqlite-s3vfs` layout against the real Python library (PyPI sqlite-s3vfs + apsw + boto3),
 // and the request counts of open, point query, insert and freshness checks.
+import { DeleteObjectCommand } from '@aws-sdk/client-s3'
 import test from 'ava'
 import { S3Database } from '../index'
-import { freshBucket, freshPrefix, listObjects, options, pyPrelude, python } from './helpers/s3'
+import { client, freshBucket, freshPrefix, listObjects, options, putObject, pyPrelude, python } from './helpers/s3'
 
 let bucket = ''
 test.before(async () => {
@@ -150,4 +151,34 @@ test('PRAGMA temp_store_directory works (xAccess on a local path)', async (t) =>
   await db.exec('PRAGMA temp_store = FILE')
   t.deepEqual(await db.all('SELECT a FROM z ORDER BY a'), [{ a: 1 }, { a: 2 }, { a: 3 }])
   await db.close()
+})
+
+test("while another writer's journal is in S3 reads bypass the cache, and caching resumes when it is gone", async (t) => {
+  const prefix = freshPrefix('inflight')
+  const writer = new S3Database(bucket, prefix, options())
+  await writer.exec(
+    'CREATE TABLE j(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO j(v) SELECT randomblob(900) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 40) SELECT n FROM s)',
+  )
+  const reader = new S3Database(bucket, prefix, options())
+  const query = 'SELECT count(*) AS n, sum(length(v)) AS s FROM j'
+  t.deepEqual(await reader.get(query), { n: 40, s: 36000 })
+  await writer.run('UPDATE j SET v = randomblob(10) WHERE id = 1')
+  // Another writer's commit in flight: its journal (non-zero header) is in the store.
+  const journalKey = `${prefix}-journal/0000000000`
+  await putObject(bucket, journalKey, Buffer.concat([Buffer.from('d9d505f920a163d7', 'hex'), Buffer.alloc(504, 1)]))
+  t.deepEqual(await reader.get(query), { n: 40, s: 35110 })
+  const s1 = reader.stats()
+  t.deepEqual(await reader.get(query), { n: 40, s: 35110 })
+  const s2 = reader.stats()
+  t.is(s2.cacheHits - s1.cacheHits, 0, 'nothing is served from the cache while a commit is in flight')
+  t.true(s2.get - s1.get > 2, 'blocks are fetched again')
+  await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: journalKey }))
+  t.deepEqual(await reader.get(query), { n: 40, s: 35110 })
+  const s3 = reader.stats()
+  t.deepEqual(await reader.get(query), { n: 40, s: 35110 })
+  const s4 = reader.stats()
+  t.is(s4.get - s3.get, 1, 'back to one conditional GET per read transaction')
+  t.true(s4.cacheHits > s3.cacheHits)
+  await writer.close()
+  await reader.close()
 })
