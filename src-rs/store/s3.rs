@@ -200,6 +200,13 @@ fn network_code(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 impl Failure {
+    /// Only a missing *key* means "not found": other 404s (NoSuchBucket, or versitygw's
+    /// XAdminUserNotFound for an unknown access key) are errors. HEAD has no body, so its 404
+    /// reads as `NotFound`.
+    fn is_missing_key(&self) -> bool {
+        self.status == Some(404) && matches!(self.code.as_str(), "NoSuchKey" | "NotFound")
+    }
+
     fn into_error(self, place: String) -> Error {
         Error::new(self.code, self.message).context(place)
     }
@@ -254,13 +261,13 @@ impl ObjectStore for S3Store {
                 }
                 Err(err) => {
                     let f = classify(err);
-                    match (f.status, f.code.as_str()) {
-                        (Some(304), _) => Ok(GetOutcome::NotModified),
-                        // Only a missing *key* is "not found": other 404s (NoSuchBucket, or
-                        // versitygw's XAdminUserNotFound for an unknown access key) are errors.
-                        (Some(404), "NoSuchKey" | "NotFound") => Ok(GetOutcome::NotFound),
+                    if f.is_missing_key() {
+                        return Ok(GetOutcome::NotFound);
+                    }
+                    match f.status {
+                        Some(304) => Ok(GetOutcome::NotModified),
                         // A range that starts at or past the end of the object.
-                        (Some(416), _) => Ok(GetOutcome::Found(Object {
+                        Some(416) => Ok(GetOutcome::Found(Object {
                             body: Bytes::new(),
                             etag: None,
                             last_modified_ms: None,
@@ -366,8 +373,7 @@ impl ObjectStore for S3Store {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     let f = classify(err);
-                    if f.status == Some(404) && matches!(f.code.as_str(), "NoSuchKey" | "NotFound")
-                    {
+                    if f.is_missing_key() {
                         return Ok(());
                     }
                     Err(f.into_error(self.place(key)))
@@ -393,7 +399,7 @@ impl ObjectStore for S3Store {
                 })),
                 Err(err) => {
                     let f = classify(err);
-                    if f.status == Some(404) {
+                    if f.is_missing_key() {
                         return Ok(None);
                     }
                     Err(f.into_error(self.place(key)))
