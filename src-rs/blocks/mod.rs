@@ -9,7 +9,7 @@ pub mod cache;
 
 use crate::error::Result;
 use crate::layout::compat::BlockKeys;
-use crate::store::{DynStore, GetOptions, GetOutcome, PutMode, Stats};
+use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
 use bytes::Bytes;
 use cache::BlockCache;
 use futures::{StreamExt, TryStreamExt};
@@ -366,10 +366,7 @@ impl BlockFile {
         let doomed: Vec<String> = (new_count..old_count).map(|i| keys.key(i)).collect();
         let result: Result<Vec<(u64, Bytes, Option<String>)>> = crate::runtime::block_on(async {
             let mut done = put_all(uploads).await?;
-            futures::stream::iter(doomed.iter().map(|key| store.delete(key)))
-                .buffer_unordered(concurrency)
-                .try_collect::<Vec<_>>()
-                .await?;
+            delete_keys(store.clone(), doomed, concurrency).await?;
             if let Some(last) = deferred {
                 done.extend(put_all(vec![last]).await?);
             }
@@ -396,24 +393,6 @@ impl BlockFile {
                 Err(e)
             }
         }
-    }
-
-    /// Deletes every object of the file that this handle knows of (blocks `0..stored` count).
-    pub fn delete_all(&mut self) -> Result<()> {
-        let count = self.block_count(self.stored_size.max(self.size));
-        let keys: Vec<String> = (0..count).map(|i| self.keys.key(i)).collect();
-        let store = self.store.clone();
-        let concurrency = self.concurrency;
-        crate::runtime::block_on(
-            futures::stream::iter(keys.iter().map(|k| store.delete(k)))
-                .buffer_unordered(concurrency)
-                .try_collect::<Vec<_>>(),
-        )?;
-        self.dirty.clear();
-        self.cache.clear();
-        self.size = 0;
-        self.stored_size = 0;
-        Ok(())
     }
 }
 

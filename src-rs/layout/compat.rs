@@ -2,6 +2,9 @@
 //! `{prefix}/{block:010}` objects of `blockSize` bytes (the last may be shorter) and its size is
 //! the sum of the object sizes; the rollback journal of `{prefix}` is the file `{prefix}-journal`.
 
+use crate::error::Result;
+use crate::store::{list_all, ObjectMeta, ObjectStore};
+
 /// Names the block objects of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockKeys {
@@ -30,6 +33,32 @@ impl BlockKeys {
         (rest.len() == 10 && rest.bytes().all(|b| b.is_ascii_digit()))
             .then(|| rest.parse().ok())
             .flatten()
+    }
+}
+
+/// The file's blocks as a LIST finds them (other keys under the prefix are skipped).
+pub async fn list_blocks(store: &dyn ObjectStore, keys: &BlockKeys) -> Result<Vec<ObjectMeta>> {
+    let mut objects = list_all(store, &keys.list_prefix()).await?;
+    objects.retain(|o| keys.parse(&o.key).is_some());
+    Ok(objects)
+}
+
+/// The file's size as the Python library defines it: the sum of its objects' sizes. One LIST
+/// per 1,000 blocks, so only for when the database header cannot tell.
+pub async fn listed_size(store: &dyn ObjectStore, keys: &BlockKeys) -> Result<u64> {
+    Ok(list_blocks(store, keys).await?.iter().map(|o| o.size).sum())
+}
+
+/// A database's size, given its block 0: page count x page size from the header when SQLite
+/// would trust it (no request), else the listed size.
+pub async fn database_size(
+    store: &dyn ObjectStore,
+    keys: &BlockKeys,
+    block0: &[u8],
+) -> Result<u64> {
+    match crate::sqlite_header::file_size(block0) {
+        Some(size) => Ok(size),
+        None => listed_size(store, keys).await,
     }
 }
 

@@ -88,6 +88,20 @@ pub trait ObjectStore: Send + Sync {
 
 pub type DynStore = Arc<dyn ObjectStore>;
 
+/// Deletes `keys`, `concurrency` requests at a time. Takes owned values so the future can be
+/// spawned (it holds no borrow).
+pub async fn delete_keys(store: DynStore, keys: Vec<String>, concurrency: usize) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(keys.into_iter().map(|key| {
+        let store = store.clone();
+        async move { store.delete(&key).await }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<()>>()
+    .await
+    .map(|_| ())
+}
+
 /// Every key under `prefix`, following pagination.
 pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ObjectMeta>> {
     let mut out = Vec::new();

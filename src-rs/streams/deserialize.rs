@@ -6,12 +6,12 @@
 //! bad input never touches the existing database.
 
 use crate::error::{codes, Error, Result};
-use crate::layout::compat::{journal_prefix, BlockKeys};
+use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
 use crate::sqlite_header;
-use crate::store::{list_all, DynStore, PutMode};
+use crate::store::{delete_keys, DynStore, PutMode};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use std::io::{Read, Seek, SeekFrom, Write};
 use tokio::task::JoinHandle;
 
@@ -64,7 +64,7 @@ impl Deserializer {
                     format!("{place} already holds a database; pass {{ overwrite: true }} to replace it"),
                 ));
             }
-            existing = list_all(&*store, &keys.list_prefix())
+            existing = list_blocks(&*store, &keys)
                 .await?
                 .into_iter()
                 .map(|o| o.key)
@@ -256,31 +256,16 @@ impl Deserializer {
             }
         }
         let journal = BlockKeys::new(journal_prefix(&self.opts.prefix));
-        let journal_objects = list_all(&*self.store, &journal.list_prefix()).await?;
-        for o in journal_objects {
-            if journal.parse(&o.key).is_some() {
-                doomed.push(o.key);
-            }
+        for o in list_blocks(&*self.store, &journal).await? {
+            doomed.push(o.key);
         }
-        self.delete(doomed).await?;
+        delete_keys(self.store.clone(), doomed, self.opts.concurrency).await?;
         if let Some(block0) = self.block0.take() {
             self.store
                 .put(&self.keys.key(0), block0, PutMode::Overwrite)
                 .await?;
         }
         Ok(self.total)
-    }
-
-    async fn delete(&self, keys: Vec<String>) -> Result<()> {
-        let store = self.store.clone();
-        futures::stream::iter(keys.into_iter().map(move |k| {
-            let store = store.clone();
-            async move { store.delete(&k).await }
-        }))
-        .buffer_unordered(self.opts.concurrency)
-        .try_collect::<Vec<_>>()
-        .await
-        .map(|_| ())
     }
 
     /// Deletes what this import uploaded (never the blocks of a database that was there before:
@@ -296,7 +281,7 @@ impl Deserializer {
             return;
         }
         let keys: Vec<String> = (1..self.uploaded_up_to).map(|i| self.keys.key(i)).collect();
-        let _ = self.delete(keys).await;
+        let _ = delete_keys(self.store.clone(), keys, self.opts.concurrency).await;
     }
 }
 

@@ -4,9 +4,8 @@
 
 use crate::connection::StoreHandle;
 use crate::error::{Error, Result};
-use crate::layout::compat::BlockKeys;
-use crate::sqlite_header;
-use crate::store::{list_all, DynStore, GetOptions, GetOutcome};
+use crate::layout::compat::{database_size, BlockKeys};
+use crate::store::{DynStore, GetOptions, GetOutcome};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use tokio::task::JoinHandle;
@@ -42,15 +41,7 @@ impl Serializer {
         let store = &self.handle.store;
         let size = match store.get(&self.keys.key(0), GetOptions::default()).await? {
             GetOutcome::Found(obj) => {
-                let size = match sqlite_header::file_size(&obj.body) {
-                    Some(size) => size,
-                    None => list_all(&**store, &self.keys.list_prefix())
-                        .await?
-                        .iter()
-                        .filter(|o| self.keys.parse(&o.key).is_some())
-                        .map(|o| o.size)
-                        .sum(),
-                };
+                let size = database_size(&**store, &self.keys, &obj.body).await?;
                 let len = (size.min(self.handle.block_size)) as usize;
                 self.first = Some(obj.body.slice(..len.min(obj.body.len())));
                 size
@@ -105,11 +96,6 @@ impl Serializer {
             .map_err(|e| Error::internal(format!("serialize task failed: {e}")))??;
         self.fill();
         Ok(Some(block))
-    }
-
-    /// The total size in bytes, known after the first chunk.
-    pub fn size(&self) -> Option<u64> {
-        self.blocks.map(|_| self.size)
     }
 }
 

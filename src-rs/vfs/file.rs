@@ -6,10 +6,9 @@ use super::locks::{LockLevel, Locks};
 use super::DbContext;
 use crate::blocks::{BlockFile, BlockFileOptions};
 use crate::error::Error;
-use crate::layout::compat::{journal_prefix, BlockKeys};
+use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
 use crate::runtime::block_on;
-use crate::sqlite_header;
-use crate::store::{list_all, GetOptions, GetOutcome};
+use crate::store::{delete_keys, GetOptions, GetOutcome};
 use rusqlite::ffi;
 use std::sync::Arc;
 
@@ -274,17 +273,11 @@ impl DbFile {
                 self.blocks.set_cache_enabled(true);
             }
             GetOutcome::Found(obj) => {
-                let size = match sqlite_header::file_size(&obj.body) {
-                    Some(size) => size,
-                    None => block_on(list_all(
-                        &*self.ctx.store,
-                        &self.blocks.keys().list_prefix(),
-                    ))?
-                    .iter()
-                    .filter(|o| self.blocks.keys().parse(&o.key).is_some())
-                    .map(|o| o.size)
-                    .sum(),
-                };
+                let size = block_on(database_size(
+                    &*self.ctx.store,
+                    self.blocks.keys(),
+                    &obj.body,
+                ))?;
                 self.blocks.reset(size, Some((obj.body, obj.etag)));
                 self.check_journal()?;
             }
@@ -343,11 +336,7 @@ impl JournalFile {
         } else if let Some(size) = state.size.filter(|_| !state.hot) {
             size
         } else {
-            block_on(list_all(&*ctx.store, &keys.list_prefix()))?
-                .iter()
-                .filter(|o| keys.parse(&o.key).is_some())
-                .map(|o| o.size)
-                .sum()
+            block_on(listed_size(&*ctx.store, &keys))?
         };
         let blocks = new_blocks(&ctx, keys, size, None);
         Ok(JournalFile { ctx, blocks })
@@ -372,21 +361,12 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
         Some(size) if !state.hot => (0..size.div_ceil(ctx.block_size))
             .map(|i| keys.key(i))
             .collect(),
-        _ => block_on(list_all(&*ctx.store, &keys.list_prefix()))?
+        _ => block_on(list_blocks(&*ctx.store, &keys))?
             .into_iter()
-            .filter(|o| keys.parse(&o.key).is_some())
             .map(|o| o.key)
             .collect(),
     };
-    let store = ctx.store.clone();
-    let concurrency = ctx.concurrency;
-    block_on(async {
-        use futures::{StreamExt, TryStreamExt};
-        futures::stream::iter(doomed.iter().map(|k| store.delete(k)))
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<_>>()
-            .await
-    })?;
+    block_on(delete_keys(ctx.store.clone(), doomed, ctx.concurrency))?;
     ctx.update_journal(|j| {
         j.present = false;
         j.hot = false;
