@@ -6,7 +6,7 @@ import { mkdtempSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { S3Database } from '../index'
-import { freshBucket, freshPrefix, listObjects, options } from './helpers/s3'
+import { freshBucket, freshPrefix, listObjects, options, serializedSize, series } from './helpers/s3'
 
 let bucket = ''
 const dir = mkdtempSync(join(tmpdir(), 's3vfs-matrix-'))
@@ -34,12 +34,6 @@ function nativeSize(pageSize: number, journalMode: string): number {
   for (const s of statements(pageSize, journalMode)) db.exec(s)
   db.close()
   return statSync(path).size
-}
-
-async function serializedSize(db: S3Database): Promise<number> {
-  let n = 0
-  for await (const chunk of db.serialize()) n += (chunk as Buffer).length
-  return n
 }
 
 for (const pageSize of PAGE_SIZES) {
@@ -80,9 +74,7 @@ for (const journalMode of ['DELETE', 'TRUNCATE', 'PERSIST', 'MEMORY']) {
     const db = new S3Database(bucket, freshPrefix(`rb-${journalMode}`), options({ blockSize: 4097 }))
     await db.exec(`PRAGMA journal_mode = ${journalMode}`)
     await db.exec('CREATE TABLE r(id INTEGER PRIMARY KEY, v BLOB)')
-    await db.exec(
-      'INSERT INTO r(v) SELECT randomblob(1000) FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 200) SELECT n FROM s)',
-    )
+    await db.exec(`INSERT INTO r(v) SELECT randomblob(1000) FROM ${series(200)}`)
     const before = await db.all('SELECT id, hex(v) AS h FROM r ORDER BY id')
     await db.exec(
       'BEGIN; DELETE FROM r WHERE id % 2 = 0; UPDATE r SET v = randomblob(10); INSERT INTO r(v) VALUES (zeroblob(5000)); ROLLBACK',

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
-import type { DatabaseOptions } from '../../index'
+import type { DatabaseOptions, S3Database } from '../../index'
 
 export const endpoint = process.env.SQLITE_S3VFS_TEST_ENDPOINT ?? ''
 if (!endpoint) throw new Error('SQLITE_S3VFS_TEST_ENDPOINT is not set: run the tests with `npm test`')
@@ -56,6 +56,18 @@ export async function getObject(bucket: string, key: string): Promise<Buffer> {
 
 export async function putObject(bucket: string, key: string, body: Buffer): Promise<void> {
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }))
+}
+
+/** SQL for a subquery of the integers 1..n (one row each), for bulk inserts. */
+export function series(n: number): string {
+  return `(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ${n}) SELECT n FROM s)`
+}
+
+/** The number of bytes `db.serialize()` streams. */
+export async function serializedSize(db: S3Database): Promise<number> {
+  let n = 0
+  for await (const chunk of db.serialize()) n += (chunk as Buffer).length
+  return n
 }
 
 const root = resolve(__dirname, '..', '..')
