@@ -368,6 +368,14 @@ impl Session<'_> {
         Exit::Continue
     }
 
+    /// Appends the `n` columns of `row` to a row-major result.
+    fn push_row(&self, row: &rusqlite::Row<'_>, n: usize, out: &mut Vec<Value>) -> Result<()> {
+        for i in 0..n {
+            out.push(row.get_ref(i).map_err(|e| self.err(e))?.into());
+        }
+        Ok(())
+    }
+
     fn run(&self, sql: &str, params: &Params) -> Result<RunResult> {
         let conn = &self.db.conn;
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
@@ -392,10 +400,7 @@ impl Session<'_> {
         };
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            for i in 0..n {
-                out.values
-                    .push(row.get_ref(i).map_err(|e| self.err(e))?.into());
-            }
+            self.push_row(row, n, &mut out.values)?;
             if first_only {
                 break;
             }
@@ -440,11 +445,7 @@ impl Session<'_> {
                         for _ in 0..max.max(1) {
                             match rows.next().map_err(|e| self.err(e))? {
                                 Some(row) => {
-                                    for c in 0..n {
-                                        batch
-                                            .values
-                                            .push(row.get_ref(c).map_err(|e| self.err(e))?.into());
-                                    }
+                                    self.push_row(row, n, &mut batch.values)?;
                                 }
                                 None => {
                                     batch.done = true;
