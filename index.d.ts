@@ -26,6 +26,49 @@ export interface DatabaseOptions {
     concurrency?: number;
     /** Rows fetched per round trip by `iterate()`. Default 256. */
     iterateBatchSize?: number;
+    /**
+     * The storage layout of a *new* database (an existing prefix opens in the layout it holds):
+     * `'versioned'` (default: atomic commits, snapshot reads, safe concurrent writers) or
+     * `'sqlite-s3vfs'` (the Python library's format, readable and writable by it).
+     */
+    layout?: 'versioned' | 'sqlite-s3vfs';
+    /** Versioned layout: open read-only at this older version (time travel). */
+    version?: number;
+    /**
+     * Versioned layout: for this many milliseconds after a freshness check, reads skip the next one
+     * (one GET per read transaction otherwise). Writes always check. Default 0.
+     */
+    maxStaleness?: number;
+    /**
+     * Versioned layout: skip the check that the store honours `If-None-Match` (needed to detect
+     * concurrent writers); only for stores without conditional writes and a single writer.
+     */
+    singleWriter?: boolean;
+}
+export interface TransactionOptions {
+    behavior?: 'deferred' | 'immediate' | 'exclusive';
+    /**
+     * Runs `fn` again (up to this many times, with jittered backoff) when the commit loses to
+     * another writer (`SQLITE_BUSY`): `fn` must be safe to repeat. Default 0.
+     */
+    retries?: number;
+}
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
+    /** The newest versions always kept. Default 1. */
+    keepVersions?: number;
+    /**
+     * Horizon in ms: versions replaced less than this long ago (a reader may still be on them) and
+     * uploads of commits younger than this are kept. Default 1 hour. Below ~30 minutes a writer
+     * stalled longer than the horizon could lose its uploads: use short values only when no writer
+     * runs (tests, maintenance).
+     */
+    gracePeriodMs?: number;
+}
+export interface GcReport {
+    head: number;
+    versionsKept: number;
+    versionsPruned: number;
+    objectsDeleted: number;
 }
 export interface DeserializeOptions extends DatabaseOptions {
     /** Replace a database that already exists under the prefix. Default false. */
@@ -111,9 +154,16 @@ export declare class S3Database implements Queryable {
      * on this database wait until it ends; calls on `db` itself from inside `fn` join it, and a
      * nested `transaction()` becomes a savepoint.
      */
-    transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: {
-        behavior?: 'deferred' | 'immediate' | 'exclusive';
-    }): Promise<T>;
+    transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
+    /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */
+    get version(): number;
+    /** The layout of the database (known once it is open). */
+    get layout(): 'versioned' | 'sqlite-s3vfs' | undefined;
+    /**
+     * Versioned layout: deletes what no retained version needs (old versions' blocks and map
+     * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
+     */
+    static gc(bucket: string, prefix: string, options?: GcOptions): Promise<GcReport>;
     /** Request and cache counters since open. */
     stats(): Stats;
     /**

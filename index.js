@@ -92,8 +92,23 @@ function nativeOptions(o) {
     check('cacheSize', o.cacheSize, 0);
     check('concurrency', o.concurrency, 1);
     check('iterateBatchSize', o.iterateBatchSize, 1);
-    return { blockSize: o.blockSize, cacheSize: o.cacheSize, concurrency: o.concurrency, s3: o.s3 };
+    check('version', o.version, 1);
+    check('maxStaleness', o.maxStaleness, 0);
+    if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`);
+    }
+    return {
+        blockSize: o.blockSize,
+        cacheSize: o.cacheSize,
+        concurrency: o.concurrency,
+        s3: o.s3,
+        layout: o.layout,
+        version: o.version,
+        maxStaleness: o.maxStaleness,
+        singleWriter: o.singleWriter,
+    };
 }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A prepared statement: compiled once, run many times. */
 class Statement {
     #db;
@@ -228,6 +243,27 @@ class S3Database {
      * nested `transaction()` becomes a savepoint.
      */
     async transaction(fn, options) {
+        const retries = options?.retries ?? 0;
+        if (!Number.isInteger(retries) || retries < 0) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`);
+        }
+        const mine = currentTx.getStore();
+        if (retries > 0 && !(mine !== undefined && mine.db === this && mine.active)) {
+            for (let attempt = 0;; attempt++) {
+                try {
+                    return await this.#transactionOnce(fn, options);
+                }
+                catch (e) {
+                    if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries)
+                        throw e;
+                    // Jittered exponential backoff: racing writers spread out instead of colliding again.
+                    await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt));
+                }
+            }
+        }
+        return this.#transactionOnce(fn, options);
+    }
+    async #transactionOnce(fn, options) {
         const mine = currentTx.getStore();
         if (mine !== undefined && mine.db === this && mine.active) {
             const name = `s3vfs_sp${++mine.depth}`;
@@ -281,6 +317,30 @@ class S3Database {
             this.#tx = null;
             end();
         }
+    }
+    /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */
+    get version() {
+        return this.#native.version();
+    }
+    /** The layout of the database (known once it is open). */
+    get layout() {
+        return (this.#native.layout() ?? undefined);
+    }
+    /**
+     * Versioned layout: deletes what no retained version needs (old versions' blocks and map
+     * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
+     */
+    static async gc(bucket, prefix, options) {
+        const keep = options?.keepVersions;
+        if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `keepVersions must be an integer >= 1, got ${keep}`);
+        }
+        const grace = options?.gracePeriodMs;
+        if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
+        }
+        const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency });
+        return guard(native.collectGarbage(bucket, prefix, o, keep, grace));
     }
     /** Request and cache counters since open. */
     stats() {

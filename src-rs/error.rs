@@ -22,6 +22,18 @@ pub mod codes {
     pub const UNSUPPORTED: &str = "ERR_UNSUPPORTED";
     pub const ITERATOR_ORDER: &str = "ERR_ITERATOR_ORDER";
     pub const INTERNAL: &str = "ERR_INTERNAL";
+    /// S3's answer to a failed `If-None-Match` / `If-Match` (both stores use this code).
+    pub const PRECONDITION_FAILED: &str = "PreconditionFailed";
+    /// An object a version references is missing (GC removed the version).
+    pub const VERSION_GONE: &str = "ERR_VERSION_GONE";
+    /// A root, map segment or block failed its checksum.
+    pub const CORRUPT_OBJECT: &str = "SQLITE_CORRUPT";
+    /// A commit's root create may have landed; the connection settles it before its next commit.
+    pub const COMMIT_UNKNOWN: &str = "ERR_COMMIT_UNKNOWN";
+    /// The store does not honour `If-None-Match: *`, so concurrent writers cannot be detected.
+    pub const NO_CONDITIONAL_WRITES: &str = "ERR_CONDITIONAL_WRITES_UNSUPPORTED";
+    /// A write to a database opened at an older version (time travel).
+    pub const READ_ONLY_VERSION: &str = "ERR_READ_ONLY_VERSION";
 }
 
 impl Error {

@@ -32,6 +32,52 @@ export interface DatabaseOptions {
   concurrency?: number
   /** Rows fetched per round trip by `iterate()`. Default 256. */
   iterateBatchSize?: number
+  /**
+   * The storage layout of a *new* database (an existing prefix opens in the layout it holds):
+   * `'versioned'` (default: atomic commits, snapshot reads, safe concurrent writers) or
+   * `'sqlite-s3vfs'` (the Python library's format, readable and writable by it).
+   */
+  layout?: 'versioned' | 'sqlite-s3vfs'
+  /** Versioned layout: open read-only at this older version (time travel). */
+  version?: number
+  /**
+   * Versioned layout: for this many milliseconds after a freshness check, reads skip the next one
+   * (one GET per read transaction otherwise). Writes always check. Default 0.
+   */
+  maxStaleness?: number
+  /**
+   * Versioned layout: skip the check that the store honours `If-None-Match` (needed to detect
+   * concurrent writers); only for stores without conditional writes and a single writer.
+   */
+  singleWriter?: boolean
+}
+
+export interface TransactionOptions {
+  behavior?: 'deferred' | 'immediate' | 'exclusive'
+  /**
+   * Runs `fn` again (up to this many times, with jittered backoff) when the commit loses to
+   * another writer (`SQLITE_BUSY`): `fn` must be safe to repeat. Default 0.
+   */
+  retries?: number
+}
+
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
+  /** The newest versions always kept. Default 1. */
+  keepVersions?: number
+  /**
+   * Horizon in ms: versions replaced less than this long ago (a reader may still be on them) and
+   * uploads of commits younger than this are kept. Default 1 hour. Below ~30 minutes a writer
+   * stalled longer than the horizon could lose its uploads: use short values only when no writer
+   * runs (tests, maintenance).
+   */
+  gracePeriodMs?: number
+}
+
+export interface GcReport {
+  head: number
+  versionsKept: number
+  versionsPruned: number
+  objectsDeleted: number
 }
 
 export interface DeserializeOptions extends DatabaseOptions {
@@ -141,8 +187,24 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('cacheSize', o.cacheSize, 0)
   check('concurrency', o.concurrency, 1)
   check('iterateBatchSize', o.iterateBatchSize, 1)
-  return { blockSize: o.blockSize, cacheSize: o.cacheSize, concurrency: o.concurrency, s3: o.s3 }
+  check('version', o.version, 1)
+  check('maxStaleness', o.maxStaleness, 0)
+  if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`)
+  }
+  return {
+    blockSize: o.blockSize,
+    cacheSize: o.cacheSize,
+    concurrency: o.concurrency,
+    s3: o.s3,
+    layout: o.layout,
+    version: o.version,
+    maxStaleness: o.maxStaleness,
+    singleWriter: o.singleWriter,
+  }
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** What can run SQL: the database, and the same database inside `transaction()`. */
 export interface Queryable {
@@ -299,7 +361,27 @@ export class S3Database implements Queryable {
    * on this database wait until it ends; calls on `db` itself from inside `fn` join it, and a
    * nested `transaction()` becomes a savepoint.
    */
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: { behavior?: 'deferred' | 'immediate' | 'exclusive' }): Promise<T> {
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    const retries = options?.retries ?? 0
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`)
+    }
+    const mine = currentTx.getStore()
+    if (retries > 0 && !(mine !== undefined && mine.db === this && mine.active)) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.#transactionOnce(fn, options)
+        } catch (e) {
+          if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries) throw e
+          // Jittered exponential backoff: racing writers spread out instead of colliding again.
+          await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt))
+        }
+      }
+    }
+    return this.#transactionOnce(fn, options)
+  }
+
+  async #transactionOnce<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T> {
     const mine = currentTx.getStore()
     if (mine !== undefined && mine.db === this && mine.active) {
       const name = `s3vfs_sp${++mine.depth}`
@@ -349,6 +431,33 @@ export class S3Database implements Queryable {
       this.#tx = null
       end()
     }
+  }
+
+  /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */
+  get version(): number {
+    return this.#native.version()
+  }
+
+  /** The layout of the database (known once it is open). */
+  get layout(): 'versioned' | 'sqlite-s3vfs' | undefined {
+    return (this.#native.layout() ?? undefined) as 'versioned' | 'sqlite-s3vfs' | undefined
+  }
+
+  /**
+   * Versioned layout: deletes what no retained version needs (old versions' blocks and map
+   * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
+   */
+  static async gc(bucket: string, prefix: string, options?: GcOptions): Promise<GcReport> {
+    const keep = options?.keepVersions
+    if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `keepVersions must be an integer >= 1, got ${keep}`)
+    }
+    const grace = options?.gracePeriodMs
+    if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
+    }
+    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency })
+    return guard(native.collectGarbage(bucket, prefix, o, keep, grace))
   }
 
   /** Request and cache counters since open. */

@@ -1,4 +1,5 @@
-//! A bytes-bounded LRU of blocks, keyed by block index within one file.
+//! A bytes-bounded LRU of blocks, keyed by object key (immutable in the versioned layout; the
+//! `sqlite-s3vfs` layout clears it when another process changes the file).
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -7,8 +8,8 @@ pub struct BlockCache {
     capacity: usize,
     used: usize,
     tick: u64,
-    entries: HashMap<u64, (Bytes, u64)>,
-    by_age: BTreeMap<u64, u64>,
+    entries: HashMap<String, (Bytes, u64)>,
+    by_age: BTreeMap<u64, String>,
 }
 
 impl BlockCache {
@@ -22,28 +23,28 @@ impl BlockCache {
         }
     }
 
-    pub fn get(&mut self, block: u64) -> Option<Bytes> {
-        let (data, age) = self.entries.get_mut(&block)?;
-        self.by_age.remove(age);
+    pub fn get(&mut self, key: &str) -> Option<Bytes> {
+        let (data, age) = self.entries.get_mut(key)?;
+        let owned = self.by_age.remove(age)?;
         self.tick += 1;
         *age = self.tick;
-        self.by_age.insert(self.tick, block);
+        self.by_age.insert(self.tick, owned);
         Some(data.clone())
     }
 
-    pub fn contains(&self, block: u64) -> bool {
-        self.entries.contains_key(&block)
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
     }
 
-    pub fn insert(&mut self, block: u64, data: Bytes) {
-        self.remove(block);
+    pub fn insert(&mut self, key: String, data: Bytes) {
+        self.remove(&key);
         if data.len() > self.capacity {
             return;
         }
         self.tick += 1;
         self.used += data.len();
-        self.entries.insert(block, (data, self.tick));
-        self.by_age.insert(self.tick, block);
+        self.entries.insert(key.clone(), (data, self.tick));
+        self.by_age.insert(self.tick, key);
         while self.used > self.capacity {
             let Some((_, oldest)) = self.by_age.pop_first() else {
                 break;
@@ -54,23 +55,10 @@ impl BlockCache {
         }
     }
 
-    pub fn remove(&mut self, block: u64) {
-        if let Some((data, age)) = self.entries.remove(&block) {
+    pub fn remove(&mut self, key: &str) {
+        if let Some((data, age)) = self.entries.remove(key) {
             self.used -= data.len();
             self.by_age.remove(&age);
-        }
-    }
-
-    /// Drops every block at or past `first`.
-    pub fn remove_from(&mut self, first: u64) {
-        let doomed: Vec<u64> = self
-            .entries
-            .keys()
-            .copied()
-            .filter(|b| *b >= first)
-            .collect();
-        for block in doomed {
-            self.remove(block);
         }
     }
 
@@ -88,19 +76,19 @@ mod tests {
     #[test]
     fn evicts_the_least_recently_used_past_capacity() {
         let mut cache = BlockCache::new(10);
-        cache.insert(1, Bytes::from(vec![1; 4]));
-        cache.insert(2, Bytes::from(vec![2; 4]));
-        assert!(cache.get(1).is_some());
-        cache.insert(3, Bytes::from(vec![3; 4]));
-        assert!(cache.contains(1));
-        assert!(!cache.contains(2));
-        assert!(cache.contains(3));
+        cache.insert("1".into(), Bytes::from(vec![1; 4]));
+        cache.insert("2".into(), Bytes::from(vec![2; 4]));
+        assert!(cache.get("1").is_some());
+        cache.insert("3".into(), Bytes::from(vec![3; 4]));
+        assert!(cache.contains("1"));
+        assert!(!cache.contains("2"));
+        assert!(cache.contains("3"));
     }
 
     #[test]
     fn never_holds_a_block_larger_than_capacity() {
         let mut cache = BlockCache::new(3);
-        cache.insert(1, Bytes::from(vec![1; 4]));
-        assert!(!cache.contains(1));
+        cache.insert("1".into(), Bytes::from(vec![1; 4]));
+        assert!(!cache.contains("1"));
     }
 }

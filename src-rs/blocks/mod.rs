@@ -1,14 +1,22 @@
 //! A file cut into fixed-size blocks, one object each: page<->block arithmetic, the dirty-block
 //! buffer (writes are buffered and uploaded together, in parallel, at flush), and the block cache.
 //!
+//! Where block i lives is the `Naming`'s business: `{prefix}/{i:010}` in the `sqlite-s3vfs`
+//! layout (flushed in place by `flush`), or a version's block map in the `versioned` layout
+//! (whose changes are taken with `take_changes` and published by the VFS).
+//!
 //! Invariant kept in the store after every flush: the file has no holes — every block but the
 //! last is exactly `block_size` bytes — so its size is the sum of its objects' sizes (the Python
 //! library's definition) and blocks can be concatenated to serialize it.
 
 pub mod cache;
 
+use crate::error::Error;
 use crate::error::Result;
 use crate::layout::compat::BlockKeys;
+use crate::layout::versioned::{
+    load_segments, verify_block, version_gone, BlockLocation, Names, SegmentCache, Snapshot,
+};
 use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
 use bytes::Bytes;
 use cache::BlockCache;
@@ -16,10 +24,32 @@ use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// How the blocks of a file are named in the store.
+pub enum Naming {
+    /// `{prefix}/{i:010}`, rewritten in place (the Python library's format).
+    Compat(BlockKeys),
+    /// The block map of a pinned version (`None` before the first version exists).
+    Versioned {
+        names: Names,
+        snapshot: Option<Arc<Snapshot>>,
+        /// Block 0 as readers see it (held in the root).
+        block0: Bytes,
+        segments: SegmentCache,
+    },
+}
+
+/// Where to get one block's content.
+enum Source {
+    Local(Bytes),
+    Zeros,
+    /// An object; with the CRC-32C to check (versioned layout: a missing one is an error).
+    Object(String, Option<u32>),
+}
+
 pub struct BlockFile {
     store: DynStore,
     stats: Arc<Stats>,
-    keys: BlockKeys,
+    naming: Naming,
     block_size: u64,
     /// The logical size, buffered writes included.
     size: u64,
@@ -48,14 +78,14 @@ impl BlockFile {
     pub fn new(
         store: DynStore,
         stats: Arc<Stats>,
-        keys: BlockKeys,
+        naming: Naming,
         stored_size: u64,
         opts: BlockFileOptions,
     ) -> Self {
         BlockFile {
             store,
             stats,
-            keys,
+            naming,
             block_size: opts.block_size,
             size: stored_size,
             stored_size,
@@ -72,8 +102,20 @@ impl BlockFile {
         self.size
     }
 
+    /// The `sqlite-s3vfs` layout's block names (this file's layout must be that one).
     pub fn keys(&self) -> &BlockKeys {
-        &self.keys
+        match &self.naming {
+            Naming::Compat(keys) => keys,
+            Naming::Versioned { .. } => unreachable!("compat keys of a versioned file"),
+        }
+    }
+
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.block_size
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -95,9 +137,63 @@ impl BlockFile {
         if let Some((data, etag)) = block0 {
             self.last_block_etag = etag;
             if self.cache_enabled {
-                self.cache.insert(0, data);
+                let key = self.keys().key(0);
+                self.cache.insert(key, data);
             }
         }
+    }
+
+    /// Pins a version of a versioned file: its size and map; buffered writes are dropped. The
+    /// cache stays (its keys are immutable objects).
+    pub fn pin(&mut self, snapshot: Option<Arc<Snapshot>>, block0: Bytes) {
+        let size = snapshot.as_ref().map(|s| s.root.file_size).unwrap_or(0);
+        if let Naming::Versioned {
+            snapshot: s,
+            block0: b,
+            ..
+        } = &mut self.naming
+        {
+            *s = snapshot;
+            *b = block0;
+        }
+        self.dirty.clear();
+        self.size = size;
+        self.stored_size = size;
+    }
+
+    /// The buffered changes of a versioned file: every dirty block's full content, and the new
+    /// size. The buffer stays until `pin` (after a publish) or `discard`.
+    pub fn changes(&self) -> (Vec<(u64, Bytes)>, u64) {
+        let size = self.size;
+        let blocks = self
+            .dirty
+            .iter()
+            .filter(|(i, _)| **i < self.block_count(size))
+            .map(|(i, v)| {
+                let mut v = v.clone();
+                v.resize(self.block_len(*i, size), 0);
+                (*i, Bytes::from(v))
+            })
+            .collect();
+        (blocks, size)
+    }
+
+    /// Caches blocks just uploaded under their new keys (a commit's own blocks are read again).
+    pub fn cache_uploaded(&mut self, blocks: Vec<(String, Bytes)>) {
+        for (key, data) in blocks {
+            self.cache.insert(key, data);
+        }
+    }
+
+    /// A copy of the write buffer, to go back to (`SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE` drops only
+    /// the writes made since `BEGIN_ATOMIC_WRITE`).
+    pub fn save_point(&self) -> (BTreeMap<u64, Vec<u8>>, u64) {
+        (self.dirty.clone(), self.size)
+    }
+
+    pub fn restore(&mut self, point: (BTreeMap<u64, Vec<u8>>, u64)) {
+        self.dirty = point.0;
+        self.size = point.1;
     }
 
     pub fn set_cache_enabled(&mut self, enabled: bool) {
@@ -127,10 +223,57 @@ impl BlockFile {
         }
     }
 
+    /// Loads what naming blocks `first..=last` needs (the versioned layout's map segments).
+    fn prepare_names(&mut self, first: u64, last: u64) -> Result<()> {
+        if let Naming::Versioned {
+            names,
+            snapshot: Some(snap),
+            segments,
+            ..
+        } = &mut self.naming
+        {
+            let mut wanted: Vec<u64> = (first..=last)
+                .filter_map(|i| snap.segment_of(i).map(|(s, _)| s))
+                .collect();
+            wanted.dedup();
+            if !wanted.is_empty() {
+                let store = self.store.clone();
+                crate::runtime::block_on(load_segments(
+                    &*store, names, &snap.root, &wanted, segments,
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where block `i`'s stored content is (ignoring the write buffer).
+    fn source(&self, i: u64) -> Source {
+        match &self.naming {
+            Naming::Compat(keys) => Source::Object(keys.key(i), None),
+            Naming::Versioned {
+                names,
+                snapshot,
+                block0,
+                segments,
+            } => match snapshot.as_ref().map(|s| s.locate(names, i, segments)) {
+                Some(Some(BlockLocation::Inline)) => Source::Local(block0.clone()),
+                Some(Some(BlockLocation::Object(key, p))) => Source::Object(key, Some(p.crc)),
+                Some(Some(BlockLocation::Zeros)) | None => Source::Zeros,
+                // Segment not loaded: `prepare_names` runs before every lookup.
+                Some(None) => Source::Zeros,
+            },
+        }
+    }
+
     /// Whether block `i` has content that only the store holds.
     fn needs_fetch(&self, i: u64) -> bool {
-        let local = self.dirty.contains_key(&i) || (self.cache_enabled && self.cache.contains(i));
-        !local && i * self.block_size < self.stored_size.min(self.size)
+        if self.dirty.contains_key(&i) || i * self.block_size >= self.stored_size.min(self.size) {
+            return false;
+        }
+        match self.source(i) {
+            Source::Object(key, _) => !(self.cache_enabled && self.cache.contains(&key)),
+            _ => false,
+        }
     }
 
     /// Fetches the given blocks in parallel; returns them (and caches them when allowed).
@@ -139,18 +282,39 @@ impl BlockFile {
             return Ok(HashMap::new());
         }
         let store = self.store.clone();
-        let keys = self.keys.clone();
-        let fetched: Vec<(u64, Bytes, Option<String>)> = crate::runtime::block_on(
-            futures::stream::iter(blocks.into_iter().map(|i| {
+        let versioned = matches!(self.naming, Naming::Versioned { .. });
+        let version = match &self.naming {
+            Naming::Versioned {
+                snapshot: Some(s), ..
+            } => s.version(),
+            _ => 0,
+        };
+        let wanted: Vec<(u64, String, Option<u32>)> = blocks
+            .into_iter()
+            .filter_map(|i| match self.source(i) {
+                Source::Object(key, crc) => Some((i, key, crc)),
+                _ => None,
+            })
+            .collect();
+        let fetched: Vec<(u64, String, Bytes, Option<String>)> = crate::runtime::block_on(
+            futures::stream::iter(wanted.into_iter().map(|(i, key, crc)| {
                 let store = store.clone();
-                let key = keys.key(i);
                 async move {
                     match store.get(&key, GetOptions::default()).await? {
                         GetOutcome::Found(obj) => {
-                            Ok::<_, crate::error::Error>((i, obj.body, obj.etag))
+                            if let Some(crc) = crc {
+                                let p = crate::layout::versioned::format::Pointer {
+                                    crc,
+                                    ..Default::default()
+                                };
+                                verify_block(&key, &obj.body, &p)?;
+                            }
+                            Ok::<_, Error>((i, key, obj.body, obj.etag))
                         }
+                        // A block a version references must exist.
+                        _ if versioned => Err(version_gone(&key, version)),
                         // A missing block reads as empty (zeros), like the Python library.
-                        _ => Ok((i, Bytes::new(), None)),
+                        _ => Ok((i, key, Bytes::new(), None)),
                     }
                 }
             }))
@@ -158,12 +322,12 @@ impl BlockFile {
             .try_collect(),
         )?;
         let mut out = HashMap::with_capacity(fetched.len());
-        for (i, data, etag) in fetched {
+        for (i, key, data, etag) in fetched {
             if Some(i) == self.upload_last {
                 self.last_block_etag = etag;
             }
             if self.cache_enabled {
-                self.cache.insert(i, data.clone());
+                self.cache.insert(key, data.clone());
             }
             out.insert(i, data);
         }
@@ -178,10 +342,12 @@ impl BlockFile {
         if let Some(f) = fetched.get(&i) {
             return Some(f.clone());
         }
-        if self.cache_enabled {
-            return self.cache.get(i);
+        match self.source(i) {
+            Source::Local(b) => Some(b),
+            Source::Zeros => None,
+            Source::Object(key, _) if self.cache_enabled => self.cache.get(&key),
+            Source::Object(..) => None,
         }
-        None
     }
 
     /// Reads into `buf` from `offset`; returns how many bytes the file had (the rest of `buf` is
@@ -193,6 +359,7 @@ impl BlockFile {
         let end = (offset + buf.len() as u64).min(self.size);
         let first = offset / self.block_size;
         let last = (end - 1) / self.block_size;
+        self.prepare_names(first, last)?;
         let mut missing = Vec::new();
         for i in first..=last {
             let needed = self.needs_fetch(i);
@@ -240,6 +407,8 @@ impl BlockFile {
         let old_size = self.size;
         let first = start / self.block_size;
         let last = (end - 1) / self.block_size;
+        self.prepare_names(first, first)?;
+        self.prepare_names(last, last)?;
         // Only the edge blocks can be partly overwritten and need their old content.
         let mut missing = Vec::new();
         for i in [first, last] {
@@ -300,7 +469,12 @@ impl BlockFile {
                 buf.truncate(len);
             }
         }
-        self.cache.remove_from(count);
+        if let Naming::Compat(keys) = &self.naming {
+            // In place: the cut blocks' keys may be written again with other content.
+            for i in count..self.block_count(self.size.max(self.stored_size)) {
+                self.cache.remove(&keys.key(i));
+            }
+        }
         self.size = new_size;
         Ok(())
     }
@@ -311,6 +485,7 @@ impl BlockFile {
         if !self.is_dirty() {
             return Ok(());
         }
+        debug_assert!(matches!(self.naming, Naming::Compat(_)));
         let new_count = self.block_count(self.size);
         let old_count = self.block_count(self.stored_size);
         // A shrink that cuts the new last block: rewrite it shorter.
@@ -344,7 +519,7 @@ impl BlockFile {
             .and_then(|last| uploads.iter().position(|(i, _)| *i == last))
             .map(|pos| uploads.remove(pos));
         let store = self.store.clone();
-        let keys = self.keys.clone();
+        let keys = self.keys().clone();
         let concurrency = self.concurrency;
         let put_all = |batch: Vec<(u64, Bytes)>| {
             let store = store.clone();
@@ -379,10 +554,12 @@ impl BlockFile {
                         self.last_block_etag = etag;
                     }
                     if self.cache_enabled {
-                        self.cache.insert(i, data);
+                        self.cache.insert(keys.key(i), data);
                     }
                 }
-                self.cache.remove_from(new_count);
+                for i in new_count..old_count {
+                    self.cache.remove(&keys.key(i));
+                }
                 self.stored_size = size;
                 Ok(())
             }

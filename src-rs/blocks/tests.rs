@@ -6,7 +6,7 @@ fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFil
     BlockFile::new(
         store.clone(),
         Arc::new(Stats::default()),
-        BlockKeys::new("db"),
+        Naming::Compat(BlockKeys::new("db")),
         stored_size,
         BlockFileOptions {
             block_size,
@@ -119,7 +119,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
     let mut g = BlockFile::new(
         Arc::new(crate::store::CountingStore::new(counted, stats.clone())),
         stats.clone(),
-        BlockKeys::new("db"),
+        Naming::Compat(BlockKeys::new("db")),
         65536,
         BlockFileOptions {
             block_size: 65536,

@@ -5,10 +5,12 @@
 pub mod value;
 
 use crate::error::{codes, Error, Result};
+use crate::layout::versioned::Snapshot;
+use crate::layout::{Found, LayoutKind};
 use crate::runtime::block_on;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{CountingStore, DynStore, Stats, StatsSnapshot};
-use crate::vfs::{self, DbContext, Registration};
+use crate::vfs::{self, DbContext, Registration, VersionedOptions};
 use rusqlite::OpenFlags;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -27,6 +29,9 @@ pub struct DatabaseConfig {
     pub block_size: u64,
     pub cache_bytes: usize,
     pub concurrency: usize,
+    /// The layout of a new database (an existing one opens in the layout it holds).
+    pub layout: Option<LayoutKind>,
+    pub versioned: VersionedOptions,
 }
 
 pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
@@ -62,6 +67,8 @@ pub struct StoreHandle {
     pub prefix: String,
     pub block_size: u64,
     pub concurrency: usize,
+    /// Versioned layout: the version to export (`None` in the `sqlite-s3vfs` layout).
+    pub snapshot: Option<Option<Arc<Snapshot>>>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -97,6 +104,8 @@ pub enum Command {
 pub struct Connection {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     stats: Arc<Stats>,
+    version: Arc<AtomicU64>,
+    layout: Arc<Mutex<Option<LayoutKind>>>,
     next_iterator: AtomicU64,
     place: String,
 }
@@ -108,13 +117,18 @@ impl Connection {
         let (tx, rx) = mpsc::channel();
         let place = format!("s3://{}/{}", config.bucket, config.prefix);
         let thread_stats = stats.clone();
+        let version = Arc::new(AtomicU64::new(0));
+        let layout = Arc::new(Mutex::new(None));
+        let shared = (version.clone(), layout.clone());
         std::thread::Builder::new()
             .name("s3vfs-connection".into())
-            .spawn(move || Worker::new(config, thread_stats).serve(rx))
+            .spawn(move || Worker::new(config, thread_stats, shared).serve(rx))
             .map_err(|e| Error::internal(format!("cannot start the connection thread: {e}")))?;
         Ok(Connection {
             tx: Mutex::new(Some(tx)),
             stats,
+            version,
+            layout,
             next_iterator: AtomicU64::new(1),
             place,
         })
@@ -122,6 +136,16 @@ impl Connection {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The version the connection has pinned (versioned layout; 0 before the first read).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// The layout, once the database is open.
+    pub fn layout(&self) -> Option<LayoutKind> {
+        *self.layout.lock().unwrap()
     }
 
     pub fn next_iterator_id(&self) -> u64 {
@@ -170,6 +194,8 @@ struct OpenDb {
 struct Worker {
     config: DatabaseConfig,
     stats: Arc<Stats>,
+    version: Arc<AtomicU64>,
+    layout: Arc<Mutex<Option<LayoutKind>>>,
     db: Option<OpenDb>,
 }
 
@@ -181,10 +207,16 @@ enum Exit {
 }
 
 impl Worker {
-    fn new(config: DatabaseConfig, stats: Arc<Stats>) -> Self {
+    fn new(
+        config: DatabaseConfig,
+        stats: Arc<Stats>,
+        shared: (Arc<AtomicU64>, Arc<Mutex<Option<LayoutKind>>>),
+    ) -> Self {
         Worker {
             config,
             stats,
+            version: shared.0,
+            layout: shared.1,
             db: None,
         }
     }
@@ -195,6 +227,23 @@ impl Worker {
         }
         let c = &self.config;
         let store = block_on(c.connect_store(self.stats.clone()))?;
+        // One LIST tells the layout, and in the versioned one the newest version.
+        let (layout, head) = match block_on(crate::layout::detect(&*store, &c.prefix))? {
+            Found::Nothing => {
+                let layout = c.layout.unwrap_or(LayoutKind::Versioned);
+                (layout, (layout == LayoutKind::Versioned).then_some(None))
+            }
+            Found::Compat => (LayoutKind::Compat, None),
+            Found::Versioned(head) => (LayoutKind::Versioned, Some(head)),
+        };
+        if c.versioned.time_travel.is_some() && layout != LayoutKind::Versioned {
+            return Err(Error::invalid(format!(
+                "s3://{}/{} is in the sqlite-s3vfs layout, which keeps no versions: the version \
+                 option needs the versioned layout",
+                c.bucket, c.prefix
+            )));
+        }
+        *self.layout.lock().unwrap() = Some(layout);
         let ctx = Arc::new(DbContext::new(
             store,
             self.stats.clone(),
@@ -203,12 +252,20 @@ impl Worker {
             c.block_size,
             c.cache_bytes,
             c.concurrency,
+            layout,
+            c.versioned.clone(),
+            head,
+            self.version.clone(),
         ));
         let registration = vfs::register_database(ctx.clone())?;
         ctx.begin_call();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = if c.versioned.time_travel.is_some() {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
         let conn = rusqlite::Connection::open_with_flags_and_vfs(
             &registration.file_name,
             flags,
@@ -282,15 +339,37 @@ fn fail(cmd: Command, e: Error) {
     }
 }
 
-/// Converts an SQLite error, preferring the S3 error behind an I/O error code.
+/// Converts an SQLite error, preferring the error behind a code our VFS returned (an S3 error, a
+/// lost commit race, ...). Every kind of `SQLITE_BUSY` is reported as `SQLITE_BUSY`: the
+/// transaction can be run again.
 fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
-    let err = Error::from(e);
+    let mut err = Error::from(e);
+    const FROM_VFS: [&str; 7] = [
+        "SQLITE_IOERR",
+        "SQLITE_CANTOPEN",
+        "SQLITE_FULL",
+        "SQLITE_BUSY",
+        "SQLITE_PROTOCOL",
+        "SQLITE_READONLY",
+        "SQLITE_CORRUPT",
+    ];
+    if err.code.starts_with("SQLITE_READONLY") {
+        if let Some(v) = ctx.time_travel {
+            return Error::new(
+                codes::READ_ONLY_VERSION,
+                format!(
+                    "this database was opened at version {v} (time travel) and is read-only [{}]",
+                    err.code
+                ),
+            );
+        }
+    }
+    if err.code.starts_with("SQLITE_BUSY") && err.code != "SQLITE_BUSY" {
+        err.message = format!("{} [{}]", err.message, err.code);
+        err.code = "SQLITE_BUSY".into();
+    }
     match ctx.take_error() {
-        Some(detail)
-            if err.code.starts_with("SQLITE_IOERR")
-                || err.code.starts_with("SQLITE_CANTOPEN")
-                || err.code == "SQLITE_FULL" =>
-        {
+        Some(detail) if FROM_VFS.iter().any(|c| err.code.starts_with(c)) => {
             Error::new(detail.code, format!("{} [{}]", detail.message, err.code))
         }
         _ => err,
@@ -355,17 +434,33 @@ impl Session<'_> {
                 let _ = r.send(Ok(()));
             }
             Command::Store(r) => {
-                let c = &self.db.ctx;
-                let _ = r.send(Ok(StoreHandle {
-                    store: c.store.clone(),
-                    prefix: c.prefix.clone(),
-                    block_size: c.block_size,
-                    concurrency: c.concurrency,
-                }));
+                let _ = r.send(self.store_handle());
             }
             Command::Close(r) => return Exit::Close(r),
         }
         Exit::Continue
+    }
+
+    /// What `serialize` reads: in the versioned layout, the version a fresh read transaction
+    /// pins (checked against the store like any read).
+    fn store_handle(&self) -> Result<StoreHandle> {
+        let c = &self.db.ctx;
+        let snapshot = if c.layout == LayoutKind::Versioned {
+            self.db
+                .conn
+                .query_row("PRAGMA schema_version", [], |_| Ok(()))
+                .map_err(|e| self.err(e))?;
+            Some(c.pinned.lock().unwrap().clone())
+        } else {
+            None
+        };
+        Ok(StoreHandle {
+            store: c.store.clone(),
+            prefix: c.prefix.clone(),
+            block_size: c.block_size,
+            concurrency: c.concurrency,
+            snapshot,
+        })
     }
 
     /// Appends the `n` columns of `row` to a row-major result.

@@ -1,8 +1,65 @@
 //! How files are named and committed in the bucket.
 
 pub mod compat;
+pub mod versioned;
 
 use crate::error::{Error, Result};
+use crate::store::ObjectStore;
+
+/// The two ways a database can be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutKind {
+    /// The Python library's format: blocks rewritten in place, SQLite's journal in the store.
+    Compat,
+    /// Atomic versions published by a conditional create (the default).
+    Versioned,
+}
+
+impl LayoutKind {
+    pub fn parse(name: &str) -> Result<LayoutKind> {
+        match name {
+            "versioned" => Ok(LayoutKind::Versioned),
+            "sqlite-s3vfs" => Ok(LayoutKind::Compat),
+            other => Err(Error::invalid(format!(
+                "unknown layout {other:?}: use 'versioned' or 'sqlite-s3vfs'"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LayoutKind::Compat => "sqlite-s3vfs",
+            LayoutKind::Versioned => "versioned",
+        }
+    }
+}
+
+/// What a prefix holds, found with one `LIST P/ max-keys=1` (the versioned layout's roots sort
+/// before everything else, so the same request names its newest version).
+pub enum Found {
+    Nothing,
+    Compat,
+    /// A versioned database; its newest version when one was published.
+    Versioned(Option<u64>),
+}
+
+pub async fn detect(store: &dyn ObjectStore, prefix: &str) -> Result<Found> {
+    let names = versioned::Names::new(prefix);
+    let page = store.list(&format!("{prefix}/"), None, Some(1)).await?;
+    let Some(first) = page.objects.first() else {
+        return Ok(Found::Nothing);
+    };
+    if let Some(v) = names.parse_root(&first.key) {
+        return Ok(Found::Versioned(Some(v)));
+    }
+    if names.parse_block(&first.key).is_some() || names.parse_segment(&first.key).is_some() {
+        return Ok(Found::Versioned(None));
+    }
+    if compat::BlockKeys::new(prefix).parse(&first.key).is_some() {
+        return Ok(Found::Compat);
+    }
+    Ok(Found::Nothing)
+}
 
 /// Checks a user-given key prefix: non-empty, no leading or trailing `/`, no empty segment, no
 /// control characters, and short enough that block keys stay under S3's 1024-byte key limit.

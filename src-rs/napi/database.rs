@@ -44,7 +44,9 @@ pub struct NativeDatabase {
 impl NativeDatabase {
     #[napi(constructor)]
     pub fn new(bucket: String, prefix: String, options: Option<JsOptions>) -> napi::Result<Self> {
-        let conn = Connection::start(config(bucket, prefix, options)).js()?;
+        let conn = config(bucket, prefix, options)
+            .and_then(Connection::start)
+            .js()?;
         Ok(NativeDatabase {
             conn: Arc::new(conn),
         })
@@ -136,6 +138,19 @@ impl NativeDatabase {
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
         self.conn.close().await.js()
+    }
+
+    /// The version the connection has pinned (versioned layout; 0 before the first read or in
+    /// the `sqlite-s3vfs` layout).
+    #[napi]
+    pub fn version(&self) -> f64 {
+        self.conn.version() as f64
+    }
+
+    /// The layout's name, once the database is open.
+    #[napi]
+    pub fn layout(&self) -> Option<String> {
+        self.conn.layout().map(|l| l.name().to_string())
     }
 
     #[napi]

@@ -3,6 +3,7 @@
 
 mod database;
 mod error;
+mod gc;
 mod options;
 mod streams;
 mod values;

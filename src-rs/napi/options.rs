@@ -4,7 +4,10 @@
 use crate::connection::{
     DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CONCURRENCY,
 };
+use crate::layout::LayoutKind;
 use crate::store::s3::{S3Config, StaticCredentials};
+use crate::vfs::VersionedOptions;
+use std::time::Duration;
 
 #[napi(object)]
 pub struct JsCredentials {
@@ -28,15 +31,33 @@ pub struct JsOptions {
     pub cache_size: Option<f64>,
     pub concurrency: Option<u32>,
     pub s3: Option<JsS3Options>,
+    pub layout: Option<String>,
+    pub version: Option<f64>,
+    pub max_staleness: Option<f64>,
+    pub single_writer: Option<bool>,
 }
 
-pub fn config(bucket: String, prefix: String, options: Option<JsOptions>) -> DatabaseConfig {
+pub fn config(
+    bucket: String,
+    prefix: String,
+    options: Option<JsOptions>,
+) -> crate::error::Result<DatabaseConfig> {
     let o = options.unwrap_or(JsOptions {
         block_size: None,
         cache_size: None,
         concurrency: None,
         s3: None,
+        layout: None,
+        version: None,
+        max_staleness: None,
+        single_writer: None,
     });
+    let layout = o.layout.as_deref().map(LayoutKind::parse).transpose()?;
+    let versioned = VersionedOptions {
+        max_staleness: Duration::from_millis(o.max_staleness.unwrap_or(0.0).max(0.0) as u64),
+        time_travel: o.version.map(|v| v.max(0.0) as u64),
+        single_writer: o.single_writer.unwrap_or(false),
+    };
     let s3 =
         o.s3.map(|s| S3Config {
             region: s.region,
@@ -50,7 +71,7 @@ pub fn config(bucket: String, prefix: String, options: Option<JsOptions>) -> Dat
             max_attempts: s.max_attempts,
         })
         .unwrap_or_default();
-    DatabaseConfig {
+    Ok(DatabaseConfig {
         bucket,
         prefix,
         s3,
@@ -63,5 +84,7 @@ pub fn config(bucket: String, prefix: String, options: Option<JsOptions>) -> Dat
             .concurrency
             .map(|c| c as usize)
             .unwrap_or(DEFAULT_CONCURRENCY),
-    }
+        layout,
+        versioned,
+    })
 }

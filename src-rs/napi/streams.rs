@@ -75,6 +75,7 @@ async fn started(
                 block_size: config.block_size,
                 concurrency: config.concurrency,
                 overwrite,
+                layout: config.layout,
             },
         )
         .await?;
@@ -108,13 +109,13 @@ impl NativeDeserializer {
         prefix: String,
         options: Option<JsOptions>,
         overwrite: bool,
-    ) -> Self {
-        NativeDeserializer {
-            config: config(bucket, prefix, options),
+    ) -> napi::Result<Self> {
+        Ok(NativeDeserializer {
+            config: config(bucket, prefix, options).js()?,
             overwrite,
             stats: Arc::new(Stats::default()),
             inner: Arc::new(Mutex::new(None)),
-        }
+        })
     }
 
     #[napi]

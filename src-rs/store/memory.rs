@@ -11,8 +11,25 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, (Bytes, String)>>,
+    objects: Mutex<BTreeMap<String, (Bytes, String, i64)>>,
     next_etag: std::sync::atomic::AtomicU64,
+    faults: Mutex<Vec<(String, Fault)>>,
+}
+
+/// A failure injected into the next PUT of a key containing a given string.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The request fails with this code and writes nothing.
+    Fail(&'static str),
+    /// The write lands but its response is lost: the caller gets this code.
+    LandThenFail(&'static str),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 const PAGE: usize = 1000;
@@ -25,6 +42,23 @@ impl MemoryStore {
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
+
+    /// Makes the next PUT of a key containing `key_part` fail as `fault` says (faults queue up in
+    /// order).
+    pub fn inject(&self, key_part: &str, fault: Fault) {
+        self.faults
+            .lock()
+            .unwrap()
+            .push((key_part.to_string(), fault));
+    }
+
+    fn take_fault(&self, key: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().unwrap();
+        let pos = faults
+            .iter()
+            .position(|(part, _)| key.contains(part.as_str()))?;
+        Some(faults.remove(pos).1)
+    }
 }
 
 impl ObjectStore for MemoryStore {
@@ -35,7 +69,7 @@ impl ObjectStore for MemoryStore {
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             let objects = self.objects.lock().unwrap();
-            let Some((body, etag)) = objects.get(key) else {
+            let Some((body, etag, modified)) = objects.get(key) else {
                 return Ok(GetOutcome::NotFound);
             };
             if opts.if_none_match.as_deref() == Some(etag.as_str()) {
@@ -51,7 +85,7 @@ impl ObjectStore for MemoryStore {
             Ok(GetOutcome::Found(Object {
                 body,
                 etag: Some(etag.clone()),
-                last_modified_ms: Some(0),
+                last_modified_ms: Some(*modified),
             }))
         })
     }
@@ -63,8 +97,12 @@ impl ObjectStore for MemoryStore {
         mode: PutMode,
     ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
+            let fault = self.take_fault(key);
+            if let Some(Fault::Fail(code)) = fault {
+                return Err(Error::new(code, format!("{key}: injected failure")));
+            }
             let mut objects = self.objects.lock().unwrap();
-            let existing = objects.get(key).map(|(_, e)| e.clone());
+            let existing = objects.get(key).map(|(_, e, _)| e.clone());
             let allowed = match (&mode, &existing) {
                 (PutMode::Overwrite, _) => true,
                 (PutMode::Create, existing) => existing.is_none(),
@@ -81,7 +119,10 @@ impl ObjectStore for MemoryStore {
                 .next_etag
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let etag = format!("\"m{n}\"");
-            objects.insert(key.to_string(), (body, etag.clone()));
+            objects.insert(key.to_string(), (body, etag.clone(), now_ms()));
+            if let Some(Fault::LandThenFail(code)) = fault {
+                return Err(Error::new(code, format!("{key}: injected lost response")));
+            }
             Ok(Some(etag))
         })
     }
@@ -96,7 +137,7 @@ impl ObjectStore for MemoryStore {
             let objects = self.objects.lock().unwrap();
             let limit = max_keys.map(|m| m as usize).unwrap_or(PAGE).min(PAGE);
             let mut page = ListPage::default();
-            for (key, (body, _)) in objects.range(prefix.to_string()..) {
+            for (key, (body, _, modified)) in objects.range(prefix.to_string()..) {
                 if !key.starts_with(prefix) {
                     break;
                 }
@@ -110,7 +151,7 @@ impl ObjectStore for MemoryStore {
                 page.objects.push(ObjectMeta {
                     key: key.clone(),
                     size: body.len() as u64,
-                    last_modified_ms: Some(0),
+                    last_modified_ms: Some(*modified),
                 });
             }
             Ok(page)
@@ -131,10 +172,10 @@ impl ObjectStore for MemoryStore {
                 .lock()
                 .unwrap()
                 .get(key)
-                .map(|(body, _)| ObjectMeta {
+                .map(|(body, _, modified)| ObjectMeta {
                     key: key.to_string(),
                     size: body.len() as u64,
-                    last_modified_ms: Some(0),
+                    last_modified_ms: Some(*modified),
                 }))
         })
     }

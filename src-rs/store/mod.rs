@@ -88,6 +88,30 @@ pub trait ObjectStore: Send + Sync {
 
 pub type DynStore = Arc<dyn ObjectStore>;
 
+/// Whether a failed request may succeed when sent again: throttling, server errors, conflicting
+/// concurrent conditional requests, timeouts and dropped connections. (The SDK already retried
+/// these; callers that must resend on their own, like a root create, use this.)
+pub fn is_transient(e: &crate::error::Error) -> bool {
+    matches!(
+        e.code.as_str(),
+        "ConditionalRequestConflict"
+            | "Conflict"
+            | "OperationAborted"
+            | "SlowDown"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "RequestTimeTooSkewed"
+            | "ETIMEDOUT"
+            | "ECONNRESET"
+            | "ECONNABORTED"
+            | "ECONNREFUSED"
+            | "EPIPE"
+            | "ERR_NETWORK"
+            | "ERR_S3_REQUEST"
+    ) || e.code.starts_with("HTTP_5")
+}
+
 /// Deletes `keys`, `concurrency` requests at a time. Takes owned values so the future can be
 /// spawned (it holds no borrow).
 pub async fn delete_keys(store: DynStore, keys: Vec<String>, concurrency: usize) -> Result<()> {

@@ -299,7 +299,21 @@ impl ObjectStore for S3Store {
                 PutMode::Create => req.if_none_match("*"),
                 PutMode::Update(etag) => req.if_match(etag),
             };
-            match req.send().await {
+            let sent = if mode == PutMode::Create {
+                // A create is the commit point of the versioned layout: its caller resends the
+                // same bytes itself and decides a 412 by reading the root, so the SDK must not
+                // retry it behind its back (a retry could answer 412 to our own first send).
+                req.customize()
+                    .config_override(
+                        aws_sdk_s3::config::Builder::default()
+                            .retry_config(RetryConfig::disabled()),
+                    )
+                    .send()
+                    .await
+            } else {
+                req.send().await
+            };
+            match sent {
                 Ok(resp) => Ok(resp.e_tag().map(str::to_string)),
                 Err(err) => {
                     let mut f = classify(err);

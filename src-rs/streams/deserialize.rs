@@ -7,12 +7,18 @@
 
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
+use crate::layout::versioned::commit::{fresh_map, publish_root, Outcome, Prepared};
+use crate::layout::versioned::format::{AttemptId, Pointer, Root};
+use crate::layout::versioned::{new_attempt_id, Names, SEGMENT_LEN};
+use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
 use crate::store::{delete_keys, DynStore, PutMode};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::task::JoinHandle;
 
 pub struct DeserializeOptions {
@@ -20,6 +26,20 @@ pub struct DeserializeOptions {
     pub block_size: u64,
     pub concurrency: usize,
     pub overwrite: bool,
+    /// The layout of a new database (an existing one keeps its own).
+    pub layout: Option<LayoutKind>,
+}
+
+/// A versioned import: every block goes to a key of this attempt, and nothing is visible until
+/// the root of the next version is created, so an existing database is never touched by a
+/// failed or refused import.
+struct VersionedImport {
+    names: Names,
+    version: u64,
+    attempt: AttemptId,
+    observed: Instant,
+    /// Map entries of the blocks uploaded so far (index = block).
+    entries: Vec<Pointer>,
 }
 
 pub struct Deserializer {
@@ -40,6 +60,7 @@ pub struct Deserializer {
     existing: Vec<String>,
     spool: Option<std::fs::File>,
     failed: bool,
+    versioned: Option<VersionedImport>,
 }
 
 fn not_a_database(place: &str, why: impl std::fmt::Display) -> Error {
@@ -54,10 +75,37 @@ impl Deserializer {
         crate::layout::validate_prefix(&opts.prefix)?;
         let keys = BlockKeys::new(opts.prefix.clone());
         let place = format!("{}/{}", store.location(), opts.prefix);
-        let head = store.list(&keys.list_prefix(), None, Some(1)).await?;
+        let found = crate::layout::detect(&*store, &opts.prefix).await?;
         let mut existing = Vec::new();
         let mut spool = None;
-        if !head.objects.is_empty() {
+        let versioned_head = match found {
+            Found::Versioned(head) => Some(head),
+            Found::Nothing
+                if opts.layout.unwrap_or(LayoutKind::Versioned) == LayoutKind::Versioned =>
+            {
+                Some(None)
+            }
+            _ => None,
+        };
+        if matches!(found, Found::Versioned(Some(_))) && !opts.overwrite {
+            return Err(Error::new(
+                codes::DATABASE_EXISTS,
+                format!(
+                    "{place} already holds a database; pass {{ overwrite: true }} to replace it"
+                ),
+            ));
+        }
+        let versioned = match versioned_head {
+            Some(head) => Some(VersionedImport {
+                names: Names::new(opts.prefix.clone()),
+                version: head.unwrap_or(0) + 1,
+                attempt: new_attempt_id()?,
+                observed: Instant::now(),
+                entries: Vec::new(),
+            }),
+            None => None,
+        };
+        if versioned.is_none() && matches!(found, Found::Compat) {
             if !opts.overwrite {
                 return Err(Error::new(
                     codes::DATABASE_EXISTS,
@@ -86,6 +134,7 @@ impl Deserializer {
             existing,
             spool,
             failed: false,
+            versioned,
         })
     }
 
@@ -161,7 +210,20 @@ impl Deserializer {
             self.wait_one().await?;
         }
         let store = self.store.clone();
-        let key = self.keys.key(i);
+        let key = match self.versioned.as_mut() {
+            Some(v) => {
+                let p = Pointer {
+                    version: v.version,
+                    attempt: v.attempt,
+                    seq: 1,
+                    crc: crc32c::crc32c(&data),
+                };
+                v.entries.resize(i as usize + 1, Pointer::default());
+                v.entries[i as usize] = p;
+                v.names.block(i, &p)
+            }
+            None => self.keys.key(i),
+        };
         self.uploaded_up_to = i + 1;
         self.uploads.push(crate::runtime::spawn(async move {
             store.put(&key, data, PutMode::Overwrite).await.map(|_| ())
@@ -216,8 +278,11 @@ impl Deserializer {
             return Err(Error::invalid("the import already failed"));
         }
         let result = self.finish_inner().await;
-        if result.is_err() {
-            self.abort().await;
+        match &result {
+            // The root may have landed and reference these blocks: leave them to GC.
+            Err(e) if e.code == codes::COMMIT_UNKNOWN => self.failed = true,
+            Err(_) => self.abort().await,
+            Ok(_) => {}
         }
         result
     }
@@ -246,6 +311,10 @@ impl Deserializer {
         while !self.uploads.is_empty() {
             self.wait_one().await?;
         }
+        if self.versioned.is_some() {
+            self.publish_version().await?;
+            return Ok(self.total);
+        }
         // Objects past the new end (overwrite), and any journal left by an earlier database: a
         // stale journal would be rolled back into the new one.
         let keep = self.next_block;
@@ -268,12 +337,98 @@ impl Deserializer {
         Ok(self.total)
     }
 
+    /// Versioned layout: the map and the root of the imported version; the root's create is
+    /// the moment the import becomes visible.
+    async fn publish_version(&mut self) -> Result<()> {
+        let v = self.versioned.as_mut().expect("versioned import");
+        let block0 = self.block0.take().unwrap_or_default();
+        let count = self.total.div_ceil(self.opts.block_size) as usize;
+        let mut entries = std::mem::take(&mut v.entries);
+        entries.resize(count, Pointer::default());
+        let mut seq = 1u32;
+        let (version, attempt) = (v.version, v.attempt);
+        let mut next = |crc: u32| {
+            seq += 1;
+            Pointer {
+                version,
+                attempt,
+                seq,
+                crc,
+            }
+        };
+        let (map, segments) = fresh_map(&v.names, &entries, &mut next);
+        v.entries = entries;
+        let root = Root {
+            attempt,
+            version,
+            parent: version - 1,
+            flags: 0,
+            page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
+            block_size: self.opts.block_size,
+            file_size: self.total,
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            segment_len: SEGMENT_LEN,
+            map,
+            block0,
+        };
+        let mut prepared = Prepared {
+            root_key: v.names.root(version),
+            root_bytes: root.encode(),
+            root: Arc::new(root),
+            uploads: segments,
+            blocks: Vec::new(),
+            uploaded_at: None,
+        };
+        crate::layout::versioned::commit::upload(
+            self.store.clone(),
+            &mut prepared,
+            self.opts.concurrency,
+        )
+        .await?;
+        let mut observed = Some(v.observed);
+        let names = v.names.clone();
+        match publish_root(
+            self.store.clone(),
+            &names,
+            &mut prepared,
+            &mut observed,
+            self.opts.concurrency,
+        )
+        .await?
+        {
+            Outcome::Committed => Ok(()),
+            Outcome::Lost => Err(Error::new(
+                "SQLITE_BUSY",
+                format!(
+                    "{}: another writer committed version {version} while this import ran; \
+                     nothing was replaced",
+                    self.place
+                ),
+            )),
+        }
+    }
+
     /// Deletes what this import uploaded (never the blocks of a database that was there before:
     /// those are only touched after validation).
     pub async fn abort(&mut self) {
         self.failed = true;
         while let Some(done) = self.uploads.next().await {
             let _ = done;
+        }
+        if let Some(v) = self.versioned.as_ref() {
+            // Our own attempt's keys only: nothing else is ever touched.
+            let keys: Vec<String> = v
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.is_null())
+                .map(|(i, p)| v.names.block(i as u64, p))
+                .collect();
+            let _ = delete_keys(self.store.clone(), keys, self.opts.concurrency).await;
+            return;
         }
         if !self.existing.is_empty() {
             // Replacing a database: bad input was refused before anything was uploaded; a store

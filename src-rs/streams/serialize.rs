@@ -1,10 +1,13 @@
 //! Streams a database's bytes out of the store: the size from the header in block 0 (a LIST only
 //! when the header cannot tell), then the blocks in order, up to `concurrency` GETs ahead of the
-//! consumer. Memory stays bounded by that window, whatever the database's size.
+//! consumer. Memory stays bounded by that window, whatever the database's size. In the versioned
+//! layout it exports exactly the version pinned when it started, whatever commits meanwhile.
 
 use crate::connection::StoreHandle;
 use crate::error::{Error, Result};
 use crate::layout::compat::{database_size, BlockKeys};
+use crate::layout::versioned::format::Pointer;
+use crate::layout::versioned::{verify_block, version_gone, Names, SegmentCache};
 use crate::store::{DynStore, GetOptions, GetOutcome};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -21,6 +24,8 @@ pub struct Serializer {
     next_fetch: u64,
     first: Option<Bytes>,
     in_flight: VecDeque<JoinHandle<Result<Bytes>>>,
+    /// Versioned layout: the pinned version's block map.
+    entries: Option<(Names, u64, Vec<Pointer>)>,
 }
 
 impl Serializer {
@@ -34,11 +39,28 @@ impl Serializer {
             next_fetch: 0,
             first: None,
             in_flight: VecDeque::new(),
+            entries: None,
         }
     }
 
     async fn start(&mut self) -> Result<()> {
         let store = &self.handle.store;
+        if let Some(snapshot) = self.handle.snapshot.clone() {
+            let names = Names::new(self.handle.prefix.clone());
+            if let Some(snap) = snapshot {
+                let count = snap.block_count();
+                let mut segments = SegmentCache::default();
+                let entries = snap.entries(&**store, &names, &mut segments, count).await?;
+                self.size = snap.root.file_size;
+                let len = (self.size.min(snap.root.block_size)) as usize;
+                self.first = Some(snap.root.block0.slice(..len.min(snap.root.block0.len())));
+                self.handle.block_size = snap.root.block_size;
+                self.entries = Some((names, snap.version(), entries));
+            }
+            self.blocks = Some(self.size.div_ceil(self.handle.block_size));
+            self.next_fetch = 1;
+            return Ok(());
+        }
         let size = match store.get(&self.keys.key(0), GetOptions::default()).await? {
             GetOutcome::Found(obj) => {
                 let size = database_size(&**store, &self.keys, &obj.body).await?;
@@ -62,6 +84,26 @@ impl Serializer {
             let bs = self.handle.block_size;
             let expected = (self.size - i * bs).min(bs) as usize;
             let store: DynStore = self.handle.store.clone();
+            if let Some((names, version, entries)) = &self.entries {
+                let p = entries.get(i as usize).copied().unwrap_or_default();
+                let key = names.block(i, &p);
+                let version = *version;
+                self.in_flight.push_back(crate::runtime::spawn(async move {
+                    if p.is_null() {
+                        // Never written (the lock-byte page's block): zeros, like SQLite's file.
+                        return Ok(Bytes::from(vec![0; expected]));
+                    }
+                    match store.get(&key, GetOptions::default()).await? {
+                        GetOutcome::Found(obj) if obj.body.len() >= expected => {
+                            verify_block(&key, &obj.body, &p)?;
+                            Ok(obj.body.slice(..expected))
+                        }
+                        _ => Err(version_gone(&key, version)),
+                    }
+                }));
+                self.next_fetch += 1;
+                continue;
+            }
             let key = self.keys.key(i);
             self.in_flight.push_back(crate::runtime::spawn(async move {
                 match store.get(&key, GetOptions::default()).await? {

@@ -6,9 +6,13 @@
 //! by SQLite's default VFS in the same `sqlite3_file` memory, so SQLite calls that VFS's methods
 //! on them directly.
 
-use super::file::{delete_journal, refused_pragma, DbFile, JournalFile, S3File, VfsError};
+use super::file::{
+    delete_journal, refused_pragma, AtomicOp, DbFile, JournalFile, S3File, VfsError,
+};
 use super::locks::LockLevel;
+use super::versioned::VersionedFile;
 use super::{lookup, Lookup, VFS_NAME};
+use crate::layout::LayoutKind;
 use rusqlite::ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -132,8 +136,17 @@ unsafe extern "C" fn x_open(
     (*file).pMethods = ptr::null();
     let target = name_of(z_name).map(lookup).unwrap_or(Lookup::NotOurs);
     let opened = match target {
-        Lookup::Db(ctx) if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 => {
-            guarded_open(|| Ok(S3File::Db(DbFile::open(ctx))))
+        Lookup::Db(ctx) if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 => guarded_open(|| {
+            Ok(match ctx.layout {
+                LayoutKind::Versioned => S3File::Versioned(VersionedFile::open(ctx)),
+                LayoutKind::Compat => S3File::Db(DbFile::open(ctx)),
+            })
+        }),
+        Lookup::Journal(ctx)
+            if flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0
+                && ctx.layout == LayoutKind::Versioned =>
+        {
+            Ok(S3File::Memory(ctx, Vec::new()))
         }
         Lookup::Journal(ctx) if flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0 => {
             guarded_open(|| match JournalFile::open(ctx.clone()) {
@@ -177,6 +190,8 @@ unsafe extern "C" fn x_delete(
     sync_dir: c_int,
 ) -> c_int {
     match name_of(z_name).map(lookup).unwrap_or(Lookup::NotOurs) {
+        // A versioned database's journal lives and dies with its open file.
+        Lookup::Journal(ctx) if ctx.layout == LayoutKind::Versioned => ffi::SQLITE_OK,
         Lookup::Journal(ctx) => guarded(ffi::SQLITE_IOERR_DELETE, || match delete_journal(&ctx) {
             Ok(()) => ffi::SQLITE_OK,
             Err(e) => {
@@ -204,7 +219,7 @@ unsafe extern "C" fn x_access(
     let answer = match name_of(z_name).map(lookup).unwrap_or(Lookup::NotOurs) {
         // Only a journal abandoned by a dead writer is reported: SQLite rolls back a journal it
         // is told about, and a live writer's must not be rolled back under its feet.
-        Lookup::Journal(ctx) => ctx.journal_state().hot,
+        Lookup::Journal(ctx) => ctx.layout == LayoutKind::Compat && ctx.journal_state().hot,
         Lookup::Db(_) | Lookup::Wal(_) => false,
         Lookup::NotOurs => {
             let d = default_vfs(vfs);
@@ -408,6 +423,18 @@ unsafe extern "C" fn x_file_control(
                 let result = f.commit_phase_two();
                 code_of(f, result)
             }
+            ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE => {
+                let result = f.atomic_write(AtomicOp::Begin);
+                code_of(f, result)
+            }
+            ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE => {
+                let result = f.atomic_write(AtomicOp::Commit);
+                code_of(f, result)
+            }
+            ffi::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE => {
+                let result = f.atomic_write(AtomicOp::Rollback);
+                code_of(f, result)
+            }
             _ => ffi::SQLITE_NOTFOUND,
         }
     })
@@ -419,6 +446,8 @@ unsafe extern "C" fn x_sector_size(_file: *mut ffi::sqlite3_file) -> c_int {
     512
 }
 
-unsafe extern "C" fn x_device_characteristics(_file: *mut ffi::sqlite3_file) -> c_int {
-    0
+unsafe extern "C" fn x_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    // Batch atomic writes for the versioned layout: SQLite then skips its journal and hands us
+    // the whole transaction between BEGIN_ATOMIC_WRITE and COMMIT_ATOMIC_WRITE.
+    guarded(0, || file_of(file).device_characteristics())
 }

@@ -3,8 +3,9 @@
 //! SQLite result codes.
 
 use super::locks::{LockLevel, Locks};
+use super::versioned::VersionedFile;
 use super::DbContext;
-use crate::blocks::{BlockFile, BlockFileOptions};
+use crate::blocks::{BlockFile, BlockFileOptions, Naming};
 use crate::error::Error;
 use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
 use crate::runtime::block_on;
@@ -44,7 +45,7 @@ fn new_blocks(ctx: &DbContext, keys: BlockKeys, size: u64, upload_last: Option<u
     BlockFile::new(
         ctx.store.clone(),
         ctx.stats.clone(),
-        keys,
+        Naming::Compat(keys),
         size,
         BlockFileOptions {
             block_size: ctx.block_size,
@@ -70,6 +71,10 @@ fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<(
 pub enum S3File {
     Db(DbFile),
     Journal(JournalFile),
+    Versioned(VersionedFile),
+    /// A versioned database's rollback journal: in memory only. A crash loses nothing (no version
+    /// was published), and a journal on disk could be "rolled back" onto a newer version later.
+    Memory(Arc<DbContext>, Vec<u8>),
 }
 
 impl S3File {
@@ -77,11 +82,24 @@ impl S3File {
         match self {
             S3File::Db(f) => &f.ctx,
             S3File::Journal(f) => &f.ctx,
+            S3File::Versioned(f) => f.ctx(),
+            S3File::Memory(ctx, _) => ctx,
         }
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
         match self {
+            S3File::Versioned(f) => f.read(offset, buf),
+            S3File::Memory(_, data) => {
+                let start = (offset as usize).min(data.len());
+                let n = (data.len() - start).min(buf.len());
+                buf[..n].copy_from_slice(&data[start..start + n]);
+                if n < buf.len() {
+                    buf[n..].fill(0);
+                    return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
+                }
+                Ok(())
+            }
             S3File::Db(f) => {
                 f.refresh_if_unlocked()?;
                 read_into(&mut f.blocks, offset, buf)
@@ -94,6 +112,15 @@ impl S3File {
         let blocks = match self {
             S3File::Db(f) => &mut f.blocks,
             S3File::Journal(f) => &mut f.blocks,
+            S3File::Versioned(f) => return f.write(offset, data),
+            S3File::Memory(_, buf) => {
+                let end = offset as usize + data.len();
+                if buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                buf[offset as usize..end].copy_from_slice(data);
+                return Ok(());
+            }
         };
         blocks
             .write(offset, data)
@@ -107,6 +134,11 @@ impl S3File {
             // A journal truncation is applied at once: TRUNCATE mode ends a transaction with it,
             // and a journal left in the store would look like a commit in flight.
             S3File::Journal(f) => f.blocks.truncate(size).and_then(|_| f.flush()).map_err(map),
+            S3File::Versioned(f) => f.truncate(size),
+            S3File::Memory(_, buf) => {
+                buf.resize(size as usize, 0);
+                Ok(())
+            }
         }
     }
 
@@ -115,6 +147,8 @@ impl S3File {
         match self {
             S3File::Db(f) => f.blocks.flush().map_err(map),
             S3File::Journal(f) => f.flush().map_err(map),
+            // Never a publish: SQLite also syncs while rolling back.
+            S3File::Versioned(_) | S3File::Memory(..) => Ok(()),
         }
     }
 
@@ -125,27 +159,32 @@ impl S3File {
                 Ok(f.blocks.size())
             }
             S3File::Journal(f) => Ok(f.blocks.size()),
+            S3File::Versioned(f) => f.file_size(),
+            S3File::Memory(_, buf) => Ok(buf.len() as u64),
         }
     }
 
     pub fn lock(&mut self, level: LockLevel) -> VfsResult<()> {
         match self {
             S3File::Db(f) => f.lock(level),
-            S3File::Journal(_) => Ok(()),
+            S3File::Versioned(f) => f.lock(level),
+            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
         }
     }
 
     pub fn unlock(&mut self, level: LockLevel) -> VfsResult<()> {
         match self {
             S3File::Db(f) => f.unlock(level),
-            S3File::Journal(_) => Ok(()),
+            S3File::Versioned(f) => f.unlock(level),
+            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
         }
     }
 
     pub fn check_reserved_lock(&self) -> bool {
         match self {
             S3File::Db(f) => f.locks.reserved_by_anyone(),
-            S3File::Journal(_) => false,
+            S3File::Versioned(f) => f.check_reserved_lock(),
+            S3File::Journal(_) | S3File::Memory(..) => false,
         }
     }
 
@@ -157,7 +196,29 @@ impl S3File {
                 .blocks
                 .flush()
                 .map_err(VfsError::io(ffi::SQLITE_IOERR_FSYNC)),
-            S3File::Journal(_) => Ok(()),
+            S3File::Versioned(f) => f.commit_phase_two(),
+            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
+        }
+    }
+
+    /// The batch-atomic write controls (versioned layout only; the other files never see them,
+    /// as only the versioned main database advertises `SQLITE_IOCAP_BATCH_ATOMIC`).
+    pub fn atomic_write(&mut self, op: AtomicOp) -> VfsResult<()> {
+        let S3File::Versioned(f) = self else {
+            return Err(VfsError::code(ffi::SQLITE_NOTFOUND));
+        };
+        match op {
+            AtomicOp::Begin => f.begin_atomic(),
+            AtomicOp::Commit => return f.commit_atomic(),
+            AtomicOp::Rollback => f.rollback_atomic(),
+        }
+        Ok(())
+    }
+
+    pub fn device_characteristics(&self) -> i32 {
+        match self {
+            S3File::Versioned(_) => ffi::SQLITE_IOCAP_BATCH_ATOMIC,
+            _ => 0,
         }
     }
 
@@ -166,8 +227,15 @@ impl S3File {
         match self {
             S3File::Db(f) => f.blocks.flush().map_err(map),
             S3File::Journal(f) => f.flush().map_err(map),
+            S3File::Versioned(_) | S3File::Memory(..) => Ok(()),
         }
     }
+}
+
+pub enum AtomicOp {
+    Begin,
+    Commit,
+    Rollback,
 }
 
 /// A `PRAGMA` this VFS refuses, with the reason: both would make other processes' commits

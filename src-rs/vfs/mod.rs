@@ -5,8 +5,10 @@
 mod ffi;
 pub mod file;
 pub mod locks;
+pub mod versioned;
 
 use crate::error::{Error, Result};
+use crate::layout::LayoutKind;
 use crate::store::{DynStore, Stats};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,33 @@ pub struct DbContext {
     pub journal: Mutex<JournalState>,
     /// The detailed error behind the last SQLite I/O error code we returned.
     last_error: Mutex<Option<Error>>,
+    pub layout: LayoutKind,
+    pub versioned: VersionedOptions,
+    /// Versioned layout: the newest version as the open-time LIST found it (`Some(None)`: none
+    /// yet), used once by the first pin instead of a second LIST.
+    detected_head: Mutex<Option<Option<u64>>>,
+    /// Versioned layout: the version the connection has pinned (shared with the JS object).
+    pub version: Arc<AtomicU64>,
+    /// Versioned layout: the pinned snapshot (what `serialize` exports).
+    pub pinned: Mutex<Option<Arc<crate::layout::versioned::Snapshot>>>,
+}
+
+/// Settings of the versioned layout.
+#[derive(Debug, Clone, Default)]
+pub struct VersionedOptions {
+    /// Read-only calls skip the freshness check this long after the last one.
+    pub max_staleness: std::time::Duration,
+    /// Open read-only at this version (time travel).
+    pub time_travel: Option<u64>,
+    /// Skip the conditional-write probe: the user promises a single writer.
+    pub single_writer: bool,
+}
+
+impl std::ops::Deref for DbContext {
+    type Target = VersionedOptions;
+    fn deref(&self) -> &VersionedOptions {
+        &self.versioned
+    }
 }
 
 /// What we know of the rollback journal's objects in the store.
@@ -45,6 +74,7 @@ pub struct JournalState {
 }
 
 impl DbContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: DynStore,
         stats: Arc<Stats>,
@@ -53,6 +83,10 @@ impl DbContext {
         block_size: u64,
         cache_bytes: usize,
         concurrency: usize,
+        layout: LayoutKind,
+        versioned: VersionedOptions,
+        detected_head: Option<Option<u64>>,
+        version: Arc<AtomicU64>,
     ) -> Self {
         DbContext {
             store,
@@ -65,7 +99,16 @@ impl DbContext {
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
             last_error: Mutex::new(None),
+            layout,
+            versioned,
+            detected_head: Mutex::new(detected_head),
+            version,
+            pinned: Mutex::new(None),
         }
+    }
+
+    pub fn take_detected_head(&self) -> Option<Option<u64>> {
+        self.detected_head.lock().unwrap().take()
     }
 
     pub fn begin_call(&self) {

@@ -1,0 +1,361 @@
+//! Publishing a version: upload the changed blocks and map segments under keys unique to this
+//! attempt, then create the next root with `If-None-Match: *`. The create is the commit; an
+//! ambiguous answer is decided by reading the root back (its attempt id), never by guessing.
+
+use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root};
+use super::{
+    load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, SEGMENT_LEN,
+};
+use crate::error::{codes, Error, Result};
+use crate::store::{is_transient, GetOptions, GetOutcome, ObjectStore, PutMode};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest a commit may rely on an observation that its base is the newest version (D in
+/// DESIGN.md): GC's horizon must exceed it by the 15 minutes S3 accepts a signed request for.
+pub const MAX_BASE_AGE: Duration = Duration::from_secs(600);
+
+/// Resends of the same root before the outcome is declared unknown.
+const ROOT_ATTEMPTS: u32 = 8;
+
+/// A version ready to publish: its objects and its root, the same bytes on every resend.
+pub struct Prepared {
+    pub root: Arc<Root>,
+    pub root_key: String,
+    pub root_bytes: Bytes,
+    /// Objects to upload before the root: (key, bytes).
+    pub uploads: Vec<(String, Bytes)>,
+    /// Blocks among `uploads`: (index, key) — the caller caches them under their new keys.
+    pub blocks: Vec<(u64, String)>,
+    /// When the newest object of this attempt was uploaded.
+    pub uploaded_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Committed,
+    /// Another attempt created the root first: nothing of ours is visible.
+    Lost,
+}
+
+pub struct Layout {
+    pub page_size: u32,
+    pub block_size: u64,
+    pub file_size: u64,
+}
+
+/// Builds version `base.version + 1` (or 1): `changed` holds the new content of every changed
+/// block (block 0 included, or taken from the base).
+pub async fn prepare(
+    store: &dyn ObjectStore,
+    names: &Names,
+    base: Option<&Snapshot>,
+    segments: &mut SegmentCache,
+    mut changed: Vec<(u64, Bytes)>,
+    layout: Layout,
+) -> Result<Prepared> {
+    let attempt: AttemptId = new_attempt_id()?;
+    let version = base.map(|b| b.version() + 1).unwrap_or(1);
+    let count = layout.file_size.div_ceil(layout.block_size);
+    let mut seq: u32 = 0;
+    let mut next_pointer = |crc: u32| {
+        seq += 1;
+        Pointer {
+            version,
+            attempt,
+            seq,
+            crc,
+        }
+    };
+    changed.retain(|(i, _)| *i < count);
+    let block0 = match changed.iter().position(|(i, _)| *i == 0) {
+        Some(pos) => changed.remove(pos).1,
+        None => base
+            .map(|b| b.root.block0.clone())
+            .unwrap_or_default()
+            .slice(..),
+    };
+    let mut uploads = Vec::with_capacity(changed.len() + 2);
+    let mut blocks = Vec::with_capacity(changed.len());
+    let mut new_entries: Vec<(u64, Pointer)> = Vec::with_capacity(changed.len());
+    for (i, data) in changed {
+        let p = next_pointer(crc32c::crc32c(&data));
+        let key = names.block(i, &p);
+        blocks.push((i, key.clone()));
+        uploads.push((key, data));
+        new_entries.push((i, p));
+    }
+    // The new map: the base's entries, with the changed ones replaced and the tail cut.
+    let seg_len = SEGMENT_LEN as u64;
+    let map = if count <= seg_len {
+        let mut entries = match base {
+            Some(b) => b.entries(store, names, segments, count).await?,
+            None => vec![Pointer::default(); count as usize],
+        };
+        for (i, p) in &new_entries {
+            entries[*i as usize] = *p;
+        }
+        entries[0] = Pointer::default();
+        MapRef::Inline(entries)
+    } else {
+        let seg_count = count.div_ceil(seg_len);
+        let base_segs: Vec<Pointer> = match base.map(|b| &b.root.map) {
+            Some(MapRef::Segments(s)) if base.unwrap().root.segment_len == SEGMENT_LEN => s.clone(),
+            _ => Vec::new(),
+        };
+        let old_count = base.map(|b| b.block_count()).unwrap_or(0);
+        let mut touched: Vec<u64> = new_entries.iter().map(|(i, _)| i / seg_len).collect();
+        // Segments the base has not got in this shape, and the ones a resize cuts or extends.
+        touched.extend((0..seg_count).filter(|s| base_segs.get(*s as usize).is_none()));
+        if old_count != count {
+            let lo = old_count.min(count) / seg_len;
+            touched.extend(lo..seg_count);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        touched.retain(|s| *s < seg_count);
+        let mut segs = base_segs;
+        segs.resize(seg_count as usize, Pointer::default());
+        if !base_segs_usable(base) {
+            // The base is inline (or another shape): every segment is built from its entries.
+            let mut all = match base {
+                Some(b) => {
+                    b.entries(store, names, segments, count.min(old_count))
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            all.resize(count as usize, Pointer::default());
+            for (i, p) in &new_entries {
+                all[*i as usize] = *p;
+            }
+            let (map, objects) = fresh_map(names, &all, &mut next_pointer);
+            uploads.extend(objects);
+            segs = match map {
+                MapRef::Segments(s) => s,
+                MapRef::Inline(_) => unreachable!("more blocks than one segment"),
+            };
+        } else {
+            let b = base.expect("usable base");
+            load_segments(store, names, &b.root, &touched, segments).await?;
+            for s in touched {
+                let lo = s * seg_len;
+                let hi = ((s + 1) * seg_len).min(count);
+                let old = match b.root.map {
+                    MapRef::Segments(ref old) => old.get(s as usize).copied().unwrap_or_default(),
+                    _ => Pointer::default(),
+                };
+                let old_entries = if old.is_null() {
+                    Arc::new(Vec::new())
+                } else {
+                    segments.get(&names.segment(s, &old)).unwrap_or_default()
+                };
+                let mut entries: Vec<Pointer> = (0..hi - lo)
+                    .map(|k| {
+                        let i = lo + k;
+                        if i < old_count {
+                            old_entries.get(k as usize).copied().unwrap_or_default()
+                        } else {
+                            Pointer::default()
+                        }
+                    })
+                    .collect();
+                apply(&mut entries, &new_entries, s, seg_len);
+                if s == 0 {
+                    entries[0] = Pointer::default();
+                }
+                let data = encode_segment(&entries);
+                let p = next_pointer(0);
+                let key = names.segment(s, &p);
+                segments.insert(key.clone(), Arc::new(entries));
+                uploads.push((key, data));
+                segs[s as usize] = p;
+            }
+        }
+        MapRef::Segments(segs)
+    };
+    let root = Root {
+        attempt,
+        version,
+        parent: version - 1,
+        flags: 0,
+        page_size: layout.page_size,
+        block_size: layout.block_size,
+        file_size: layout.file_size,
+        created_ms: now_ms(),
+        segment_len: SEGMENT_LEN,
+        map,
+        block0,
+    };
+    let root_bytes = root.encode();
+    Ok(Prepared {
+        root_key: names.root(version),
+        root: Arc::new(root),
+        root_bytes,
+        uploads,
+        blocks,
+        uploaded_at: None,
+    })
+}
+
+fn base_segs_usable(base: Option<&Snapshot>) -> bool {
+    matches!(base, Some(b) if matches!(b.root.map, MapRef::Segments(_)) && b.root.segment_len == SEGMENT_LEN)
+}
+
+/// A block map built from scratch for `entries` (entry i = block i; entry 0 is ignored): inline
+/// when it fits one segment, else segments to upload (named with `next_pointer`).
+pub fn fresh_map(
+    names: &Names,
+    entries: &[Pointer],
+    next_pointer: &mut impl FnMut(u32) -> Pointer,
+) -> (MapRef, Vec<(String, Bytes)>) {
+    let seg_len = SEGMENT_LEN as usize;
+    let mut entries = entries.to_vec();
+    if let Some(e) = entries.first_mut() {
+        *e = Pointer::default();
+    }
+    if entries.len() <= seg_len {
+        return (MapRef::Inline(entries), Vec::new());
+    }
+    let mut segs = Vec::new();
+    let mut objects = Vec::new();
+    for (s, chunk) in entries.chunks(seg_len).enumerate() {
+        let p = next_pointer(0);
+        objects.push((names.segment(s as u64, &p), encode_segment(chunk)));
+        segs.push(p);
+    }
+    (MapRef::Segments(segs), objects)
+}
+
+/// Sets the entries of segment `s` that `new_entries` changes.
+fn apply(entries: &mut [Pointer], new_entries: &[(u64, Pointer)], s: u64, seg_len: u64) {
+    for (i, p) in new_entries {
+        if i / seg_len == s {
+            if let Some(e) = entries.get_mut((i % seg_len) as usize) {
+                *e = *p;
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Uploads the attempt's objects in parallel (plain PUTs; keys are unique to this attempt, so a
+/// late retry can only write the same bytes again).
+pub async fn upload(
+    store: Arc<dyn ObjectStore>,
+    p: &mut Prepared,
+    concurrency: usize,
+) -> Result<()> {
+    let uploads = std::mem::take(&mut p.uploads);
+    futures::stream::iter(uploads.iter().cloned().map(|(key, data)| {
+        let store = store.clone();
+        async move { store.put(&key, data, PutMode::Overwrite).await.map(|_| ()) }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    p.uploads = uploads;
+    p.uploaded_at = Some(Instant::now());
+    Ok(())
+}
+
+/// Creates the root. `observed` is when the base was last seen to be the newest version; it is
+/// refreshed here when older than `MAX_BASE_AGE`. Errors: `COMMIT_UNKNOWN` when the store kept
+/// failing after a request may have landed.
+pub async fn publish_root(
+    store: Arc<dyn ObjectStore>,
+    names: &Names,
+    p: &mut Prepared,
+    observed: &mut Option<Instant>,
+    concurrency: usize,
+) -> Result<Outcome> {
+    let version = p.root.version;
+    let mut sent = false;
+    let mut last_error: Option<Error> = None;
+    for attempt in 0..ROOT_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        if !sent && observed.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
+            // The base may be stale: look again before sending anything.
+            if newer_than(&*store, names, version - 1).await?.is_some() {
+                return Ok(Outcome::Lost);
+            }
+            *observed = Some(Instant::now());
+        }
+        if p.uploaded_at.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
+            // GC spares an attempt's objects for its horizon after the newest one: renew them.
+            upload(store.clone(), p, concurrency).await?;
+        }
+        sent = true;
+        match store
+            .put(&p.root_key, p.root_bytes.clone(), PutMode::Create)
+            .await
+        {
+            Ok(_) => return Ok(Outcome::Committed),
+            Err(e) if e.code == codes::PRECONDITION_FAILED => {
+                // Someone created it: us (an earlier send whose answer was lost), or a rival.
+                match read_identity(&*store, &p.root_key).await {
+                    Ok(Some(a)) => {
+                        return Ok(if a == p.root.attempt {
+                            Outcome::Committed
+                        } else {
+                            Outcome::Lost
+                        })
+                    }
+                    // A 404 after a 412 proves nothing: ask again.
+                    Ok(None) => last_error = Some(e),
+                    Err(e2) if is_transient(&e2) => last_error = Some(e2),
+                    Err(e2) => return Err(e2),
+                }
+            }
+            Err(e) if is_transient(&e) => last_error = Some(e),
+            Err(e) if !sent_before(attempt) => return Err(e),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let why = last_error.map(|e| e.message).unwrap_or_default();
+    Err(Error::new(
+        codes::COMMIT_UNKNOWN,
+        format!(
+            "the commit of version {version} may or may not have been published ({why}); it is \
+             not retried automatically: the next commit on this connection settles it first"
+        ),
+    ))
+}
+
+/// Whether an earlier send of the root could have landed (a definite refusal of the very first
+/// send, such as AccessDenied, proves nothing was published).
+fn sent_before(attempt: u32) -> bool {
+    attempt > 0
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 50u64 << attempt.min(6);
+    let jitter = (crate::layout::versioned::new_attempt_id()
+        .map(|a| a[0] as u64)
+        .unwrap_or(0)
+        * base)
+        / 255;
+    Duration::from_millis(base / 2 + jitter / 2)
+}
+
+/// The attempt id of an existing root (`None` when it is missing).
+async fn read_identity(store: &dyn ObjectStore, key: &str) -> Result<Option<AttemptId>> {
+    let opts = GetOptions {
+        range: Some((0, super::format::ROOT_ID_LEN)),
+        if_none_match: None,
+    };
+    match store.get(key, opts).await? {
+        GetOutcome::Found(obj) => Ok(super::format::root_identity(&obj.body).map(|(a, _)| a)),
+        _ => Ok(None),
+    }
+}

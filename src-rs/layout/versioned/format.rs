@@ -1,0 +1,271 @@
+//! The bytes of the versioned layout's objects: roots (one per version) and block-map segments.
+//! Every object ends with a CRC-32C of everything before it, checked on every read; block objects
+//! are raw bytes whose CRC-32C sits in the map entry that points at them.
+//!
+//! Root (little-endian):
+//! ```text
+//!   0 magic "S3VFSr1\0"   8 attempt id (16)   24 version u64   32 parent u64   40 flags u32
+//!  44 page size u32      48 block size u64   56 file size u64  64 created ms u64
+//!  72 map kind u32 (0 inline, 1 segments)   76 entries u32   80 segment length u32
+//!  84 block 0 length u32  88 entries x 32 bytes, then block 0, then crc32c u32
+//! ```
+//! The attempt id sits at a fixed offset so that deciding an ambiguous commit needs only the
+//! first bytes of a root. A map entry is a `Pointer` (version, attempt, upload number, crc32c);
+//! version 0 means "no object": the block reads as zeros.
+
+use crate::error::{codes, Error, Result};
+use bytes::Bytes;
+
+pub const ROOT_MAGIC: &[u8; 8] = b"S3VFSr1\0";
+pub const SEGMENT_MAGIC: &[u8; 8] = b"S3VFSm1\0";
+pub const ROOT_HEADER_LEN: usize = 88;
+const ENTRY_LEN: usize = 32;
+/// Bytes of a root that hold its attempt id and version (for deciding an ambiguous commit).
+pub const ROOT_ID_LEN: u64 = 32;
+
+/// Root flag: the version was pruned by GC; only the header is left, so that its key can never be
+/// created again by a stale writer.
+pub const FLAG_PRUNED: u32 = 1;
+
+pub type AttemptId = [u8; 16];
+
+/// Where one block (or map segment) of a version lives: the commit attempt that uploaded it, the
+/// upload's number within that attempt, and the CRC-32C of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pointer {
+    pub version: u64,
+    pub attempt: AttemptId,
+    pub seq: u32,
+    pub crc: u32,
+}
+
+impl Pointer {
+    pub fn is_null(&self) -> bool {
+        self.version == 0
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.attempt);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Pointer {
+        Pointer {
+            version: u64_at(b, 0),
+            attempt: b[8..24].try_into().unwrap(),
+            seq: u32_at(b, 24),
+            crc: u32_at(b, 28),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapRef {
+    /// The whole block map (small databases): entry i is block i.
+    Inline(Vec<Pointer>),
+    /// Entry s points at the segment holding blocks `s*segment_len ..`.
+    Segments(Vec<Pointer>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub attempt: AttemptId,
+    pub version: u64,
+    pub parent: u64,
+    pub flags: u32,
+    pub page_size: u32,
+    pub block_size: u64,
+    pub file_size: u64,
+    pub created_ms: u64,
+    pub segment_len: u32,
+    pub map: MapRef,
+    pub block0: Bytes,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn corrupt(what: &str, why: &str) -> Error {
+    Error::new(codes::CORRUPT_OBJECT, format!("{what}: {why}"))
+}
+
+fn seal(mut out: Vec<u8>) -> Bytes {
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Bytes::from(out)
+}
+
+/// Checks the trailing CRC-32C; returns the bytes before it.
+fn unseal<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
+    if bytes.len() < 4 {
+        return Err(corrupt(what, "too short"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body) != u32_at(crc, 0) {
+        return Err(corrupt(what, "checksum mismatch (the object is damaged)"));
+    }
+    Ok(body)
+}
+
+impl Root {
+    pub fn encode(&self) -> Bytes {
+        let entries = match &self.map {
+            MapRef::Inline(e) | MapRef::Segments(e) => e,
+        };
+        let mut out =
+            Vec::with_capacity(ROOT_HEADER_LEN + entries.len() * ENTRY_LEN + self.block0.len() + 4);
+        out.extend_from_slice(ROOT_MAGIC);
+        out.extend_from_slice(&self.attempt);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.parent.to_le_bytes());
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out.extend_from_slice(&self.page_size.to_le_bytes());
+        out.extend_from_slice(&self.block_size.to_le_bytes());
+        out.extend_from_slice(&self.file_size.to_le_bytes());
+        out.extend_from_slice(&self.created_ms.to_le_bytes());
+        let kind: u32 = matches!(self.map, MapRef::Segments(_)) as u32;
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.segment_len.to_le_bytes());
+        out.extend_from_slice(&(self.block0.len() as u32).to_le_bytes());
+        for p in entries {
+            p.encode(&mut out);
+        }
+        out.extend_from_slice(&self.block0);
+        seal(out)
+    }
+
+    pub fn decode(bytes: &[u8], what: &str) -> Result<Root> {
+        let b = unseal(bytes, what)?;
+        if b.len() < ROOT_HEADER_LEN || &b[..8] != ROOT_MAGIC {
+            return Err(corrupt(what, "not a root of the versioned layout"));
+        }
+        let count = u32_at(b, 76) as usize;
+        let block0_len = u32_at(b, 84) as usize;
+        if b.len() != ROOT_HEADER_LEN + count * ENTRY_LEN + block0_len {
+            return Err(corrupt(what, "inconsistent lengths"));
+        }
+        let entries: Vec<Pointer> = (0..count)
+            .map(|k| Pointer::decode(&b[ROOT_HEADER_LEN + k * ENTRY_LEN..]))
+            .collect();
+        let map = match u32_at(b, 72) {
+            0 => MapRef::Inline(entries),
+            1 => MapRef::Segments(entries),
+            _ => return Err(corrupt(what, "unknown map kind")),
+        };
+        let start0 = ROOT_HEADER_LEN + count * ENTRY_LEN;
+        Ok(Root {
+            attempt: b[8..24].try_into().unwrap(),
+            version: u64_at(b, 24),
+            parent: u64_at(b, 32),
+            flags: u32_at(b, 40),
+            page_size: u32_at(b, 44),
+            block_size: u64_at(b, 48),
+            file_size: u64_at(b, 56),
+            created_ms: u64_at(b, 64),
+            segment_len: u32_at(b, 80),
+            map,
+            block0: Bytes::copy_from_slice(&b[start0..start0 + block0_len]),
+        })
+    }
+
+    pub fn is_pruned(&self) -> bool {
+        self.flags & FLAG_PRUNED != 0
+    }
+
+    /// What GC leaves at a pruned version's key: the header only.
+    pub fn tombstone(&self) -> Root {
+        Root {
+            flags: self.flags | FLAG_PRUNED,
+            map: MapRef::Inline(Vec::new()),
+            block0: Bytes::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Reads the attempt id and version from a root's first `ROOT_ID_LEN` bytes.
+pub fn root_identity(prefix_bytes: &[u8]) -> Option<(AttemptId, u64)> {
+    if prefix_bytes.len() < ROOT_ID_LEN as usize || &prefix_bytes[..8] != ROOT_MAGIC {
+        return None;
+    }
+    Some((
+        prefix_bytes[8..24].try_into().ok()?,
+        u64_at(prefix_bytes, 24),
+    ))
+}
+
+pub fn encode_segment(entries: &[Pointer]) -> Bytes {
+    let mut out = Vec::with_capacity(12 + entries.len() * ENTRY_LEN + 4);
+    out.extend_from_slice(SEGMENT_MAGIC);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for p in entries {
+        p.encode(&mut out);
+    }
+    seal(out)
+}
+
+pub fn decode_segment(bytes: &[u8], what: &str) -> Result<Vec<Pointer>> {
+    let b = unseal(bytes, what)?;
+    if b.len() < 12 || &b[..8] != SEGMENT_MAGIC {
+        return Err(corrupt(what, "not a map segment of the versioned layout"));
+    }
+    let count = u32_at(b, 8) as usize;
+    if b.len() != 12 + count * ENTRY_LEN {
+        return Err(corrupt(what, "inconsistent length"));
+    }
+    Ok((0..count)
+        .map(|k| Pointer::decode(&b[12 + k * ENTRY_LEN..]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointer(v: u64) -> Pointer {
+        Pointer {
+            version: v,
+            attempt: [v as u8; 16],
+            seq: 7,
+            crc: 0xdead_beef,
+        }
+    }
+
+    #[test]
+    fn roots_and_segments_round_trip_and_detect_damage() {
+        let root = Root {
+            attempt: [9; 16],
+            version: 42,
+            parent: 41,
+            flags: 0,
+            page_size: 4096,
+            block_size: 8192,
+            file_size: 3 * 8192,
+            created_ms: 1,
+            segment_len: 1024,
+            map: MapRef::Inline(vec![Pointer::default(), pointer(3), pointer(42)]),
+            block0: Bytes::from_static(b"SQLite format 3\0"),
+        };
+        let bytes = root.encode();
+        assert_eq!(Root::decode(&bytes, "r").unwrap(), root);
+        assert_eq!(root_identity(&bytes[..32]), Some(([9; 16], 42)));
+        let mut damaged = bytes.to_vec();
+        damaged[100] ^= 1;
+        let err = Root::decode(&damaged, "r").unwrap_err();
+        assert_eq!(err.code, codes::CORRUPT_OBJECT);
+
+        let seg = vec![pointer(1), Pointer::default()];
+        assert_eq!(decode_segment(&encode_segment(&seg), "s").unwrap(), seg);
+        assert!(decode_segment(&bytes, "s").is_err());
+        let t = root.tombstone();
+        assert!(Root::decode(&t.encode(), "t").unwrap().is_pruned());
+    }
+}

@@ -1,0 +1,423 @@
+//! The `versioned` layout (the default): every commit is a new version published by creating its
+//! root with `If-None-Match: *`; blocks and map segments are immutable objects under keys unique
+//! to one upload. See DESIGN.md ("versioned layout") and notes/design-review.md for the rules
+//! this module follows.
+//!
+//! Names (P = prefix):
+//! - `P/!r/{~v:016x}` root of version v (`~v` = 2^64-1-v, so one `LIST P/ max-keys=1` finds the
+//!   newest root: `!` sorts before `.`, digits and letters);
+//! - `P/.b/{i:012x}/{v:016x}-{A:032x}-{n:x}` block i, uploaded by attempt A of version v;
+//! - `P/.m/{s:08x}/{v:016x}-{A:032x}-{n:x}` map segment s.
+
+pub mod commit;
+pub mod format;
+pub mod gc;
+
+use crate::error::{codes, Error, Result};
+use crate::store::{GetOptions, GetOutcome, ObjectStore};
+use bytes::Bytes;
+use format::{decode_segment, AttemptId, MapRef, Pointer, Root};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Blocks per map segment (32 bytes each: 32 KiB segments). A map this small or smaller is kept
+/// inline in the root.
+pub const SEGMENT_LEN: u32 = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+fn hex(a: &AttemptId) -> String {
+    a.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<AttemptId> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (k, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * k..2 * k + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// An object of a commit attempt, as its key tells: (index, version, attempt, upload number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectId {
+    pub index: u64,
+    pub version: u64,
+    pub attempt: AttemptId,
+    pub seq: u32,
+}
+
+impl Names {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Names {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn roots_dir(&self) -> String {
+        format!("{}/!r/", self.prefix)
+    }
+
+    pub fn blocks_dir(&self) -> String {
+        format!("{}/.b/", self.prefix)
+    }
+
+    pub fn segments_dir(&self) -> String {
+        format!("{}/.m/", self.prefix)
+    }
+
+    pub fn root(&self, version: u64) -> String {
+        format!("{}{:016x}", self.roots_dir(), u64::MAX - version)
+    }
+
+    pub fn parse_root(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(&self.roots_dir())?;
+        if rest.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(rest, 16).ok().map(|c| u64::MAX - c)
+    }
+
+    pub fn block(&self, index: u64, p: &Pointer) -> String {
+        format!(
+            "{}{index:012x}/{:016x}-{}-{:x}",
+            self.blocks_dir(),
+            p.version,
+            hex(&p.attempt),
+            p.seq
+        )
+    }
+
+    pub fn segment(&self, index: u64, p: &Pointer) -> String {
+        format!(
+            "{}{index:08x}/{:016x}-{}-{:x}",
+            self.segments_dir(),
+            p.version,
+            hex(&p.attempt),
+            p.seq
+        )
+    }
+
+    /// Parses a block or segment key under `dir` (strictly: a key that does not parse is not
+    /// ours, and GC never deletes it).
+    pub fn parse_object(&self, dir: &str, index_width: usize, key: &str) -> Option<ObjectId> {
+        let rest = key.strip_prefix(dir)?;
+        let (index, name) = rest.split_once('/')?;
+        let mut parts = name.split('-');
+        let (v, a, n) = (parts.next()?, parts.next()?, parts.next()?);
+        if index.len() != index_width || v.len() != 16 || parts.next().is_some() {
+            return None;
+        }
+        Some(ObjectId {
+            index: u64::from_str_radix(index, 16).ok()?,
+            version: u64::from_str_radix(v, 16).ok()?,
+            attempt: unhex(a)?,
+            seq: u32::from_str_radix(n, 16).ok()?,
+        })
+    }
+
+    pub fn parse_block(&self, key: &str) -> Option<ObjectId> {
+        self.parse_object(&self.blocks_dir(), 12, key)
+    }
+
+    pub fn parse_segment(&self, key: &str) -> Option<ObjectId> {
+        self.parse_object(&self.segments_dir(), 8, key)
+    }
+}
+
+/// A fresh attempt id from the OS random source.
+pub fn new_attempt_id() -> Result<AttemptId> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id)
+        .map_err(|e| Error::internal(format!("the OS random source failed: {e}")))?;
+    Ok(id)
+}
+
+/// A referenced object is gone (GC removed the version, or the store lost it): never read as
+/// zeros.
+pub fn version_gone(key: &str, version: u64) -> Error {
+    Error::new(
+        codes::VERSION_GONE,
+        format!(
+            "{key} is missing: version {version} is no longer available (garbage-collected?); \
+             reopen the database to read the current version"
+        ),
+    )
+}
+
+/// A published version as a reader sees it: its root, and the map segments loaded so far.
+pub struct Snapshot {
+    pub key: String,
+    pub root: Arc<Root>,
+}
+
+/// Where block `i` of a snapshot lives.
+pub enum BlockLocation {
+    /// Inside the root (block 0).
+    Inline,
+    /// Not stored: zeros (the lock-byte page's block, or past the end).
+    Zeros,
+    Object(String, Pointer),
+}
+
+/// Map segments already read, by key (they are immutable, so never stale).
+#[derive(Default)]
+pub struct SegmentCache {
+    segments: HashMap<String, Arc<Vec<Pointer>>>,
+}
+
+/// Segments kept before the cache starts over (each is at most 32 KiB).
+const SEGMENT_CACHE_MAX: usize = 4096;
+
+impl SegmentCache {
+    pub fn get(&self, key: &str) -> Option<Arc<Vec<Pointer>>> {
+        self.segments.get(key).cloned()
+    }
+
+    pub fn insert(&mut self, key: String, entries: Arc<Vec<Pointer>>) {
+        if self.segments.len() >= SEGMENT_CACHE_MAX {
+            self.segments.clear();
+        }
+        self.segments.insert(key, entries);
+    }
+}
+
+impl Snapshot {
+    pub fn version(&self) -> u64 {
+        self.root.version
+    }
+
+    pub fn block_count(&self) -> u64 {
+        self.root.file_size.div_ceil(self.root.block_size)
+    }
+
+    /// The segment that holds block `i`'s entry, when the map is not inline: (index, pointer).
+    pub fn segment_of(&self, i: u64) -> Option<(u64, Pointer)> {
+        match &self.root.map {
+            MapRef::Inline(_) => None,
+            MapRef::Segments(segs) => {
+                let s = i / self.root.segment_len as u64;
+                segs.get(s as usize).map(|p| (s, *p))
+            }
+        }
+    }
+
+    /// Block `i`'s location, given the loaded segments (`None`: its segment is not loaded).
+    pub fn locate(&self, names: &Names, i: u64, segments: &SegmentCache) -> Option<BlockLocation> {
+        if i == 0 {
+            return Some(BlockLocation::Inline);
+        }
+        if i >= self.block_count() {
+            return Some(BlockLocation::Zeros);
+        }
+        let pointer = match &self.root.map {
+            MapRef::Inline(entries) => entries.get(i as usize).copied().unwrap_or_default(),
+            MapRef::Segments(_) => {
+                let (s, sp) = self.segment_of(i)?;
+                if sp.is_null() {
+                    Pointer::default()
+                } else {
+                    let entries = segments.get(&names.segment(s, &sp))?;
+                    let within = (i % self.root.segment_len as u64) as usize;
+                    entries.get(within).copied().unwrap_or_default()
+                }
+            }
+        };
+        Some(if pointer.is_null() {
+            BlockLocation::Zeros
+        } else {
+            BlockLocation::Object(names.block(i, &pointer), pointer)
+        })
+    }
+
+    /// Every entry of the map for blocks `0..count` (loading segments through `segments`).
+    pub async fn entries(
+        &self,
+        store: &dyn ObjectStore,
+        names: &Names,
+        segments: &mut SegmentCache,
+        count: u64,
+    ) -> Result<Vec<Pointer>> {
+        match &self.root.map {
+            MapRef::Inline(entries) => {
+                let mut out: Vec<Pointer> = entries.iter().take(count as usize).copied().collect();
+                out.resize(count as usize, Pointer::default());
+                Ok(out)
+            }
+            MapRef::Segments(segs) => {
+                let seg_len = self.root.segment_len as u64;
+                let wanted: Vec<u64> = (0..count.div_ceil(seg_len)).collect();
+                load_segments(store, names, &self.root, &wanted, segments).await?;
+                let mut out = Vec::with_capacity(count as usize);
+                for s in wanted {
+                    let sp = segs.get(s as usize).copied().unwrap_or_default();
+                    let entries = if sp.is_null() {
+                        Arc::new(Vec::new())
+                    } else {
+                        segments.get(&names.segment(s, &sp)).unwrap_or_default()
+                    };
+                    for k in 0..seg_len {
+                        if out.len() as u64 == count {
+                            break;
+                        }
+                        out.push(entries.get(k as usize).copied().unwrap_or_default());
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Loads (in parallel) the map segments `wanted` of `root` that are not cached yet.
+pub async fn load_segments(
+    store: &dyn ObjectStore,
+    names: &Names,
+    root: &Root,
+    wanted: &[u64],
+    cache: &mut SegmentCache,
+) -> Result<()> {
+    let MapRef::Segments(segs) = &root.map else {
+        return Ok(());
+    };
+    let mut keys = Vec::new();
+    for &s in wanted {
+        if let Some(p) = segs.get(s as usize).filter(|p| !p.is_null()) {
+            let key = names.segment(s, p);
+            if cache.get(&key).is_none() && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let loaded = futures::future::try_join_all(keys.into_iter().map(|key| async move {
+        let body = get_required(store, &key, root.version).await?;
+        let entries = decode_segment(&body, &key)?;
+        Ok::<_, Error>((key, entries))
+    }))
+    .await?;
+    for (key, entries) in loaded {
+        cache.insert(key, Arc::new(entries));
+    }
+    Ok(())
+}
+
+/// GETs an object a version references: a missing one is an error, never zeros.
+pub async fn get_required(store: &dyn ObjectStore, key: &str, version: u64) -> Result<Bytes> {
+    // One more try: a 404 right after a LIST can be a lagging replica on some stores.
+    for _ in 0..2 {
+        if let GetOutcome::Found(obj) = store.get(key, GetOptions::default()).await? {
+            return Ok(obj.body);
+        }
+    }
+    Err(version_gone(key, version))
+}
+
+/// Checks a block's bytes against the CRC-32C its map entry holds.
+pub fn verify_block(key: &str, data: &[u8], p: &Pointer) -> Result<()> {
+    if crc32c::crc32c(data) != p.crc {
+        return Err(Error::new(
+            codes::CORRUPT_OBJECT,
+            format!("{key}: checksum mismatch (the object is damaged)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and decodes root `version`; `None` when it does not exist.
+pub async fn get_root(
+    store: &dyn ObjectStore,
+    names: &Names,
+    version: u64,
+) -> Result<Option<Snapshot>> {
+    let key = names.root(version);
+    match store.get(&key, GetOptions::default()).await? {
+        GetOutcome::Found(obj) => {
+            let root = Root::decode(&obj.body, &key)?;
+            if root.version != version {
+                return Err(Error::new(
+                    codes::CORRUPT_OBJECT,
+                    format!("{key} holds version {} instead", root.version),
+                ));
+            }
+            Ok(Some(Snapshot {
+                key,
+                root: Arc::new(root),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The newest version: `LIST P/!r/ max-keys=1`, then its root (a root can vanish between the two
+/// when GC runs: then look again).
+pub async fn find_head(store: &dyn ObjectStore, names: &Names) -> Result<Option<Snapshot>> {
+    for _ in 0..3 {
+        let page = store.list(&names.roots_dir(), None, Some(1)).await?;
+        let Some(version) = page.objects.first().and_then(|o| names.parse_root(&o.key)) else {
+            return Ok(None);
+        };
+        if let Some(s) = get_root(store, names, version).await? {
+            return Ok(Some(s));
+        }
+    }
+    Err(Error::new(
+        codes::VERSION_GONE,
+        format!("{}: the newest root keeps disappearing", names.roots_dir()),
+    ))
+}
+
+/// The freshness check of a reader at version `v`: a GET of root(v+1). `None` means v is
+/// current; otherwise the newest version (one LIST and one more GET when v+1 is not the head).
+pub async fn newer_than(
+    store: &dyn ObjectStore,
+    names: &Names,
+    v: u64,
+) -> Result<Option<Snapshot>> {
+    let Some(next) = get_root(store, names, v + 1).await? else {
+        return Ok(None);
+    };
+    let head = find_head(store, names).await?;
+    Ok(Some(match head {
+        Some(h) if h.version() > next.version() => h,
+        _ => next,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_the_head_first_and_parse_strictly() {
+        let n = Names::new("db/x");
+        assert!(n.root(2) < n.root(1));
+        assert!(n.root(u64::MAX - 1) < n.blocks_dir());
+        assert!(n.root(1).as_str() < "db/x/0000000000");
+        assert_eq!(n.parse_root(&n.root(77)), Some(77));
+        let p = Pointer {
+            version: 5,
+            attempt: [0xab; 16],
+            seq: 3,
+            crc: 1,
+        };
+        let key = n.block(9, &p);
+        let id = n.parse_block(&key).unwrap();
+        assert_eq!(
+            (id.index, id.version, id.attempt, id.seq),
+            (9, 5, [0xab; 16], 3)
+        );
+        assert_eq!(n.parse_segment(&n.segment(2, &p)).unwrap().index, 2);
+        assert!(n.parse_block("db/x/.b/zz/whatever").is_none());
+        assert!(n.parse_block("db/x/archive/.b/000000000001/x").is_none());
+    }
+}

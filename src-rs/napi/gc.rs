@@ -1,0 +1,50 @@
+//! `collectGarbage`: the versioned layout's GC as one async JS function.
+
+use super::error::IntoJs;
+use super::options::{config, JsOptions};
+use crate::layout::versioned::gc::{collect, GcOptions, DEFAULT_GRACE_MS};
+use crate::layout::versioned::Names;
+use crate::store::Stats;
+use std::sync::Arc;
+
+#[napi(object)]
+pub struct JsGcReport {
+    /// The newest version.
+    pub head: f64,
+    pub versions_kept: f64,
+    /// Versions whose roots became tombstones in this run.
+    pub versions_pruned: f64,
+    pub objects_deleted: f64,
+}
+
+#[napi]
+pub async fn collect_garbage(
+    bucket: String,
+    prefix: String,
+    options: Option<JsOptions>,
+    keep_versions: Option<f64>,
+    grace_period_ms: Option<f64>,
+) -> napi::Result<JsGcReport> {
+    let config = config(bucket, prefix, options).js()?;
+    let report = crate::runtime::run(async move {
+        config.validate()?;
+        let store = config.connect_store(Arc::new(Stats::default())).await?;
+        let opts = GcOptions {
+            keep_versions: keep_versions.map(|k| k.max(1.0) as u64).unwrap_or(1),
+            grace_ms: grace_period_ms
+                .map(|g| g.max(0.0) as u64)
+                .unwrap_or(DEFAULT_GRACE_MS),
+            concurrency: config.concurrency,
+        };
+        collect(store, &Names::new(config.prefix.clone()), opts).await
+    })
+    .await
+    .js()?
+    .js()?;
+    Ok(JsGcReport {
+        head: report.head as f64,
+        versions_kept: report.versions_kept as f64,
+        versions_pruned: report.versions_pruned as f64,
+        objects_deleted: report.objects_deleted as f64,
+    })
+}

@@ -1,0 +1,558 @@
+//! The main database file of the versioned layout, in safe Rust: a snapshot pinned at each
+//! `xLock(NONE->SHARED)`, writes buffered per connection, and one publish per lock session at
+//! `COMMIT_ATOMIC_WRITE` or `COMMIT_PHASETWO` (never at xSync: SQLite also syncs while rolling
+//! back). The rules and the SQLite call sequences behind them are in notes/design-review.md.
+
+use super::file::{VfsError, VfsResult};
+use super::locks::{LockLevel, Locks};
+use super::DbContext;
+use crate::blocks::{BlockFile, BlockFileOptions, Naming};
+use crate::error::{codes, Error, Result};
+use crate::layout::versioned::commit::{self, Layout, Outcome, Prepared};
+use crate::layout::versioned::format::Root;
+use crate::layout::versioned::{find_head, get_root, newer_than, Names, SegmentCache, Snapshot};
+use crate::runtime::block_on;
+use crate::sqlite_header;
+use crate::store::PutMode;
+use bytes::Bytes;
+use rusqlite::ffi;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a "v+1 does not exist" answer is trusted before a LIST looks for the head instead
+/// (GC's horizon minus a margin: past it, root(v+1) may have been created and pruned).
+const TRUST_NEXT_ROOT: Duration = Duration::from_secs(55 * 60);
+
+/// The highest version any connection of this process has seen, per database: no connection
+/// pins below it (time never goes backwards between two connections).
+static KNOWN: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+fn known_version(key: &str) -> u64 {
+    KNOWN
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+fn raise_known(key: &str, v: u64) {
+    let mut guard = KNOWN.lock().unwrap();
+    let e = guard
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_string())
+        .or_insert(0);
+    *e = (*e).max(v);
+}
+
+/// Stores (by location) whose conditional create was probed and found to work.
+static PROBED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+struct Batch {
+    saved: (BTreeMap<u64, Vec<u8>>, u64),
+    /// The size of the writes in the batch (a page size).
+    write_size: Option<usize>,
+}
+
+pub struct VersionedFile {
+    ctx: Arc<DbContext>,
+    names: Names,
+    blocks: BlockFile,
+    locks: Locks,
+    pinned: Option<Arc<Snapshot>>,
+    loaded: bool,
+    /// When v+1 was last seen absent (t_obs).
+    observed_at: Option<Instant>,
+    /// The API call during which the pin was last confirmed current.
+    observed_epoch: u64,
+    /// Published during this lock session (a later truncate to the published size is a no-op).
+    published: bool,
+    batch: Option<Batch>,
+    /// A commit whose outcome is unknown: resent (same bytes) before anything else is written.
+    unknown: Option<Prepared>,
+}
+
+impl VersionedFile {
+    pub fn open(ctx: Arc<DbContext>) -> VersionedFile {
+        let names = Names::new(ctx.prefix.clone());
+        let blocks = BlockFile::new(
+            ctx.store.clone(),
+            ctx.stats.clone(),
+            Naming::Versioned {
+                names: names.clone(),
+                snapshot: None,
+                block0: Bytes::new(),
+                segments: SegmentCache::default(),
+            },
+            0,
+            BlockFileOptions {
+                block_size: ctx.block_size,
+                cache_bytes: ctx.cache_bytes,
+                concurrency: ctx.concurrency,
+                upload_last: None,
+            },
+        );
+        VersionedFile {
+            locks: Locks::new(ctx.lock_key()),
+            ctx,
+            names,
+            blocks,
+            pinned: None,
+            loaded: false,
+            observed_at: None,
+            observed_epoch: 0,
+            published: false,
+            batch: None,
+            unknown: None,
+        }
+    }
+
+    pub fn ctx(&self) -> &Arc<DbContext> {
+        &self.ctx
+    }
+
+    fn version(&self) -> u64 {
+        self.pinned.as_ref().map(|s| s.version()).unwrap_or(0)
+    }
+
+    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
+        if !self.loaded {
+            self.refresh().map_err(io(ffi::SQLITE_IOERR_READ))?;
+        }
+        let n = self
+            .blocks
+            .read(offset, buf)
+            .map_err(io(ffi::SQLITE_IOERR_READ))?;
+        if n < buf.len() {
+            buf[n..].fill(0);
+            return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> VfsResult<()> {
+        if let Some(b) = self.batch.as_mut() {
+            b.write_size = Some(data.len());
+        }
+        self.blocks
+            .write(offset, data)
+            .map_err(io(ffi::SQLITE_IOERR_WRITE))
+    }
+
+    pub fn truncate(&mut self, size: u64) -> VfsResult<()> {
+        if self.published && size == self.blocks.size() {
+            // The published version already has this size (taken from the header).
+            return Ok(());
+        }
+        self.blocks
+            .truncate(size)
+            .map_err(io(ffi::SQLITE_IOERR_TRUNCATE))
+    }
+
+    pub fn file_size(&mut self) -> VfsResult<u64> {
+        if !self.loaded {
+            self.refresh().map_err(io(ffi::SQLITE_IOERR_FSTAT))?;
+        }
+        Ok(self.blocks.size())
+    }
+
+    pub fn lock(&mut self, level: LockLevel) -> VfsResult<()> {
+        let was = self.locks.level();
+        self.locks
+            .lock(level)
+            .map_err(|_| VfsError::code(ffi::SQLITE_BUSY))?;
+        let checked = if was == LockLevel::None {
+            self.refresh().map_err(io(ffi::SQLITE_IOERR_LOCK))
+        } else if was == LockLevel::Shared && level >= LockLevel::Reserved {
+            self.begin_write()
+        } else {
+            Ok(())
+        };
+        if checked.is_err() {
+            self.locks.unlock(was);
+        }
+        checked
+    }
+
+    pub fn unlock(&mut self, level: LockLevel) -> VfsResult<()> {
+        if level <= LockLevel::Shared {
+            // A lock session that ends without a publish rolled back: drop its writes.
+            self.blocks.discard();
+            self.batch = None;
+            self.published = false;
+        }
+        self.locks.unlock(level);
+        Ok(())
+    }
+
+    pub fn check_reserved_lock(&self) -> bool {
+        self.locks.reserved_by_anyone()
+    }
+
+    /// Pins the version this lock session reads (at most one check of the store per API call;
+    /// none within `maxStaleness` of the last one).
+    fn refresh(&mut self) -> Result<()> {
+        let epoch = self.ctx.epoch();
+        let key = self.ctx.lock_key();
+        if let Some(v) = self.ctx.time_travel {
+            if !self.loaded {
+                let snap = block_on(get_root(&*self.ctx.store, &self.names, v))?
+                    .filter(|s| !s.root.is_pruned())
+                    .ok_or_else(|| {
+                        Error::new(
+                            codes::VERSION_GONE,
+                            format!(
+                                "{}: version {v} does not exist (or was garbage-collected)",
+                                self.place()
+                            ),
+                        )
+                    })?;
+                self.pin(Some(Arc::new(snap)));
+            }
+            return Ok(());
+        }
+        if self.loaded && epoch == self.observed_epoch {
+            return Ok(());
+        }
+        let fresh_enough = self.ctx.max_staleness > Duration::ZERO
+            && self
+                .observed_at
+                .is_some_and(|t| t.elapsed() < self.ctx.max_staleness)
+            && self.version() >= known_version(&key);
+        if self.loaded && fresh_enough {
+            return Ok(());
+        }
+        let store = self.ctx.store.clone();
+        let newer = if !self.loaded {
+            match self.ctx.take_detected_head() {
+                Some(Some(v)) => match block_on(get_root(&*store, &self.names, v))? {
+                    Some(s) if !s.root.is_pruned() => Some(s),
+                    _ => block_on(find_head(&*store, &self.names))?,
+                },
+                Some(None) => None,
+                None => block_on(find_head(&*store, &self.names))?,
+            }
+        } else if self
+            .observed_at
+            .is_some_and(|t| t.elapsed() < TRUST_NEXT_ROOT)
+        {
+            block_on(newer_than(&*store, &self.names, self.version()))?
+        } else {
+            block_on(find_head(&*store, &self.names))?.filter(|h| h.version() > self.version())
+        };
+        match newer {
+            Some(snap) if snap.root.is_pruned() => {
+                return Err(Error::new(
+                    codes::VERSION_GONE,
+                    format!("{}: the newest root is a tombstone", self.place()),
+                ))
+            }
+            Some(snap) => self.pin(Some(Arc::new(snap))),
+            None if !self.loaded => self.pin(None),
+            None => {}
+        }
+        self.observed_at = Some(Instant::now());
+        self.observed_epoch = epoch;
+        Ok(())
+    }
+
+    fn place(&self) -> String {
+        format!("{}/{}", self.ctx.store.location(), self.ctx.prefix)
+    }
+
+    fn pin(&mut self, snap: Option<Arc<Snapshot>>) {
+        let block0 = snap
+            .as_ref()
+            .map(|s| disguise_counter(&s.root))
+            .unwrap_or_default();
+        if let Some(s) = &snap {
+            raise_known(&self.ctx.lock_key(), s.version());
+        }
+        let v = snap.as_ref().map(|s| s.version()).unwrap_or(0);
+        self.ctx
+            .version
+            .store(v, std::sync::atomic::Ordering::Relaxed);
+        *self.ctx.pinned.lock().unwrap() = snap.clone();
+        self.pinned = snap.clone();
+        self.blocks.pin(snap, block0);
+        self.loaded = true;
+    }
+
+    /// `xLock(SHARED->RESERVED)`: a write on a stale pin fails now, before anything is uploaded
+    /// (`SQLITE_BUSY_SNAPSHOT`: SQLite re-pins and retries an autocommit statement itself).
+    fn begin_write(&mut self) -> VfsResult<()> {
+        if self.ctx.time_travel.is_some() {
+            return Err(VfsError {
+                code: ffi::SQLITE_READONLY,
+                detail: Some(read_only_version(self.version())),
+            });
+        }
+        self.probe_conditional_writes()
+            .map_err(io(ffi::SQLITE_IOERR_LOCK))?;
+        if let Some(mut prepared) = self.unknown.take() {
+            // Settle the earlier commit first: resend its bytes until the answer is definite.
+            let mut observed = self.observed_at;
+            let store = self.ctx.store.clone();
+            match block_on(commit::publish_root(
+                store,
+                &self.names,
+                &mut prepared,
+                &mut observed,
+                self.ctx.concurrency,
+            )) {
+                Ok(Outcome::Committed) => raise_known(&self.ctx.lock_key(), prepared.root.version),
+                Ok(Outcome::Lost) => {}
+                Err(e) => {
+                    self.unknown = Some(prepared);
+                    return Err(io(ffi::SQLITE_IOERR_LOCK)(e));
+                }
+            }
+            return Err(self.lost("an earlier commit was settled"));
+        }
+        if self.observed_epoch != self.ctx.epoch()
+            || self.version() < known_version(&self.ctx.lock_key())
+        {
+            let store = self.ctx.store.clone();
+            let newer = block_on(newer_than(&*store, &self.names, self.version()))
+                .map_err(io(ffi::SQLITE_IOERR_LOCK))?;
+            if let Some(n) = newer {
+                raise_known(&self.ctx.lock_key(), n.version());
+                return Err(self.lost("a newer version exists"));
+            }
+            self.observed_at = Some(Instant::now());
+            self.observed_epoch = self.ctx.epoch();
+        }
+        Ok(())
+    }
+
+    /// A stale base: the transaction must start again on the newest version.
+    fn lost(&mut self, why: &str) -> VfsError {
+        self.observed_at = None;
+        self.observed_epoch = 0;
+        VfsError {
+            code: ffi::SQLITE_BUSY_SNAPSHOT,
+            detail: Some(Error::new(
+                "SQLITE_BUSY",
+                format!(
+                    "{}: another writer committed after version {} ({why}); nothing of this \
+                     transaction was published — run it again",
+                    self.place(),
+                    self.version()
+                ),
+            )),
+        }
+    }
+
+    /// Once per process and store, before the first write: a create on a scratch key must fail
+    /// when repeated. A store that ignores `If-None-Match` cannot detect concurrent writers.
+    fn probe_conditional_writes(&self) -> Result<()> {
+        let location = self.ctx.store.location();
+        if self.ctx.single_writer
+            || PROBED
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|s| s.contains(&location))
+        {
+            return Ok(());
+        }
+        let id = crate::layout::versioned::new_attempt_id()?;
+        let key = format!(
+            "{}/.probe/{}",
+            self.ctx.prefix,
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let store = self.ctx.store.clone();
+        let second = block_on(async {
+            store
+                .put(&key, Bytes::from_static(b"1"), PutMode::Create)
+                .await?;
+            let second = store
+                .put(&key, Bytes::from_static(b"2"), PutMode::Create)
+                .await;
+            let _ = store.delete(&key).await;
+            Ok::<_, Error>(second)
+        })?;
+        match second {
+            Err(e) if e.code == codes::PRECONDITION_FAILED => {
+                PROBED
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(HashSet::new)
+                    .insert(location);
+                Ok(())
+            }
+            Ok(_) => Err(Error::new(
+                codes::NO_CONDITIONAL_WRITES,
+                format!(
+                    "{location} ignores If-None-Match on PUT, so concurrent writers could \
+                     overwrite each other's commits; use a store with conditional writes, or \
+                     pass {{ singleWriter: true }} if only one process ever writes this database"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn begin_atomic(&mut self) {
+        self.batch = Some(Batch {
+            saved: self.blocks.save_point(),
+            write_size: None,
+        });
+    }
+
+    pub fn rollback_atomic(&mut self) {
+        if let Some(b) = self.batch.take() {
+            self.blocks.restore(b.saved);
+        }
+    }
+
+    /// `COMMIT_ATOMIC_WRITE`: publish now, unless the batch changes the page size (then the
+    /// pages of the new size come after it: publish at PHASETWO).
+    pub fn commit_atomic(&mut self) -> VfsResult<()> {
+        let Some(batch) = self.batch.take() else {
+            return self.publish();
+        };
+        let (changes, _) = self.blocks.changes();
+        let header_page = changes
+            .iter()
+            .find(|(i, _)| *i == 0)
+            .and_then(|(_, b)| sqlite_header::page_size(b));
+        if let (Some(p), Some(w)) = (header_page, batch.write_size) {
+            if p as usize != w {
+                return Ok(());
+            }
+        }
+        match self.publish() {
+            Err(e) if e.code & 0xff == ffi::SQLITE_IOERR => {
+                // Nothing was published: SQLite falls back to its journal path, which
+                // rewrites only its still-dirty pages, so keep the ones written before the batch.
+                self.blocks.restore(batch.saved);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// `COMMIT_PHASETWO`: publish what is still unpublished (every non-batch path).
+    pub fn commit_phase_two(&mut self) -> VfsResult<()> {
+        if self.published {
+            return Ok(());
+        }
+        self.publish()
+    }
+
+    fn publish(&mut self) -> VfsResult<()> {
+        if !self.blocks.is_dirty() {
+            return Ok(());
+        }
+        let (changes, buffer_size) = self.blocks.changes();
+        let block0 = changes
+            .iter()
+            .find(|(i, _)| *i == 0)
+            .map(|(_, b)| b.clone())
+            .or_else(|| self.pinned.as_ref().map(|s| s.root.block0.clone()))
+            .unwrap_or_default();
+        let file_size = sqlite_header::file_size(&block0).unwrap_or(buffer_size);
+        let page_size = sqlite_header::page_size(&block0).unwrap_or(0);
+        let store = self.ctx.store.clone();
+        let names = self.names.clone();
+        let base = self.pinned.clone();
+        let concurrency = self.ctx.concurrency;
+        let mut segments = SegmentCache::default();
+        let mut observed = self.observed_at;
+        // Outer error: nothing was published (the root was never sent).
+        let result: Result<(Prepared, Result<Outcome>)> = block_on(async {
+            let mut prepared = commit::prepare(
+                &*store,
+                &names,
+                base.as_deref(),
+                &mut segments,
+                changes.clone(),
+                Layout {
+                    page_size,
+                    block_size: self.blocks.block_size(),
+                    file_size,
+                },
+            )
+            .await?;
+            commit::upload(store.clone(), &mut prepared, concurrency).await?;
+            let outcome =
+                commit::publish_root(store, &names, &mut prepared, &mut observed, concurrency)
+                    .await;
+            Ok((prepared, outcome))
+        });
+        match result {
+            Ok((prepared, Ok(Outcome::Committed))) => {
+                let data: HashMap<u64, Bytes> = changes.into_iter().collect();
+                let uploaded = prepared
+                    .blocks
+                    .iter()
+                    .filter_map(|(i, key)| data.get(i).map(|d| (key.clone(), d.clone())))
+                    .collect();
+                let snap = Snapshot {
+                    key: prepared.root_key.clone(),
+                    root: prepared.root.clone(),
+                };
+                self.pin(Some(Arc::new(snap)));
+                self.blocks.cache_uploaded(uploaded);
+                self.observed_at = Some(Instant::now());
+                self.observed_epoch = self.ctx.epoch();
+                self.published = true;
+                Ok(())
+            }
+            Ok((prepared, Ok(Outcome::Lost))) => {
+                raise_known(&self.ctx.lock_key(), prepared.root.version);
+                self.blocks.discard();
+                Err(self.lost("its root was created first"))
+            }
+            Ok((prepared, Err(e))) => {
+                // The root may have landed: remember it, and never report an I/O error (SQLite
+                // would take its journal fallback and publish the transaction a second time).
+                if e.code == codes::COMMIT_UNKNOWN {
+                    self.unknown = Some(prepared);
+                }
+                self.blocks.discard();
+                self.observed_at = None;
+                self.observed_epoch = 0;
+                Err(VfsError {
+                    code: ffi::SQLITE_PROTOCOL,
+                    detail: Some(e),
+                })
+            }
+            Err(e) => Err(io(ffi::SQLITE_IOERR_WRITE)(e)),
+        }
+    }
+}
+
+/// Block 0 as readers see it: bytes 24..28 (and 92..96 when they matched) replaced with a hash of
+/// (version, attempt), so SQLite's page cache never survives across two versions that happen to
+/// share a change counter (a lost commit, a replaced database).
+fn disguise_counter(root: &Root) -> Bytes {
+    let mut b = root.block0.to_vec();
+    if b.len() >= sqlite_header::HEADER_LEN {
+        let mut h = crc32c::crc32c(&root.version.to_le_bytes());
+        h = crc32c::crc32c_append(h, &root.attempt);
+        let matched = b[24..28] == b[92..96];
+        b[24..28].copy_from_slice(&h.to_be_bytes());
+        if matched {
+            b[92..96].copy_from_slice(&h.to_be_bytes());
+        }
+    }
+    Bytes::from(b)
+}
+
+fn read_only_version(v: u64) -> Error {
+    Error::new(
+        codes::READ_ONLY_VERSION,
+        format!("this database was opened at version {v} (time travel) and is read-only"),
+    )
+}
+
+fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
+    move |e| VfsError {
+        code,
+        detail: Some(e),
+    }
+}
