@@ -25,7 +25,7 @@ with apsw.Connection('${prefix}', vfs=vfs.name) as db:
 `,
     { BUCKET: bucket, BLOCK_SIZE: String(BLOCK_SIZE) },
   )
-  const db = new S3Database(bucket, prefix, options({ blockSize: BLOCK_SIZE }))
+  const db = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: BLOCK_SIZE }))
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await db.get('PRAGMA page_size'), { page_size: PAGE_SIZE })
   t.deepEqual(await db.get('SELECT count(*) AS n, sum(x) AS s FROM foo'), { n: 2000, s: 2001000 })
@@ -45,7 +45,7 @@ with apsw.Connection('${prefix}', vfs=vfs.name) as db:
 
 test('a database written here opens and queries in the Python library, byte for byte the same layout', async (t) => {
   const prefix = freshPrefix('to-python')
-  const db = new S3Database(bucket, prefix, options({ blockSize: BLOCK_SIZE }))
+  const db = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: BLOCK_SIZE }))
   await db.exec(`PRAGMA page_size = ${PAGE_SIZE}`)
   await db.exec('CREATE TABLE bar(id INTEGER PRIMARY KEY, v BLOB)')
   await db.transaction(async (tx) => {
@@ -77,7 +77,7 @@ with apsw.Connection('${prefix}', vfs=vfs.name) as db:
 
 test('request counts: open, point query, new read transaction, 10,000-row insert', async (t) => {
   const prefix = freshPrefix('counts')
-  const writer = new S3Database(bucket, prefix, options())
+  const writer = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs' }))
   await writer.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
   const before = writer.stats()
   await writer.transaction(async (tx) => {
@@ -95,33 +95,34 @@ test('request counts: open, point query, new read transaction, 10,000-row insert
   t.is(insertCost.list, 0)
   await writer.close()
 
-  const db = new S3Database(bucket, prefix, options())
+  const db = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs' }))
   await db.open()
   const open = db.stats()
   t.log('open:', { get: open.get, list: open.list })
-  // GET block 0 (size from the header) + GET of the journal's first bytes: no LIST.
+  // One LIST max-keys=1 tells the layout; GET block 0 (size from the header) + GET of the
+  // journal's first bytes.
   t.is(open.get, 2)
-  t.is(open.list, 0)
+  t.is(open.list, 1)
   t.is(open.put, 0)
 
   t.deepEqual(await db.get('SELECT v FROM t WHERE id = ?', [5000]), { v: 'value 4999' })
   const q = db.stats()
   t.log('point query after open:', { get: q.get - open.get, list: q.list - open.list })
-  t.is(q.list, 0)
+  t.is(q.list, open.list)
 
   // A new read transaction when nothing changed: one conditional GET (304).
   await db.get('SELECT v FROM t WHERE id = ?', [5000])
   const again = db.stats()
   t.is(again.get - q.get, 1)
-  t.is(again.list, 0)
+  t.is(again.list, open.list)
   t.is(again.bytesDown, q.bytesDown, 'a 304 carries no body and the blocks come from the cache')
   await db.close()
 })
 
 test('one process never reads stale blocks after another process commits', async (t) => {
   const prefix = freshPrefix('fresh')
-  const a = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
-  const b = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
+  const a = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: 4096 }))
+  const b = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: 4096 }))
   await a.exec('CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT)')
   await a.run("INSERT INTO kv VALUES ('x', 'one')")
   t.deepEqual(await b.get("SELECT v FROM kv WHERE k = 'x'"), { v: 'one' })
@@ -145,7 +146,7 @@ with apsw.Connection('${prefix}', vfs=vfs.name) as db:
 })
 
 test('PRAGMA temp_store_directory works (xAccess on a local path)', async (t) => {
-  const db = new S3Database(bucket, freshPrefix('tmpdir'), options())
+  const db = new S3Database(bucket, freshPrefix('tmpdir'), options({ layout: 'sqlite-s3vfs' }))
   await db.exec(`PRAGMA temp_store_directory = '${require('node:os').tmpdir()}'`)
   await db.exec('CREATE TABLE z(a); INSERT INTO z VALUES (3), (1), (2)')
   await db.exec('PRAGMA temp_store = FILE')
@@ -155,9 +156,9 @@ test('PRAGMA temp_store_directory works (xAccess on a local path)', async (t) =>
 
 test("while another writer's journal is in S3 reads bypass the cache, and caching resumes when it is gone", async (t) => {
   const prefix = freshPrefix('inflight')
-  const writer = new S3Database(bucket, prefix, options())
+  const writer = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs' }))
   await writer.exec(`CREATE TABLE j(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO j(v) SELECT randomblob(900) FROM ${series(40)}`)
-  const reader = new S3Database(bucket, prefix, options())
+  const reader = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs' }))
   const query = 'SELECT count(*) AS n, sum(length(v)) AS s FROM j'
   t.deepEqual(await reader.get(query), { n: 40, s: 36000 })
   await writer.run('UPDATE j SET v = randomblob(10) WHERE id = 1')

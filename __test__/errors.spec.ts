@@ -1,7 +1,7 @@
 // S3 errors reach JS with a code and a message that says where, never the credentials.
 import test from 'ava'
 import { S3Database, SqliteS3Error } from '../index'
-import { freshBucket, freshPrefix, options, putObject, series } from './helpers/s3'
+import { listObjects, freshBucket, freshPrefix, options, putObject, series } from './helpers/s3'
 
 const sigv4 = process.env.SQLITE_S3VFS_TEST_SIGV4_ENDPOINT
 const key = process.env.SQLITE_S3VFS_TEST_SIGV4_KEY ?? ''
@@ -46,17 +46,25 @@ test('an unreachable endpoint: ECONNREFUSED', async (t) => {
   await t.throwsAsync(db.open(), { instanceOf: SqliteS3Error, code: 'ECONNREFUSED' })
 })
 
-test('a corrupt block is SQLITE_CORRUPT, not a crash', async (t) => {
-  const prefix = freshPrefix('corrupt')
-  const db = new S3Database(bucket, prefix, options())
-  await db.exec(`CREATE TABLE c(x); INSERT INTO c SELECT randomblob(500) FROM ${series(100)}`)
-  await db.close()
-  await putObject(bucket, `${prefix}/0000000001`, Buffer.alloc(4096, 0xa5))
-  const reopened = new S3Database(bucket, prefix, options())
-  const e = await t.throwsAsync(reopened.all('SELECT count(*) FROM c'), { instanceOf: SqliteS3Error })
-  t.regex(e!.code, /^SQLITE_CORRUPT/)
-  await reopened.close()
-})
+for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
+  test(`${layout}: a corrupt block is SQLITE_CORRUPT, not a crash`, async (t) => {
+    const prefix = freshPrefix('corrupt')
+    const db = new S3Database(bucket, prefix, options({ layout }))
+    await db.exec(`CREATE TABLE c(x); INSERT INTO c SELECT randomblob(500) FROM ${series(100)}`)
+    await db.close()
+    if (layout === 'versioned') {
+      // Damage every block object: their checksums (in the block map) no longer match.
+      for (const o of await listObjects(bucket, `${prefix}/.b/`)) await putObject(bucket, o.key, Buffer.alloc(o.size, 0xa5))
+    } else {
+      await putObject(bucket, `${prefix}/0000000001`, Buffer.alloc(4096, 0xa5))
+    }
+    const reopened = new S3Database(bucket, prefix, options())
+    const e = await t.throwsAsync(reopened.all('SELECT count(*) FROM c'), { instanceOf: SqliteS3Error })
+    t.regex(e!.code, /^SQLITE_CORRUPT/)
+    if (layout === 'versioned') t.regex(e!.message, /checksum mismatch/)
+    await reopened.close()
+  })
+}
 
 test('objects that are not a database: SQLITE_NOTADB at open', async (t) => {
   const prefix = freshPrefix('notadb')

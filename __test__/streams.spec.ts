@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { S3Database, SqliteS3Error } from '../index'
-import { client, freshBucket, freshPrefix, getObject, listObjects, options, series } from './helpers/s3'
+import { client, freshBucket, freshPrefix, getObject, listObjects, options, series, serializedSize } from './helpers/s3'
 
 let bucket = ''
 const dir = mkdtempSync(join(tmpdir(), 's3vfs-streams-'))
@@ -158,30 +158,36 @@ test('bytes that are not a database are refused and nothing is left behind', asy
   t.deepEqual(await listObjects(bucket, prefix), [])
 })
 
-test('an existing database is refused unless overwrite is set; bad input never damages it', async (t) => {
-  const first = readFileSync(nativeFile('first.sqlite', 100))
-  const second = readFileSync(nativeFile('second.sqlite', 5))
-  const prefix = freshPrefix('exists')
-  await S3Database.deserialize(bucket, prefix, [first], options())
-  await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second], options()), { code: 'ERR_DATABASE_EXISTS' })
-  await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second.subarray(0, 5000)], { ...options(), overwrite: true }), {
-    code: 'ERR_NOT_A_DATABASE',
+for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
+  test(`${layout}: an existing database is refused unless overwrite is set; bad input never damages it`, async (t) => {
+    const first = readFileSync(nativeFile(`first-${layout}.sqlite`, 100))
+    const second = readFileSync(nativeFile(`second-${layout}.sqlite`, 5))
+    const prefix = freshPrefix('exists')
+    await S3Database.deserialize(bucket, prefix, [first], options({ layout }))
+    await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second], options()), { code: 'ERR_DATABASE_EXISTS' })
+    await t.throwsAsync(S3Database.deserialize(bucket, prefix, [second.subarray(0, 5000)], { ...options(), overwrite: true }), {
+      code: 'ERR_NOT_A_DATABASE',
+    })
+    let db = new S3Database(bucket, prefix, options())
+    t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 100 }, 'the old database is intact')
+    await db.close()
+    await S3Database.deserialize(bucket, prefix, [second], { ...options(), overwrite: true })
+    db = new S3Database(bucket, prefix, options())
+    t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 5 })
+    t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+    t.is(db.layout, layout, 'the import kept the layout')
+    t.is(await serializedSize(db), second.length)
+    await db.close()
+    if (layout === 'sqlite-s3vfs') {
+      const objects = await listObjects(bucket, `${prefix}/`)
+      t.is(
+        objects.reduce((a, o) => a + o.size, 0),
+        second.length,
+        'no stale blocks past the new end',
+      )
+    }
   })
-  let db = new S3Database(bucket, prefix, options())
-  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 100 }, 'the old database is intact')
-  await db.close()
-  await S3Database.deserialize(bucket, prefix, [second], { ...options(), overwrite: true })
-  db = new S3Database(bucket, prefix, options())
-  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 5 })
-  t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
-  await db.close()
-  const objects = await listObjects(bucket, `${prefix}/`)
-  t.is(
-    objects.reduce((a, o) => a + o.size, 0),
-    second.length,
-    'no stale blocks past the new end',
-  )
-})
+}
 
 test('serialize never blocks other calls on the same database while its consumer is slow', async (t) => {
   const native = nativeFile('slow.sqlite', 20000)
