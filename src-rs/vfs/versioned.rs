@@ -556,3 +556,19 @@ fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
         detail: Some(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlite_is_built_with_batch_atomic_writes() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let on: bool = conn
+            .query_row(
+                "SELECT sqlite_compileoption_used('ENABLE_BATCH_ATOMIC_WRITE')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(on, "the versioned layout's commit needs SQLITE_ENABLE_BATCH_ATOMIC_WRITE");
+    }
+}

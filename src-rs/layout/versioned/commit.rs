@@ -359,3 +359,117 @@ async fn read_identity(store: &dyn ObjectStore, key: &str) -> Result<Option<Atte
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::{Fault, MemoryStore};
+    use crate::store::ObjectStore;
+
+    /// Publishes one version with a single changed block 1 on top of `base`.
+    async fn attempt(
+        store: &Arc<MemoryStore>,
+        base: Option<&Snapshot>,
+    ) -> (Prepared, Result<Outcome>) {
+        let names = Names::new("db");
+        let mut block0 = vec![0u8; 512];
+        block0[..16].copy_from_slice(b"SQLite format 3\0");
+        let changed = vec![(0, Bytes::from(block0)), (1, Bytes::from(vec![7u8; 512]))];
+        let layout = Layout {
+            page_size: 512,
+            block_size: 512,
+            file_size: 1024,
+        };
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let mut segments = SegmentCache::default();
+        let mut p = prepare(&*dyn_store, &names, base, &mut segments, changed, layout)
+            .await
+            .unwrap();
+        upload(dyn_store.clone(), &mut p, 4).await.unwrap();
+        let mut observed = Some(Instant::now());
+        let outcome = publish_root(dyn_store, &names, &mut p, &mut observed, 4).await;
+        (p, outcome)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_lost_response_then_412_with_our_attempt_id_is_a_commit() {
+        rt().block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            store.inject("/!r/", Fault::LandThenFail("ETIMEDOUT"));
+            let (p, outcome) = attempt(&store, None).await;
+            assert!(matches!(outcome, Ok(Outcome::Committed)), "{outcome:?}");
+            let head = crate::layout::versioned::find_head(&*store, &Names::new("db"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.root.attempt, p.root.attempt);
+        });
+    }
+
+    #[test]
+    fn a_409_or_503_then_success_commits_once() {
+        for code in ["ConditionalRequestConflict", "ServiceUnavailable"] {
+            rt().block_on(async {
+                let store = Arc::new(MemoryStore::new());
+                store.inject("/!r/", Fault::Fail(code));
+                let (_, outcome) = attempt(&store, None).await;
+                assert!(matches!(outcome, Ok(Outcome::Committed)), "{code}: {outcome:?}");
+                let roots = store
+                    .keys()
+                    .into_iter()
+                    .filter(|k| k.contains("/!r/"))
+                    .count();
+                assert_eq!(roots, 1);
+            });
+        }
+    }
+
+    #[test]
+    fn a_rival_root_is_a_loss_and_nothing_of_ours_is_referenced() {
+        rt().block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            let (winner, first) = attempt(&store, None).await;
+            assert!(matches!(first, Ok(Outcome::Committed)));
+            // A second writer on the same (empty) base loses, whatever the store answered first.
+            store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            let (loser, second) = attempt(&store, None).await;
+            assert!(matches!(second, Ok(Outcome::Lost)), "{second:?}");
+            let head = crate::layout::versioned::find_head(&*store, &Names::new("db"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.root.attempt, winner.root.attempt);
+            // Keys are unique per attempt: the loser overwrote none of the winner's objects.
+            for (key, _) in &loser.uploads {
+                assert!(winner.uploads.iter().all(|(k, _)| k != key));
+            }
+        });
+    }
+
+    #[test]
+    fn an_undecidable_create_is_commit_unknown_not_a_guess() {
+        rt().block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            for _ in 0..ROOT_ATTEMPTS {
+                store.inject("/!r/", Fault::Fail("ETIMEDOUT"));
+            }
+            let (mut p, outcome) = attempt(&store, None).await;
+            let err = outcome.unwrap_err();
+            assert_eq!(err.code, codes::COMMIT_UNKNOWN);
+            // Resending the same bytes later settles it.
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            let mut observed = Some(Instant::now());
+            let settled = publish_root(dyn_store, &Names::new("db"), &mut p, &mut observed, 4)
+                .await
+                .unwrap();
+            assert!(matches!(settled, Outcome::Committed));
+        });
+    }
+}
