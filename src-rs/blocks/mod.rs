@@ -118,6 +118,14 @@ impl BlockFile {
         self.block_size
     }
 
+    /// The versioned layout's map segments read so far (a commit builds on them and adds its own).
+    pub fn segments_mut(&mut self) -> Option<&mut SegmentCache> {
+        match &mut self.naming {
+            Naming::Versioned { segments, .. } => Some(segments),
+            Naming::Compat(_) => None,
+        }
+    }
+
     pub fn is_dirty(&self) -> bool {
         !self.dirty.is_empty() || self.size != self.stored_size
     }
@@ -232,7 +240,9 @@ impl BlockFile {
             ..
         } = &mut self.naming
         {
-            let mut wanted: Vec<u64> = (first..=last)
+            // Block 0 is in the root; buffered blocks need no name.
+            let mut wanted: Vec<u64> = (first.max(1)..=last)
+                .filter(|i| !self.dirty.contains_key(i))
                 .filter_map(|i| snap.segment_of(i).map(|(s, _)| s))
                 .collect();
             wanted.dedup();

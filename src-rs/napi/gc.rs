@@ -7,6 +7,8 @@ use crate::layout::versioned::Names;
 use crate::store::Stats;
 use std::sync::Arc;
 
+// Only JS calls these (the unit-test build sees them unused).
+#[cfg_attr(test, allow(dead_code))]
 #[napi(object)]
 pub struct JsGcReport {
     /// The newest version.
@@ -17,6 +19,7 @@ pub struct JsGcReport {
     pub objects_deleted: f64,
 }
 
+#[cfg_attr(test, allow(dead_code))]
 #[napi]
 pub async fn collect_garbage(
     bucket: String,

@@ -138,7 +138,7 @@ unsafe extern "C" fn x_open(
     let opened = match target {
         Lookup::Db(ctx) if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 => guarded_open(|| {
             Ok(match ctx.layout {
-                LayoutKind::Versioned => S3File::Versioned(VersionedFile::open(ctx)),
+                LayoutKind::Versioned => S3File::Versioned(Box::new(VersionedFile::open(ctx))),
                 LayoutKind::Compat => S3File::Db(DbFile::open(ctx)),
             })
         }),

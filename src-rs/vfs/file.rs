@@ -71,7 +71,7 @@ fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<(
 pub enum S3File {
     Db(DbFile),
     Journal(JournalFile),
-    Versioned(VersionedFile),
+    Versioned(Box<VersionedFile>),
     /// A versioned database's rollback journal: in memory only. A crash loses nothing (no version
     /// was published), and a journal on disk could be "rolled back" onto a newer version later.
     Memory(Arc<DbContext>, Vec<u8>),

@@ -43,6 +43,9 @@ pub struct Locks {
     level: LockLevel,
     holds_reserved: bool,
     holds_pending: bool,
+    /// Readers read immutable snapshots (versioned layout): only writers exclude each other, so
+    /// PENDING and EXCLUSIVE neither wait for readers nor keep new ones out.
+    snapshots: bool,
 }
 
 pub struct Busy;
@@ -54,7 +57,15 @@ impl Locks {
             level: LockLevel::None,
             holds_reserved: false,
             holds_pending: false,
+            snapshots: false,
         }
+    }
+
+    /// Locks for a database whose readers read snapshots.
+    pub fn for_snapshots(key: String) -> Self {
+        let mut locks = Locks::new(key);
+        locks.snapshots = true;
+        locks
     }
 
     pub fn level(&self) -> LockLevel {
@@ -78,7 +89,22 @@ impl Locks {
         }
         let (mut level, mut holds_reserved, mut holds_pending) =
             (self.level, self.holds_reserved, self.holds_pending);
+        let snapshots = self.snapshots;
         let result = self.with(|e| {
+            if snapshots && want >= LockLevel::Reserved {
+                if level == LockLevel::None {
+                    e.shared += 1;
+                }
+                if !holds_reserved {
+                    if e.reserved {
+                        return Err(Busy);
+                    }
+                    e.reserved = true;
+                    holds_reserved = true;
+                }
+                level = want;
+                return Ok(());
+            }
             if level == LockLevel::None {
                 if e.pending || e.exclusive {
                     return Err(Busy);
@@ -126,8 +152,9 @@ impl Locks {
         }
         let (level, holds_reserved, holds_pending) =
             (self.level, self.holds_reserved, self.holds_pending);
+        let snapshots = self.snapshots;
         self.with(|e| {
-            if level == LockLevel::Exclusive {
+            if level == LockLevel::Exclusive && !snapshots {
                 e.exclusive = false;
             }
             if holds_pending {

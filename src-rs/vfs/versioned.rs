@@ -94,7 +94,7 @@ impl VersionedFile {
             },
         );
         VersionedFile {
-            locks: Locks::new(ctx.lock_key()),
+            locks: Locks::for_snapshots(ctx.lock_key()),
             ctx,
             names,
             blocks,
@@ -460,7 +460,9 @@ impl VersionedFile {
         let names = self.names.clone();
         let base = self.pinned.clone();
         let concurrency = self.ctx.concurrency;
-        let mut segments = SegmentCache::default();
+        let block_size = self.blocks.block_size();
+        let mut scratch = SegmentCache::default();
+        let segments = self.blocks.segments_mut().unwrap_or(&mut scratch);
         let mut observed = self.observed_at;
         // Outer error: nothing was published (the root was never sent).
         let result: Result<(Prepared, Result<Outcome>)> = block_on(async {
@@ -468,11 +470,11 @@ impl VersionedFile {
                 &*store,
                 &names,
                 base.as_deref(),
-                &mut segments,
+                segments,
                 changes.clone(),
                 Layout {
                     page_size,
-                    block_size: self.blocks.block_size(),
+                    block_size,
                     file_size,
                 },
             )
@@ -569,6 +571,9 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert!(on, "the versioned layout's commit needs SQLITE_ENABLE_BATCH_ATOMIC_WRITE");
+        assert!(
+            on,
+            "the versioned layout's commit needs SQLITE_ENABLE_BATCH_ATOMIC_WRITE"
+        );
     }
 }

@@ -420,7 +420,10 @@ mod tests {
                 let store = Arc::new(MemoryStore::new());
                 store.inject("/!r/", Fault::Fail(code));
                 let (_, outcome) = attempt(&store, None).await;
-                assert!(matches!(outcome, Ok(Outcome::Committed)), "{code}: {outcome:?}");
+                assert!(
+                    matches!(outcome, Ok(Outcome::Committed)),
+                    "{code}: {outcome:?}"
+                );
                 let roots = store
                     .keys()
                     .into_iter()

@@ -65,7 +65,7 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
             Some((v, o.last_modified_ms.unwrap_or(now), o.size))
         })
         .collect();
-    roots.sort_by(|a, b| b.0.cmp(&a.0));
+    roots.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut report = GcReport {
         head: roots.first().map(|r| r.0).unwrap_or(0),
         ..Default::default()
