@@ -8,7 +8,7 @@
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
 use crate::layout::versioned::commit::{fresh_map, publish_root, Outcome, Prepared};
-use crate::layout::versioned::format::{AttemptId, Pointer, Root};
+use crate::layout::versioned::format::{AttemptId, Pointer, Root, Uploads};
 use crate::layout::versioned::{new_attempt_id, Names, SEGMENT_LEN};
 use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
@@ -345,18 +345,9 @@ impl Deserializer {
         let count = self.total.div_ceil(self.opts.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
-        let mut seq = 1u32;
         let (version, attempt) = (v.version, v.attempt);
-        let mut next = |crc: u32| {
-            seq += 1;
-            Pointer {
-                version,
-                attempt,
-                seq,
-                crc,
-            }
-        };
-        let (map, segments) = fresh_map(&v.names, &entries, &mut next);
+        // Blocks were uploaded as number 1 of this attempt; segments follow.
+        let (map, segments) = fresh_map(&v.names, &entries, &mut Uploads::new(version, attempt, 1));
         v.entries = entries;
         let root = Root {
             attempt,

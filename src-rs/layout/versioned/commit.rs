@@ -2,7 +2,7 @@
 //! attempt, then create the next root with `If-None-Match: *`. The create is the commit; an
 //! ambiguous answer is decided by reading the root back (its attempt id), never by guessing.
 
-use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root};
+use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads};
 use super::{
     load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, SEGMENT_LEN,
 };
@@ -59,16 +59,7 @@ pub async fn prepare(
     let attempt: AttemptId = new_attempt_id()?;
     let version = base.map(|b| b.version() + 1).unwrap_or(1);
     let count = layout.file_size.div_ceil(layout.block_size);
-    let mut seq: u32 = 0;
-    let mut next_pointer = |crc: u32| {
-        seq += 1;
-        Pointer {
-            version,
-            attempt,
-            seq,
-            crc,
-        }
-    };
+    let mut uploads_of = Uploads::new(version, attempt, 0);
     changed.retain(|(i, _)| *i < count);
     let block0 = match changed.iter().position(|(i, _)| *i == 0) {
         Some(pos) => changed.remove(pos).1,
@@ -81,7 +72,7 @@ pub async fn prepare(
     let mut blocks = Vec::with_capacity(changed.len());
     let mut new_entries: Vec<(u64, Pointer)> = Vec::with_capacity(changed.len());
     for (i, data) in changed {
-        let p = next_pointer(crc32c::crc32c(&data));
+        let p = uploads_of.next(crc32c::crc32c(&data));
         let key = names.block(i, &p);
         blocks.push((i, key.clone()));
         uploads.push((key, data));
@@ -131,7 +122,7 @@ pub async fn prepare(
             for (i, p) in &new_entries {
                 all[*i as usize] = *p;
             }
-            let (map, objects) = fresh_map(names, &all, &mut next_pointer);
+            let (map, objects) = fresh_map(names, &all, &mut uploads_of);
             uploads.extend(objects);
             segs = match map {
                 MapRef::Segments(s) => s,
@@ -167,7 +158,7 @@ pub async fn prepare(
                     entries[0] = Pointer::default();
                 }
                 let data = encode_segment(&entries);
-                let p = next_pointer(0);
+                let p = uploads_of.next(0);
                 let key = names.segment(s, &p);
                 segments.insert(key.clone(), Arc::new(entries));
                 uploads.push((key, data));
@@ -205,11 +196,11 @@ fn base_segs_usable(base: Option<&Snapshot>) -> bool {
 }
 
 /// A block map built from scratch for `entries` (entry i = block i; entry 0 is ignored): inline
-/// when it fits one segment, else segments to upload (named with `next_pointer`).
+/// when it fits one segment, else segments to upload (named by `uploads`).
 pub fn fresh_map(
     names: &Names,
     entries: &[Pointer],
-    next_pointer: &mut impl FnMut(u32) -> Pointer,
+    uploads: &mut Uploads,
 ) -> (MapRef, Vec<(String, Bytes)>) {
     let seg_len = SEGMENT_LEN as usize;
     let mut entries = entries.to_vec();
@@ -222,7 +213,7 @@ pub fn fresh_map(
     let mut segs = Vec::new();
     let mut objects = Vec::new();
     for (s, chunk) in entries.chunks(seg_len).enumerate() {
-        let p = next_pointer(0);
+        let p = uploads.next(0);
         objects.push((names.segment(s as u64, &p), encode_segment(chunk)));
         segs.push(p);
     }

@@ -61,6 +61,35 @@ impl Pointer {
     }
 }
 
+/// Names the uploads of one commit attempt: version, attempt id, and a running upload number.
+pub struct Uploads {
+    pub version: u64,
+    pub attempt: AttemptId,
+    seq: u32,
+}
+
+impl Uploads {
+    /// Upload numbers start after `first_seq` (deserialize uses 1 for every block).
+    pub fn new(version: u64, attempt: AttemptId, first_seq: u32) -> Self {
+        Uploads {
+            version,
+            attempt,
+            seq: first_seq,
+        }
+    }
+
+    /// The pointer of the next upload, for bytes with this CRC-32C.
+    pub fn next(&mut self, crc: u32) -> Pointer {
+        self.seq += 1;
+        Pointer {
+            version: self.version,
+            attempt: self.attempt,
+            seq: self.seq,
+            crc,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapRef {
     /// The whole block map (small databases): entry i is block i.
