@@ -372,6 +372,7 @@ impl Deserializer {
             uploads: segments,
             blocks: Vec::new(),
             uploaded_at: None,
+            sent: false,
         };
         crate::layout::versioned::commit::upload(
             self.store.clone(),

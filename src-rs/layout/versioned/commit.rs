@@ -31,6 +31,8 @@ pub struct Prepared {
     pub blocks: Vec<(u64, String)>,
     /// When the newest object of this attempt was uploaded.
     pub uploaded_at: Option<Instant>,
+    /// The root was sent at least once (it may have landed, even if no answer said so).
+    pub sent: bool,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,7 @@ pub async fn prepare(
         uploads,
         blocks,
         uploaded_at: None,
+        sent: false,
     })
 }
 
@@ -269,13 +272,14 @@ pub async fn publish_root(
     concurrency: usize,
 ) -> Result<Outcome> {
     let version = p.root.version;
-    let mut sent = false;
     let mut last_error: Option<Error> = None;
     for attempt in 0..ROOT_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(backoff(attempt)).await;
         }
-        if !sent && observed.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
+        // Once sent, the root may be ours already: only the 412 answer can tell (a look at
+        // root(v+1) would take our own landed root for a rival's).
+        if !p.sent && observed.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
             // The base may be stale: look again before sending anything.
             if newer_than(&*store, names, version - 1).await?.is_some() {
                 return Ok(Outcome::Lost);
@@ -286,7 +290,7 @@ pub async fn publish_root(
             // GC spares an attempt's objects for its horizon after the newest one: renew them.
             upload(store.clone(), p, concurrency).await?;
         }
-        sent = true;
+        let sent_before = std::mem::replace(&mut p.sent, true);
         match store
             .put(&p.root_key, p.root_bytes.clone(), PutMode::Create)
             .await
@@ -309,7 +313,8 @@ pub async fn publish_root(
                 }
             }
             Err(e) if is_transient(&e) => last_error = Some(e),
-            Err(e) if !sent_before(attempt) => return Err(e),
+            // A definite refusal (AccessDenied, ...) of the first send: nothing was published.
+            Err(e) if !sent_before => return Err(e),
             Err(e) => last_error = Some(e),
         }
     }
@@ -321,12 +326,6 @@ pub async fn publish_root(
              not retried automatically: the next commit on this connection settles it first"
         ),
     ))
-}
-
-/// Whether an earlier send of the root could have landed (a definite refusal of the very first
-/// send, such as AccessDenied, proves nothing was published).
-fn sent_before(attempt: u32) -> bool {
-    attempt > 0
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -464,6 +463,27 @@ mod tests {
                 .await
                 .unwrap();
             assert!(matches!(settled, Outcome::Committed));
+        });
+    }
+
+    #[test]
+    fn settling_a_root_that_landed_unanswered_is_a_commit_even_with_a_stale_base() {
+        rt().block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            store.inject("/!r/", Fault::LandThenFail("ETIMEDOUT"));
+            for _ in 1..ROOT_ATTEMPTS {
+                store.inject("/!r/", Fault::Fail("ETIMEDOUT"));
+            }
+            let (mut p, outcome) = attempt(&store, None).await;
+            assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
+            // The connection forgot its observation after the unknown outcome: root(v+1) exists
+            // now, but it is ours, and the resend's 412 must say so.
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            let mut observed = None;
+            let settled = publish_root(dyn_store, &Names::new("db"), &mut p, &mut observed, 4)
+                .await
+                .unwrap();
+            assert!(matches!(settled, Outcome::Committed), "{settled:?}");
         });
     }
 }
