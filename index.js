@@ -248,23 +248,7 @@ class S3Database {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`);
         }
         const mine = currentTx.getStore();
-        if (retries > 0 && !(mine !== undefined && mine.db === this && mine.active)) {
-            for (let attempt = 0;; attempt++) {
-                try {
-                    return await this.#transactionOnce(fn, options);
-                }
-                catch (e) {
-                    if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries)
-                        throw e;
-                    // Jittered exponential backoff: racing writers spread out instead of colliding again.
-                    await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt));
-                }
-            }
-        }
-        return this.#transactionOnce(fn, options);
-    }
-    async #transactionOnce(fn, options) {
-        const mine = currentTx.getStore();
+        // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
         if (mine !== undefined && mine.db === this && mine.active) {
             const name = `s3vfs_sp${++mine.depth}`;
             await this.exec(`SAVEPOINT ${name}`);
@@ -278,6 +262,19 @@ class S3Database {
                 throw e;
             }
         }
+        for (let attempt = 0;; attempt++) {
+            try {
+                return await this.#transactionOnce(fn, options);
+            }
+            catch (e) {
+                if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries)
+                    throw e;
+                // Jittered exponential backoff: racing writers spread out instead of colliding again.
+                await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt));
+            }
+        }
+    }
+    async #transactionOnce(fn, options) {
         const behavior = (options?.behavior ?? 'deferred').toUpperCase();
         if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`);

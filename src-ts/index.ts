@@ -367,22 +367,7 @@ export class S3Database implements Queryable {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`)
     }
     const mine = currentTx.getStore()
-    if (retries > 0 && !(mine !== undefined && mine.db === this && mine.active)) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await this.#transactionOnce(fn, options)
-        } catch (e) {
-          if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries) throw e
-          // Jittered exponential backoff: racing writers spread out instead of colliding again.
-          await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt))
-        }
-      }
-    }
-    return this.#transactionOnce(fn, options)
-  }
-
-  async #transactionOnce<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T> {
-    const mine = currentTx.getStore()
+    // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
     if (mine !== undefined && mine.db === this && mine.active) {
       const name = `s3vfs_sp${++mine.depth}`
       await this.exec(`SAVEPOINT ${name}`)
@@ -395,6 +380,18 @@ export class S3Database implements Queryable {
         throw e
       }
     }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#transactionOnce(fn, options)
+      } catch (e) {
+        if (!(e instanceof SqliteS3Error) || e.code !== 'SQLITE_BUSY' || attempt >= retries) throw e
+        // Jittered exponential backoff: racing writers spread out instead of colliding again.
+        await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt))
+      }
+    }
+  }
+
+  async #transactionOnce<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T> {
     const behavior = (options?.behavior ?? 'deferred').toUpperCase()
     if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`)

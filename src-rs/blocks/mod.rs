@@ -186,6 +186,11 @@ impl BlockFile {
         (blocks, size)
     }
 
+    /// The buffered content of block `i`, if it was written since the last flush or pin.
+    pub fn dirty_block(&self, i: u64) -> Option<&[u8]> {
+        self.dirty.get(&i).map(Vec::as_slice)
+    }
+
     /// Caches blocks just uploaded under their new keys (a commit's own blocks are read again).
     pub fn cache_uploaded(&mut self, blocks: Vec<(String, Bytes)>) {
         for (key, data) in blocks {
@@ -313,11 +318,7 @@ impl BlockFile {
                     match store.get(&key, GetOptions::default()).await? {
                         GetOutcome::Found(obj) => {
                             if let Some(crc) = crc {
-                                let p = crate::layout::versioned::format::Pointer {
-                                    crc,
-                                    ..Default::default()
-                                };
-                                verify_block(&key, &obj.body, &p)?;
+                                verify_block(&key, &obj.body, crc)?;
                             }
                             Ok::<_, Error>((i, key, obj.body, obj.etag))
                         }

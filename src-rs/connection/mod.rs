@@ -10,7 +10,7 @@ use crate::layout::{Found, LayoutKind};
 use crate::runtime::block_on;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{CountingStore, DynStore, Stats, StatsSnapshot};
-use crate::vfs::{self, DbContext, Registration, VersionedOptions};
+use crate::vfs::{self, DbContext, Pinned, Registration, VersionedOptions};
 use rusqlite::OpenFlags;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -104,7 +104,7 @@ pub enum Command {
 pub struct Connection {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     stats: Arc<Stats>,
-    version: Arc<AtomicU64>,
+    pinned: Pinned,
     layout: Arc<Mutex<Option<LayoutKind>>>,
     next_iterator: AtomicU64,
     place: String,
@@ -117,9 +117,9 @@ impl Connection {
         let (tx, rx) = mpsc::channel();
         let place = format!("s3://{}/{}", config.bucket, config.prefix);
         let thread_stats = stats.clone();
-        let version = Arc::new(AtomicU64::new(0));
+        let pinned = Pinned::default();
         let layout = Arc::new(Mutex::new(None));
-        let shared = (version.clone(), layout.clone());
+        let shared = (pinned.clone(), layout.clone());
         std::thread::Builder::new()
             .name("s3vfs-connection".into())
             .spawn(move || Worker::new(config, thread_stats, shared).serve(rx))
@@ -127,7 +127,7 @@ impl Connection {
         Ok(Connection {
             tx: Mutex::new(Some(tx)),
             stats,
-            version,
+            pinned,
             layout,
             next_iterator: AtomicU64::new(1),
             place,
@@ -140,7 +140,8 @@ impl Connection {
 
     /// The version the connection has pinned (versioned layout; 0 before the first read).
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Relaxed)
+        let pinned = self.pinned.lock().unwrap();
+        pinned.as_ref().map(|s| s.version()).unwrap_or(0)
     }
 
     /// The layout, once the database is open.
@@ -194,7 +195,7 @@ struct OpenDb {
 struct Worker {
     config: DatabaseConfig,
     stats: Arc<Stats>,
-    version: Arc<AtomicU64>,
+    pinned: Pinned,
     layout: Arc<Mutex<Option<LayoutKind>>>,
     db: Option<OpenDb>,
 }
@@ -210,12 +211,12 @@ impl Worker {
     fn new(
         config: DatabaseConfig,
         stats: Arc<Stats>,
-        shared: (Arc<AtomicU64>, Arc<Mutex<Option<LayoutKind>>>),
+        shared: (Pinned, Arc<Mutex<Option<LayoutKind>>>),
     ) -> Self {
         Worker {
             config,
             stats,
-            version: shared.0,
+            pinned: shared.0,
             layout: shared.1,
             db: None,
         }
@@ -255,7 +256,7 @@ impl Worker {
             layout,
             c.versioned.clone(),
             head,
-            self.version.clone(),
+            self.pinned.clone(),
         ));
         let registration = vfs::register_database(ctx.clone())?;
         ctx.begin_call();
@@ -354,14 +355,9 @@ fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
         "SQLITE_CORRUPT",
     ];
     if err.code.starts_with("SQLITE_READONLY") {
-        if let Some(v) = ctx.time_travel {
-            return Error::new(
-                codes::READ_ONLY_VERSION,
-                format!(
-                    "this database was opened at version {v} (time travel) and is read-only [{}]",
-                    err.code
-                ),
-            );
+        if let Some(v) = ctx.versioned.time_travel {
+            let e = vfs::versioned::read_only_version(v);
+            return Error::new(e.code, format!("{} [{}]", e.message, err.code));
         }
     }
     if err.code.starts_with("SQLITE_BUSY") && err.code != "SQLITE_BUSY" {

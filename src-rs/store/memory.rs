@@ -1,6 +1,7 @@
 //! An in-memory store with S3's semantics, for Rust unit tests (and, later, fault injection).
 //! Never used by the integration tests, which talk to a real S3-protocol server.
 
+use super::now_ms;
 use super::{
     BoxFuture, GetOptions, GetOutcome, ListPage, Object, ObjectMeta, ObjectStore, PutMode,
 };
@@ -23,13 +24,6 @@ pub enum Fault {
     Fail(&'static str),
     /// The write lands but its response is lost: the caller gets this code.
     LandThenFail(&'static str),
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 const PAGE: usize = 1000;

@@ -88,6 +88,14 @@ pub trait ObjectStore: Send + Sync {
 
 pub type DynStore = Arc<dyn ObjectStore>;
 
+/// Milliseconds since the Unix epoch on the local clock (the unit of `last_modified_ms`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Whether a failed request may succeed when sent again: throttling, server errors, conflicting
 /// concurrent conditional requests, timeouts and dropped connections. (The SDK already retried
 /// these; callers that must resend on their own, like a root create, use this.)

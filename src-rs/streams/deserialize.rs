@@ -7,9 +7,9 @@
 
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
-use crate::layout::versioned::commit::{fresh_map, publish_root, Outcome, Prepared};
-use crate::layout::versioned::format::{AttemptId, Pointer, Root, Uploads};
-use crate::layout::versioned::{new_attempt_id, Names, SEGMENT_LEN};
+use crate::layout::versioned::commit::{fresh_map, publish_root, Layout, Outcome, Prepared};
+use crate::layout::versioned::format::{Pointer, Uploads};
+use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
 use crate::store::{delete_keys, DynStore, PutMode};
@@ -17,7 +17,6 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinHandle;
 
@@ -35,8 +34,8 @@ pub struct DeserializeOptions {
 /// failed or refused import.
 struct VersionedImport {
     names: Names,
-    version: u64,
-    attempt: AttemptId,
+    /// The version this import creates, its attempt id, and its upload numbers.
+    uploads: Uploads,
     observed: Instant,
     /// Map entries of the blocks uploaded so far (index = block).
     entries: Vec<Pointer>,
@@ -98,8 +97,7 @@ impl Deserializer {
         let versioned = match versioned_head {
             Some(head) => Some(VersionedImport {
                 names: Names::new(opts.prefix.clone()),
-                version: head.unwrap_or(0) + 1,
-                attempt: new_attempt_id()?,
+                uploads: Uploads::new(head.unwrap_or(0) + 1, new_attempt_id()?, 0),
                 observed: Instant::now(),
                 entries: Vec::new(),
             }),
@@ -212,12 +210,7 @@ impl Deserializer {
         let store = self.store.clone();
         let key = match self.versioned.as_mut() {
             Some(v) => {
-                let p = Pointer {
-                    version: v.version,
-                    attempt: v.attempt,
-                    seq: 1,
-                    crc: crc32c::crc32c(&data),
-                };
+                let p = v.uploads.next(crc32c::crc32c(&data));
                 v.entries.resize(i as usize + 1, Pointer::default());
                 v.entries[i as usize] = p;
                 v.names.block(i, &p)
@@ -345,35 +338,15 @@ impl Deserializer {
         let count = self.total.div_ceil(self.opts.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
-        let (version, attempt) = (v.version, v.attempt);
-        // Blocks were uploaded as number 1 of this attempt; segments follow.
-        let (map, segments) = fresh_map(&v.names, &entries, &mut Uploads::new(version, attempt, 1));
+        let (map, segments) = fresh_map(&v.names, &entries, &mut v.uploads);
         v.entries = entries;
-        let root = Root {
-            attempt,
-            version,
-            parent: version - 1,
-            flags: 0,
+        let layout = Layout {
             page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
             block_size: self.opts.block_size,
             file_size: self.total,
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            segment_len: SEGMENT_LEN,
-            map,
-            block0,
         };
-        let mut prepared = Prepared {
-            root_key: v.names.root(version),
-            root_bytes: root.encode(),
-            root: Arc::new(root),
-            uploads: segments,
-            blocks: Vec::new(),
-            uploaded_at: None,
-            sent: false,
-        };
+        let mut prepared = Prepared::new(&v.names, &v.uploads, layout, map, block0, segments, 0);
+        let version = v.uploads.version;
         crate::layout::versioned::commit::upload(
             self.store.clone(),
             &mut prepared,

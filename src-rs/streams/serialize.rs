@@ -95,7 +95,7 @@ impl Serializer {
                     }
                     match store.get(&key, GetOptions::default()).await? {
                         GetOutcome::Found(obj) if obj.body.len() >= expected => {
-                            verify_block(&key, &obj.body, &p)?;
+                            verify_block(&key, &obj.body, p.crc)?;
                             Ok(obj.body.slice(..expected))
                         }
                         _ => Err(version_gone(&key, version)),

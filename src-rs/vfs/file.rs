@@ -9,7 +9,7 @@ use crate::blocks::{BlockFile, BlockFileOptions, Naming};
 use crate::error::Error;
 use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
 use crate::runtime::block_on;
-use crate::store::{delete_keys, GetOptions, GetOutcome};
+use crate::store::{delete_keys, now_ms, GetOptions, GetOutcome};
 use rusqlite::ffi;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ impl VfsError {
         VfsError { code, detail: None }
     }
 
-    fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
+    pub(super) fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
         move |e| VfsError {
             code,
             detail: Some(e),
@@ -41,11 +41,17 @@ const HOT_JOURNAL_AGE_MS: i64 = 60_000;
 /// Bytes of a rollback journal header that are zero when no transaction is in it.
 const JOURNAL_HEADER_LEN: u64 = 28;
 
-fn new_blocks(ctx: &DbContext, keys: BlockKeys, size: u64, upload_last: Option<u64>) -> BlockFile {
+/// A block file of this database, with the context's block size, cache and concurrency.
+pub(super) fn new_blocks(
+    ctx: &DbContext,
+    naming: Naming,
+    size: u64,
+    upload_last: Option<u64>,
+) -> BlockFile {
     BlockFile::new(
         ctx.store.clone(),
         ctx.stats.clone(),
-        Naming::Compat(keys),
+        naming,
         size,
         BlockFileOptions {
             block_size: ctx.block_size,
@@ -57,10 +63,16 @@ fn new_blocks(ctx: &DbContext, keys: BlockKeys, size: u64, upload_last: Option<u
 }
 
 /// Reads `buf` at `offset`; a read past the end zero-fills and reports `SQLITE_IOERR_SHORT_READ`.
-fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
+pub(super) fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
     let n = blocks
         .read(offset, buf)
         .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
+    short_read(buf, n)
+}
+
+/// Ends a read that supplied the first `n` bytes of `buf`: SQLite wants the rest zero-filled and
+/// `SQLITE_IOERR_SHORT_READ`.
+fn short_read(buf: &mut [u8], n: usize) -> VfsResult<()> {
     if n < buf.len() {
         buf[n..].fill(0);
         return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
@@ -94,11 +106,7 @@ impl S3File {
                 let start = (offset as usize).min(data.len());
                 let n = (data.len() - start).min(buf.len());
                 buf[..n].copy_from_slice(&data[start..start + n]);
-                if n < buf.len() {
-                    buf[n..].fill(0);
-                    return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
-                }
-                Ok(())
+                short_read(buf, n)
             }
             S3File::Db(f) => {
                 f.refresh_if_unlocked()?;
@@ -271,7 +279,12 @@ pub struct DbFile {
 
 impl DbFile {
     pub fn open(ctx: Arc<DbContext>) -> DbFile {
-        let blocks = new_blocks(&ctx, BlockKeys::new(ctx.prefix.clone()), 0, Some(0));
+        let blocks = new_blocks(
+            &ctx,
+            Naming::Compat(BlockKeys::new(ctx.prefix.clone())),
+            0,
+            Some(0),
+        );
         DbFile {
             locks: Locks::new(ctx.lock_key()),
             ctx,
@@ -383,13 +396,6 @@ impl DbFile {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 pub struct JournalFile {
     ctx: Arc<DbContext>,
     blocks: BlockFile,
@@ -406,7 +412,7 @@ impl JournalFile {
         } else {
             block_on(listed_size(&*ctx.store, &keys))?
         };
-        let blocks = new_blocks(&ctx, keys, size, None);
+        let blocks = new_blocks(&ctx, Naming::Compat(keys), size, None);
         Ok(JournalFile { ctx, blocks })
     }
 

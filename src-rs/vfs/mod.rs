@@ -37,11 +37,13 @@ pub struct DbContext {
     /// Versioned layout: the newest version as the open-time LIST found it (`Some(None)`: none
     /// yet), used once by the first pin instead of a second LIST.
     detected_head: Mutex<Option<Option<u64>>>,
-    /// Versioned layout: the version the connection has pinned (shared with the JS object).
-    pub version: Arc<AtomicU64>,
-    /// Versioned layout: the pinned snapshot (what `serialize` exports).
-    pub pinned: Mutex<Option<Arc<crate::layout::versioned::Snapshot>>>,
+    /// Versioned layout: the version the connection has pinned (what `serialize` exports and
+    /// `db.version` reports).
+    pub pinned: Pinned,
 }
+
+/// The version a connection has pinned, shared between its thread and its JS object.
+pub type Pinned = Arc<Mutex<Option<Arc<crate::layout::versioned::Snapshot>>>>;
 
 /// Settings of the versioned layout.
 #[derive(Debug, Clone, Default)]
@@ -52,13 +54,6 @@ pub struct VersionedOptions {
     pub time_travel: Option<u64>,
     /// Skip the conditional-write probe: the user promises a single writer.
     pub single_writer: bool,
-}
-
-impl std::ops::Deref for DbContext {
-    type Target = VersionedOptions;
-    fn deref(&self) -> &VersionedOptions {
-        &self.versioned
-    }
 }
 
 /// What we know of the rollback journal's objects in the store.
@@ -86,7 +81,7 @@ impl DbContext {
         layout: LayoutKind,
         versioned: VersionedOptions,
         detected_head: Option<Option<u64>>,
-        version: Arc<AtomicU64>,
+        pinned: Pinned,
     ) -> Self {
         DbContext {
             store,
@@ -102,8 +97,7 @@ impl DbContext {
             layout,
             versioned,
             detected_head: Mutex::new(detected_head),
-            version,
-            pinned: Mutex::new(None),
+            pinned,
         }
     }
 

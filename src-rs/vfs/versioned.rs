@@ -3,10 +3,10 @@
 //! `COMMIT_ATOMIC_WRITE` or `COMMIT_PHASETWO` (never at xSync: SQLite also syncs while rolling
 //! back). The rules and the SQLite call sequences behind them are in notes/design-review.md.
 
-use super::file::{VfsError, VfsResult};
+use super::file::{new_blocks, read_into, VfsError, VfsResult};
 use super::locks::{LockLevel, Locks};
 use super::DbContext;
-use crate::blocks::{BlockFile, BlockFileOptions, Naming};
+use crate::blocks::{BlockFile, Naming};
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::commit::{self, Layout, Outcome, Prepared};
 use crate::layout::versioned::format::Root;
@@ -60,7 +60,6 @@ pub struct VersionedFile {
     names: Names,
     blocks: BlockFile,
     locks: Locks,
-    pinned: Option<Arc<Snapshot>>,
     loaded: bool,
     /// When v+1 was last seen absent (t_obs).
     observed_at: Option<Instant>,
@@ -76,29 +75,18 @@ pub struct VersionedFile {
 impl VersionedFile {
     pub fn open(ctx: Arc<DbContext>) -> VersionedFile {
         let names = Names::new(ctx.prefix.clone());
-        let blocks = BlockFile::new(
-            ctx.store.clone(),
-            ctx.stats.clone(),
-            Naming::Versioned {
-                names: names.clone(),
-                snapshot: None,
-                block0: Bytes::new(),
-                segments: SegmentCache::default(),
-            },
-            0,
-            BlockFileOptions {
-                block_size: ctx.block_size,
-                cache_bytes: ctx.cache_bytes,
-                concurrency: ctx.concurrency,
-                upload_last: None,
-            },
-        );
+        let naming = Naming::Versioned {
+            names: names.clone(),
+            snapshot: None,
+            block0: Bytes::new(),
+            segments: SegmentCache::default(),
+        };
+        let blocks = new_blocks(&ctx, naming, 0, None);
         VersionedFile {
             locks: Locks::for_snapshots(ctx.lock_key()),
             ctx,
             names,
             blocks,
-            pinned: None,
             loaded: false,
             observed_at: None,
             observed_epoch: 0,
@@ -112,23 +100,21 @@ impl VersionedFile {
         &self.ctx
     }
 
+    /// The pinned version (kept in the context, where `serialize` and `db.version` see it).
+    fn pinned(&self) -> Option<Arc<Snapshot>> {
+        self.ctx.pinned.lock().unwrap().clone()
+    }
+
     fn version(&self) -> u64 {
-        self.pinned.as_ref().map(|s| s.version()).unwrap_or(0)
+        self.pinned().map(|s| s.version()).unwrap_or(0)
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
         if !self.loaded {
-            self.refresh().map_err(io(ffi::SQLITE_IOERR_READ))?;
+            self.refresh()
+                .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
         }
-        let n = self
-            .blocks
-            .read(offset, buf)
-            .map_err(io(ffi::SQLITE_IOERR_READ))?;
-        if n < buf.len() {
-            buf[n..].fill(0);
-            return Err(VfsError::code(ffi::SQLITE_IOERR_SHORT_READ));
-        }
-        Ok(())
+        read_into(&mut self.blocks, offset, buf)
     }
 
     pub fn write(&mut self, offset: u64, data: &[u8]) -> VfsResult<()> {
@@ -137,7 +123,7 @@ impl VersionedFile {
         }
         self.blocks
             .write(offset, data)
-            .map_err(io(ffi::SQLITE_IOERR_WRITE))
+            .map_err(VfsError::io(ffi::SQLITE_IOERR_WRITE))
     }
 
     pub fn truncate(&mut self, size: u64) -> VfsResult<()> {
@@ -147,12 +133,13 @@ impl VersionedFile {
         }
         self.blocks
             .truncate(size)
-            .map_err(io(ffi::SQLITE_IOERR_TRUNCATE))
+            .map_err(VfsError::io(ffi::SQLITE_IOERR_TRUNCATE))
     }
 
     pub fn file_size(&mut self) -> VfsResult<u64> {
         if !self.loaded {
-            self.refresh().map_err(io(ffi::SQLITE_IOERR_FSTAT))?;
+            self.refresh()
+                .map_err(VfsError::io(ffi::SQLITE_IOERR_FSTAT))?;
         }
         Ok(self.blocks.size())
     }
@@ -163,7 +150,7 @@ impl VersionedFile {
             .lock(level)
             .map_err(|_| VfsError::code(ffi::SQLITE_BUSY))?;
         let checked = if was == LockLevel::None {
-            self.refresh().map_err(io(ffi::SQLITE_IOERR_LOCK))
+            self.refresh().map_err(VfsError::io(ffi::SQLITE_IOERR_LOCK))
         } else if was == LockLevel::Shared && level >= LockLevel::Reserved {
             self.begin_write()
         } else {
@@ -195,7 +182,7 @@ impl VersionedFile {
     fn refresh(&mut self) -> Result<()> {
         let epoch = self.ctx.epoch();
         let key = self.ctx.lock_key();
-        if let Some(v) = self.ctx.time_travel {
+        if let Some(v) = self.ctx.versioned.time_travel {
             if !self.loaded {
                 let snap = block_on(get_root(&*self.ctx.store, &self.names, v))?
                     .filter(|s| !s.root.is_pruned())
@@ -215,10 +202,10 @@ impl VersionedFile {
         if self.loaded && epoch == self.observed_epoch {
             return Ok(());
         }
-        let fresh_enough = self.ctx.max_staleness > Duration::ZERO
+        let fresh_enough = self.ctx.versioned.max_staleness > Duration::ZERO
             && self
                 .observed_at
-                .is_some_and(|t| t.elapsed() < self.ctx.max_staleness)
+                .is_some_and(|t| t.elapsed() < self.ctx.versioned.max_staleness)
             && self.version() >= known_version(&key);
         if self.loaded && fresh_enough {
             return Ok(());
@@ -269,12 +256,7 @@ impl VersionedFile {
         if let Some(s) = &snap {
             raise_known(&self.ctx.lock_key(), s.version());
         }
-        let v = snap.as_ref().map(|s| s.version()).unwrap_or(0);
-        self.ctx
-            .version
-            .store(v, std::sync::atomic::Ordering::Relaxed);
         *self.ctx.pinned.lock().unwrap() = snap.clone();
-        self.pinned = snap.clone();
         self.blocks.pin(snap, block0);
         self.loaded = true;
     }
@@ -282,14 +264,14 @@ impl VersionedFile {
     /// `xLock(SHARED->RESERVED)`: a write on a stale pin fails now, before anything is uploaded
     /// (`SQLITE_BUSY_SNAPSHOT`: SQLite re-pins and retries an autocommit statement itself).
     fn begin_write(&mut self) -> VfsResult<()> {
-        if self.ctx.time_travel.is_some() {
+        if self.ctx.versioned.time_travel.is_some() {
             return Err(VfsError {
                 code: ffi::SQLITE_READONLY,
                 detail: Some(read_only_version(self.version())),
             });
         }
         self.probe_conditional_writes()
-            .map_err(io(ffi::SQLITE_IOERR_LOCK))?;
+            .map_err(VfsError::io(ffi::SQLITE_IOERR_LOCK))?;
         if let Some(mut prepared) = self.unknown.take() {
             // Settle the earlier commit first: resend its bytes until the answer is definite.
             let mut observed = self.observed_at;
@@ -305,7 +287,7 @@ impl VersionedFile {
                 Ok(Outcome::Lost) => {}
                 Err(e) => {
                     self.unknown = Some(prepared);
-                    return Err(io(ffi::SQLITE_IOERR_LOCK)(e));
+                    return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e));
                 }
             }
             return Err(self.lost("an earlier commit was settled"));
@@ -315,7 +297,7 @@ impl VersionedFile {
         {
             let store = self.ctx.store.clone();
             let newer = block_on(newer_than(&*store, &self.names, self.version()))
-                .map_err(io(ffi::SQLITE_IOERR_LOCK))?;
+                .map_err(VfsError::io(ffi::SQLITE_IOERR_LOCK))?;
             if let Some(n) = newer {
                 raise_known(&self.ctx.lock_key(), n.version());
                 return Err(self.lost("a newer version exists"));
@@ -348,7 +330,7 @@ impl VersionedFile {
     /// when repeated. A store that ignores `If-None-Match` cannot detect concurrent writers.
     fn probe_conditional_writes(&self) -> Result<()> {
         let location = self.ctx.store.location();
-        if self.ctx.single_writer
+        if self.ctx.versioned.single_writer
             || PROBED
                 .lock()
                 .unwrap()
@@ -357,12 +339,7 @@ impl VersionedFile {
         {
             return Ok(());
         }
-        let id = crate::layout::versioned::new_attempt_id()?;
-        let key = format!(
-            "{}/.probe/{}",
-            self.ctx.prefix,
-            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let key = self.names.scratch("probe")?;
         let store = self.ctx.store.clone();
         let second = block_on(async {
             store
@@ -414,11 +391,10 @@ impl VersionedFile {
         let Some(batch) = self.batch.take() else {
             return self.publish();
         };
-        let (changes, _) = self.blocks.changes();
-        let header_page = changes
-            .iter()
-            .find(|(i, _)| *i == 0)
-            .and_then(|(_, b)| sqlite_header::page_size(b));
+        let header_page = self
+            .blocks
+            .dirty_block(0)
+            .and_then(sqlite_header::page_size);
         if let (Some(p), Some(w)) = (header_page, batch.write_size) {
             if p as usize != w {
                 return Ok(());
@@ -452,13 +428,13 @@ impl VersionedFile {
             .iter()
             .find(|(i, _)| *i == 0)
             .map(|(_, b)| b.clone())
-            .or_else(|| self.pinned.as_ref().map(|s| s.root.block0.clone()))
+            .or_else(|| self.pinned().map(|s| s.root.block0.clone()))
             .unwrap_or_default();
         let file_size = sqlite_header::file_size(&block0).unwrap_or(buffer_size);
         let page_size = sqlite_header::page_size(&block0).unwrap_or(0);
         let store = self.ctx.store.clone();
         let names = self.names.clone();
-        let base = self.pinned.clone();
+        let base = self.pinned();
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
         let mut scratch = SegmentCache::default();
@@ -471,7 +447,7 @@ impl VersionedFile {
                 &names,
                 base.as_deref(),
                 segments,
-                changes.clone(),
+                changes,
                 Layout {
                     page_size,
                     block_size,
@@ -487,14 +463,8 @@ impl VersionedFile {
         });
         match result {
             Ok((prepared, Ok(Outcome::Committed))) => {
-                let data: HashMap<u64, Bytes> = changes.into_iter().collect();
-                let uploaded = prepared
-                    .blocks
-                    .iter()
-                    .filter_map(|(i, key)| data.get(i).map(|d| (key.clone(), d.clone())))
-                    .collect();
+                let uploaded = prepared.block_uploads().to_vec();
                 let snap = Snapshot {
-                    key: prepared.root_key.clone(),
                     root: prepared.root.clone(),
                 };
                 self.pin(Some(Arc::new(snap)));
@@ -523,7 +493,7 @@ impl VersionedFile {
                     detail: Some(e),
                 })
             }
-            Err(e) => Err(io(ffi::SQLITE_IOERR_WRITE)(e)),
+            Err(e) => Err(VfsError::io(ffi::SQLITE_IOERR_WRITE)(e)),
         }
     }
 }
@@ -545,18 +515,12 @@ fn disguise_counter(root: &Root) -> Bytes {
     Bytes::from(b)
 }
 
-fn read_only_version(v: u64) -> Error {
+/// A write to a database opened at an older version.
+pub fn read_only_version(v: u64) -> Error {
     Error::new(
         codes::READ_ONLY_VERSION,
         format!("this database was opened at version {v} (time travel) and is read-only"),
     )
-}
-
-fn io(code: i32) -> impl FnOnce(Error) -> VfsError {
-    move |e| VfsError {
-        code,
-        detail: Some(e),
-    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ pub struct Prepared {
     pub root_bytes: Bytes,
     /// Objects to upload before the root: (key, bytes).
     pub uploads: Vec<(String, Bytes)>,
-    /// Blocks among `uploads`: (index, key) — the caller caches them under their new keys.
-    pub blocks: Vec<(u64, String)>,
+    /// How many of `uploads` (the first ones) are blocks; the rest are map segments.
+    blocks: usize,
     /// When the newest object of this attempt was uploaded.
     pub uploaded_at: Option<Instant>,
     /// The root was sent at least once (it may have landed, even if no answer said so).
@@ -71,48 +71,26 @@ pub async fn prepare(
             .slice(..),
     };
     let mut uploads = Vec::with_capacity(changed.len() + 2);
-    let mut blocks = Vec::with_capacity(changed.len());
     let mut new_entries: Vec<(u64, Pointer)> = Vec::with_capacity(changed.len());
     for (i, data) in changed {
         let p = uploads_of.next(crc32c::crc32c(&data));
         let key = names.block(i, &p);
-        blocks.push((i, key.clone()));
         uploads.push((key, data));
         new_entries.push((i, p));
     }
+    let blocks = uploads.len();
     // The new map: the base's entries, with the changed ones replaced and the tail cut.
     let seg_len = SEGMENT_LEN as u64;
-    let map = if count <= seg_len {
-        let mut entries = match base {
-            Some(b) => b.entries(store, names, segments, count).await?,
-            None => vec![Pointer::default(); count as usize],
-        };
-        for (i, p) in &new_entries {
-            entries[*i as usize] = *p;
-        }
-        entries[0] = Pointer::default();
-        MapRef::Inline(entries)
-    } else {
-        let seg_count = count.div_ceil(seg_len);
-        let base_segs: Vec<Pointer> = match base.map(|b| &b.root.map) {
-            Some(MapRef::Segments(s)) if base.unwrap().root.segment_len == SEGMENT_LEN => s.clone(),
-            _ => Vec::new(),
-        };
-        let old_count = base.map(|b| b.block_count()).unwrap_or(0);
-        let mut touched: Vec<u64> = new_entries.iter().map(|(i, _)| i / seg_len).collect();
-        // Segments the base has not got in this shape, and the ones a resize cuts or extends.
-        touched.extend((0..seg_count).filter(|s| base_segs.get(*s as usize).is_none()));
-        if old_count != count {
-            let lo = old_count.min(count) / seg_len;
-            touched.extend(lo..seg_count);
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        touched.retain(|s| *s < seg_count);
-        let mut segs = base_segs;
-        segs.resize(seg_count as usize, Pointer::default());
-        if !base_segs_usable(base) {
-            // The base is inline (or another shape): every segment is built from its entries.
+    let old_count = base.map(|b| b.block_count()).unwrap_or(0);
+    let base_segments = base
+        .filter(|_| count > seg_len)
+        .and_then(|b| match &b.root.map {
+            MapRef::Segments(segs) if b.root.segment_len == SEGMENT_LEN => Some((b, segs)),
+            _ => None,
+        });
+    let map = match base_segments {
+        None => {
+            // Small, or the base's map has another shape: the whole map from its entries.
             let mut all = match base {
                 Some(b) => {
                     b.entries(store, names, segments, count.min(old_count))
@@ -126,38 +104,43 @@ pub async fn prepare(
             }
             let (map, objects) = fresh_map(names, &all, &mut uploads_of);
             uploads.extend(objects);
-            segs = match map {
-                MapRef::Segments(s) => s,
-                MapRef::Inline(_) => unreachable!("more blocks than one segment"),
-            };
-        } else {
-            let b = base.expect("usable base");
+            map
+        }
+        Some((b, base_segs)) => {
+            // Only the segments with a changed entry, and those a resize cuts or extends.
+            let seg_count = count.div_ceil(seg_len);
+            let mut touched: Vec<u64> = new_entries.iter().map(|(i, _)| i / seg_len).collect();
+            if old_count != count {
+                touched.extend(old_count.min(count) / seg_len..seg_count);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            touched.retain(|s| *s < seg_count);
+            let mut segs = base_segs.clone();
+            segs.resize(seg_count as usize, Pointer::default());
             load_segments(store, names, &b.root, &touched, segments).await?;
             for s in touched {
                 let lo = s * seg_len;
                 let hi = ((s + 1) * seg_len).min(count);
-                let old = match b.root.map {
-                    MapRef::Segments(ref old) => old.get(s as usize).copied().unwrap_or_default(),
-                    _ => Pointer::default(),
-                };
+                let old = base_segs.get(s as usize).copied().unwrap_or_default();
                 let old_entries = if old.is_null() {
                     Arc::new(Vec::new())
                 } else {
                     segments.get(&names.segment(s, &old)).unwrap_or_default()
                 };
-                let mut entries: Vec<Pointer> = (0..hi - lo)
-                    .map(|k| {
-                        let i = lo + k;
-                        if i < old_count {
-                            old_entries.get(k as usize).copied().unwrap_or_default()
-                        } else {
-                            Pointer::default()
-                        }
+                let mut entries: Vec<Pointer> = (lo..hi)
+                    .map(|i| match i < old_count {
+                        true => old_entries
+                            .get((i - lo) as usize)
+                            .copied()
+                            .unwrap_or_default(),
+                        false => Pointer::default(),
                     })
                     .collect();
-                apply(&mut entries, &new_entries, s, seg_len);
-                if s == 0 {
-                    entries[0] = Pointer::default();
+                for (i, p) in &new_entries {
+                    if i / seg_len == s {
+                        entries[(i - lo) as usize] = *p;
+                    }
                 }
                 let data = encode_segment(&entries);
                 let p = uploads_of.next(0);
@@ -166,36 +149,60 @@ pub async fn prepare(
                 uploads.push((key, data));
                 segs[s as usize] = p;
             }
+            MapRef::Segments(segs)
         }
-        MapRef::Segments(segs)
     };
-    let root = Root {
-        attempt,
-        version,
-        parent: version - 1,
-        flags: 0,
-        page_size: layout.page_size,
-        block_size: layout.block_size,
-        file_size: layout.file_size,
-        created_ms: now_ms(),
-        segment_len: SEGMENT_LEN,
+    Ok(Prepared::new(
+        names,
+        &uploads_of,
+        layout,
         map,
         block0,
-    };
-    let root_bytes = root.encode();
-    Ok(Prepared {
-        root_key: names.root(version),
-        root: Arc::new(root),
-        root_bytes,
         uploads,
         blocks,
-        uploaded_at: None,
-        sent: false,
-    })
+    ))
 }
 
-fn base_segs_usable(base: Option<&Snapshot>) -> bool {
-    matches!(base, Some(b) if matches!(b.root.map, MapRef::Segments(_)) && b.root.segment_len == SEGMENT_LEN)
+impl Prepared {
+    /// The version of attempt `attempt` ready to publish: its root (`map`, `block0`, `layout`),
+    /// and the objects it needs uploaded first.
+    pub fn new(
+        names: &Names,
+        attempt: &Uploads,
+        layout: Layout,
+        map: MapRef,
+        block0: Bytes,
+        uploads: Vec<(String, Bytes)>,
+        blocks: usize,
+    ) -> Prepared {
+        let root = Root {
+            attempt: attempt.attempt,
+            version: attempt.version,
+            parent: attempt.version - 1,
+            flags: 0,
+            page_size: layout.page_size,
+            block_size: layout.block_size,
+            file_size: layout.file_size,
+            created_ms: crate::store::now_ms().max(0) as u64,
+            segment_len: SEGMENT_LEN,
+            map,
+            block0,
+        };
+        Prepared {
+            root_key: names.root(root.version),
+            root_bytes: root.encode(),
+            root: Arc::new(root),
+            uploads,
+            blocks,
+            uploaded_at: None,
+            sent: false,
+        }
+    }
+
+    /// The blocks this attempt uploads: (key, bytes).
+    pub fn block_uploads(&self) -> &[(String, Bytes)] {
+        &self.uploads[..self.blocks]
+    }
 }
 
 /// A block map built from scratch for `entries` (entry i = block i; entry 0 is ignored): inline
@@ -221,24 +228,6 @@ pub fn fresh_map(
         segs.push(p);
     }
     (MapRef::Segments(segs), objects)
-}
-
-/// Sets the entries of segment `s` that `new_entries` changes.
-fn apply(entries: &mut [Pointer], new_entries: &[(u64, Pointer)], s: u64, seg_len: u64) {
-    for (i, p) in new_entries {
-        if i / seg_len == s {
-            if let Some(e) = entries.get_mut((i % seg_len) as usize) {
-                *e = *p;
-            }
-        }
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Uploads the attempt's objects in parallel (plain PUTs; keys are unique to this attempt, so a

@@ -12,12 +12,11 @@
 //!   database under a longer prefix is never seen as garbage.
 
 use super::format::{MapRef, Root, ROOT_HEADER_LEN};
-use super::{get_required, load_segments, Names, SegmentCache, Snapshot};
+use super::{get_required, get_root, Names, SegmentCache};
 use crate::error::{Error, Result};
-use crate::store::{delete_keys, list_all, DynStore, GetOptions, GetOutcome, PutMode};
+use crate::store::{delete_keys, list_all, DynStore, PutMode};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 pub const DEFAULT_GRACE_MS: u64 = 3_600_000;
 const TOMBSTONE_AGE_MS: i64 = 24 * 3_600_000;
@@ -40,12 +39,7 @@ pub struct GcReport {
 
 /// The store's current time: the LastModified of a probe object written now.
 async fn store_now(store: &DynStore, names: &Names) -> Result<i64> {
-    let id = super::new_attempt_id()?;
-    let key = format!(
-        "{}/.clock/{}",
-        names.prefix(),
-        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let key = names.scratch("clock")?;
     store.put(&key, Bytes::new(), PutMode::Overwrite).await?;
     let meta = store.head(&key).await;
     let _ = store.delete(&key).await;
@@ -100,23 +94,17 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
     let mut reachable: HashSet<String> = HashSet::new();
     let mut segments = SegmentCache::default();
     for &v in &retained {
-        let key = names.root(v);
-        let body = match store.get(&key, GetOptions::default()).await? {
-            GetOutcome::Found(o) => o.body,
-            // Pruned meanwhile by another GC: nothing of it to keep.
-            _ => continue,
+        // Missing: pruned meanwhile by another GC, nothing of it to keep.
+        let Some(snap) = get_root(&*store, names, v).await? else {
+            continue;
         };
-        let root = Arc::new(Root::decode(&body, &key)?);
-        if let MapRef::Segments(segs) = &root.map {
-            let all: Vec<u64> = (0..segs.len() as u64).collect();
-            load_segments(&*store, names, &root, &all, &mut segments).await?;
+        if let MapRef::Segments(segs) = &snap.root.map {
             for (s, p) in segs.iter().enumerate() {
                 if !p.is_null() {
                     reachable.insert(names.segment(s as u64, p));
                 }
             }
         }
-        let snap = Snapshot { key, root };
         let entries = snap
             .entries(&*store, names, &mut segments, snap.block_count())
             .await?;

@@ -60,10 +60,6 @@ impl Names {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     pub fn roots_dir(&self) -> String {
         format!("{}/!r/", self.prefix)
     }
@@ -78,6 +74,16 @@ impl Names {
 
     pub fn root(&self, version: u64) -> String {
         format!("{}{:016x}", self.roots_dir(), u64::MAX - version)
+    }
+
+    /// A key of its own for a short-lived object of `kind` (`P/.probe/...`, `P/.clock/...`):
+    /// random, so that processes never touch each other's.
+    pub fn scratch(&self, kind: &str) -> Result<String> {
+        Ok(format!(
+            "{}/.{kind}/{}",
+            self.prefix,
+            hex(&new_attempt_id()?)
+        ))
     }
 
     pub fn parse_root(&self, key: &str) -> Option<u64> {
@@ -157,7 +163,6 @@ pub fn version_gone(key: &str, version: u64) -> Error {
 
 /// A published version as a reader sees it: its root, and the map segments loaded so far.
 pub struct Snapshot {
-    pub key: String,
     pub root: Arc<Root>,
 }
 
@@ -323,8 +328,8 @@ pub async fn get_required(store: &dyn ObjectStore, key: &str, version: u64) -> R
 }
 
 /// Checks a block's bytes against the CRC-32C its map entry holds.
-pub fn verify_block(key: &str, data: &[u8], p: &Pointer) -> Result<()> {
-    if crc32c::crc32c(data) != p.crc {
+pub fn verify_block(key: &str, data: &[u8], crc: u32) -> Result<()> {
+    if crc32c::crc32c(data) != crc {
         return Err(Error::new(
             codes::CORRUPT_OBJECT,
             format!("{key}: checksum mismatch (the object is damaged)"),
@@ -350,7 +355,6 @@ pub async fn get_root(
                 ));
             }
             Ok(Some(Snapshot {
-                key,
                 root: Arc::new(root),
             }))
         }
