@@ -24,6 +24,12 @@ export interface DatabaseOptions {
     cacheSize?: number;
     /** Parallel S3 requests for uploads and reads. Default 32. */
     concurrency?: number;
+    /**
+     * Blocks prefetched at most ahead of a sequential reader (a scan, an export): the window starts
+     * at 2 after three consecutive blocks and doubles per block read. 0 turns read-ahead off.
+     * Random lookups never prefetch. Default 32.
+     */
+    readAhead?: number;
     /** Rows fetched per round trip by `iterate()`. Default 256. */
     iterateBatchSize?: number;
     /**
@@ -96,6 +102,8 @@ export interface Stats {
     bytesUp: number;
     cacheHits: number;
     cacheMisses: number;
+    /** Blocks read ahead of a sequential reader (each one GET, counted in `get` too). */
+    prefetched: number;
 }
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
  *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network

@@ -91,6 +91,7 @@ function nativeOptions(o) {
     check('blockSize', o.blockSize, 512);
     check('cacheSize', o.cacheSize, 0);
     check('concurrency', o.concurrency, 1);
+    check('readAhead', o.readAhead, 0);
     check('iterateBatchSize', o.iterateBatchSize, 1);
     check('version', o.version, 1);
     check('maxStaleness', o.maxStaleness, 0);
@@ -101,6 +102,7 @@ function nativeOptions(o) {
         blockSize: o.blockSize,
         cacheSize: o.cacheSize,
         concurrency: o.concurrency,
+        readAhead: o.readAhead,
         s3: o.s3,
         layout: o.layout,
         version: o.version,

@@ -30,6 +30,12 @@ export interface DatabaseOptions {
   cacheSize?: number
   /** Parallel S3 requests for uploads and reads. Default 32. */
   concurrency?: number
+  /**
+   * Blocks prefetched at most ahead of a sequential reader (a scan, an export): the window starts
+   * at 2 after three consecutive blocks and doubles per block read. 0 turns read-ahead off.
+   * Random lookups never prefetch. Default 32.
+   */
+  readAhead?: number
   /** Rows fetched per round trip by `iterate()`. Default 256. */
   iterateBatchSize?: number
   /**
@@ -109,6 +115,8 @@ export interface Stats {
   bytesUp: number
   cacheHits: number
   cacheMisses: number
+  /** Blocks read ahead of a sequential reader (each one GET, counted in `get` too). */
+  prefetched: number
 }
 
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
@@ -186,6 +194,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('blockSize', o.blockSize, 512)
   check('cacheSize', o.cacheSize, 0)
   check('concurrency', o.concurrency, 1)
+  check('readAhead', o.readAhead, 0)
   check('iterateBatchSize', o.iterateBatchSize, 1)
   check('version', o.version, 1)
   check('maxStaleness', o.maxStaleness, 0)
@@ -196,6 +205,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     blockSize: o.blockSize,
     cacheSize: o.cacheSize,
     concurrency: o.concurrency,
+    readAhead: o.readAhead,
     s3: o.s3,
     layout: o.layout,
     version: o.version,

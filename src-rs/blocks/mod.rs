@@ -10,6 +10,7 @@
 //! library's definition) and blocks can be concatenated to serialize it.
 
 pub mod cache;
+pub mod readahead;
 
 use crate::error::Error;
 use crate::error::Result;
@@ -21,8 +22,11 @@ use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats
 use bytes::Bytes;
 use cache::BlockCache;
 use futures::{StreamExt, TryStreamExt};
+use readahead::ReadAhead;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 /// How the blocks of a file are named in the store.
 pub enum Naming {
@@ -65,12 +69,22 @@ pub struct BlockFile {
     upload_last: Option<u64>,
     /// The ETag of the `upload_last` block as we last wrote or read it.
     last_block_etag: Option<String>,
+    read_ahead: ReadAhead,
+    /// GETs under way (prefetched or wanted now), by block, with the key they read.
+    inflight: HashMap<u64, (String, JoinHandle<Result<Fetched>>)>,
+    /// Bounds this file's GETs in flight to `concurrency`.
+    permits: Arc<Semaphore>,
 }
+
+/// A block's object as read: content and ETag.
+type Fetched = (Bytes, Option<String>);
 
 pub struct BlockFileOptions {
     pub block_size: u64,
     pub cache_bytes: usize,
     pub concurrency: usize,
+    /// At most this many blocks prefetched ahead of a sequential reader (0: no read-ahead).
+    pub read_ahead: u64,
     pub upload_last: Option<u64>,
 }
 
@@ -95,6 +109,9 @@ impl BlockFile {
             concurrency: opts.concurrency.max(1),
             upload_last: opts.upload_last,
             last_block_etag: None,
+            read_ahead: ReadAhead::new(opts.read_ahead),
+            inflight: HashMap::new(),
+            permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         }
     }
 
@@ -138,6 +155,7 @@ impl BlockFile {
     /// `block0` is the freshly read first block, kept in the cache.
     pub fn reset(&mut self, stored_size: u64, block0: Option<(Bytes, Option<String>)>) {
         self.cache.clear();
+        self.forget_inflight();
         self.dirty.clear();
         self.size = stored_size;
         self.stored_size = stored_size;
@@ -213,7 +231,24 @@ impl BlockFile {
         self.cache_enabled = enabled;
         if !enabled {
             self.cache.clear();
+            self.forget_inflight();
         }
+    }
+
+    /// Cancels every GET under way: what they read may be older than the file now.
+    fn forget_inflight(&mut self) {
+        self.cancel_inflight(|_| true);
+        self.read_ahead.reset();
+    }
+
+    /// Cancels the GETs under way of the blocks `doomed` names.
+    fn cancel_inflight(&mut self, doomed: impl Fn(u64) -> bool) {
+        self.inflight.retain(|i, (_, handle)| {
+            if doomed(*i) {
+                handle.abort();
+            }
+            !doomed(*i)
+        });
     }
 
     /// Drops buffered writes (a rollback of what was never flushed).
@@ -291,58 +326,137 @@ impl BlockFile {
         }
     }
 
-    /// Fetches the given blocks in parallel; returns them (and caches them when allowed).
-    fn fetch(&mut self, blocks: Vec<u64>) -> Result<HashMap<u64, Bytes>> {
-        if blocks.is_empty() {
-            return Ok(HashMap::new());
+    /// Starts a GET of block `i` in the background unless one is under way for its current key.
+    fn start_fetch(&mut self, i: u64) {
+        let Source::Object(key, crc) = self.source(i) else {
+            return;
+        };
+        if let Some((k, _)) = self.inflight.get(&i) {
+            if *k == key {
+                return;
+            }
+            if let Some((_, stale)) = self.inflight.remove(&i) {
+                stale.abort();
+            }
         }
         let store = self.store.clone();
-        let versioned = matches!(self.naming, Naming::Versioned { .. });
+        let permits = self.permits.clone();
         let version = match &self.naming {
             Naming::Versioned {
                 snapshot: Some(s), ..
-            } => s.version(),
-            _ => 0,
+            } => Some(s.version()),
+            Naming::Versioned { snapshot: None, .. } => Some(0),
+            Naming::Compat(_) => None,
         };
-        let wanted: Vec<(u64, String, Option<u32>)> = blocks
-            .into_iter()
-            .filter_map(|i| match self.source(i) {
-                Source::Object(key, crc) => Some((i, key, crc)),
-                _ => None,
-            })
-            .collect();
-        let fetched: Vec<(u64, String, Bytes, Option<String>)> = crate::runtime::block_on(
-            futures::stream::iter(wanted.into_iter().map(|(i, key, crc)| {
-                let store = store.clone();
-                async move {
-                    match store.get(&key, GetOptions::default()).await? {
-                        GetOutcome::Found(obj) => {
-                            if let Some(crc) = crc {
-                                verify_block(&key, &obj.body, crc)?;
-                            }
-                            Ok::<_, Error>((i, key, obj.body, obj.etag))
-                        }
-                        // A block a version references must exist.
-                        _ if versioned => Err(version_gone(&key, version)),
-                        // A missing block reads as empty (zeros), like the Python library.
-                        _ => Ok((i, key, Bytes::new(), None)),
+        let task_key = key.clone();
+        let handle = crate::runtime::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let key = task_key;
+            match store.get(&key, GetOptions::default()).await? {
+                GetOutcome::Found(obj) => {
+                    if let Some(crc) = crc {
+                        verify_block(&key, &obj.body, crc)?;
                     }
+                    Ok((obj.body, obj.etag))
                 }
-            }))
-            .buffer_unordered(self.concurrency)
-            .try_collect(),
-        )?;
-        let mut out = HashMap::with_capacity(fetched.len());
-        for (i, key, data, etag) in fetched {
-            if Some(i) == self.upload_last {
-                self.last_block_etag = etag;
+                // A block a version references must exist.
+                _ => match version {
+                    Some(v) => Err(version_gone(&key, v)),
+                    // A missing block reads as empty (zeros), like the Python library.
+                    None => Ok((Bytes::new(), None)),
+                },
             }
-            if self.cache_enabled {
-                self.cache.insert(key, data.clone());
-            }
-            out.insert(i, data);
+        });
+        self.inflight.insert(i, (key, handle));
+    }
+
+    /// Keeps a block just read: its ETag when it is the `upload_last` one, the cache.
+    fn accept(&mut self, i: u64, key: String, data: &Bytes, etag: Option<String>) {
+        if Some(i) == self.upload_last {
+            self.last_block_etag = etag;
         }
-        Ok(out)
+        if self.cache_enabled {
+            self.cache.insert(key, data.clone());
+        }
+    }
+
+    /// Moves finished prefetches into the cache (a failed one is simply read again when wanted).
+    fn harvest(&mut self) {
+        let done: Vec<u64> = self
+            .inflight
+            .iter()
+            .filter(|(_, (_, h))| h.is_finished())
+            .map(|(i, _)| *i)
+            .collect();
+        for i in done {
+            let Some((key, handle)) = self.inflight.remove(&i) else {
+                continue;
+            };
+            if let Ok(Ok((data, etag))) = crate::runtime::block_on(handle) {
+                self.accept(i, key, &data, etag);
+            }
+        }
+    }
+
+    /// Starts GETs of the blocks of `first..=last` that only the store holds (read-ahead).
+    fn prefetch(&mut self, first: u64, last: u64) -> Result<()> {
+        let last = last.min(
+            self.block_count(self.stored_size.min(self.size))
+                .saturating_sub(1),
+        );
+        if first > last {
+            return Ok(());
+        }
+        self.prepare_names(first, last)?;
+        for i in first..=last {
+            if self.needs_fetch(i) && !self.inflight.contains_key(&i) {
+                self.stats
+                    .prefetched
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.start_fetch(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the given blocks in parallel (joining GETs already under way); returns them (and
+    /// caches them when allowed).
+    fn fetch(&mut self, blocks: Vec<u64>) -> Result<HashMap<u64, Bytes>> {
+        for &i in &blocks {
+            self.start_fetch(i);
+        }
+        let waits: Vec<(u64, String, JoinHandle<Result<Fetched>>)> = blocks
+            .iter()
+            .filter_map(|i| self.inflight.remove(i).map(|(k, h)| (*i, k, h)))
+            .collect();
+        if waits.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let results = crate::runtime::block_on(futures::future::join_all(waits.into_iter().map(
+            |(i, key, h)| async move {
+                let r = h
+                    .await
+                    .map_err(|e| Error::internal(format!("block read task failed: {e}")));
+                (i, key, r)
+            },
+        )));
+        let mut out = HashMap::with_capacity(results.len());
+        let mut first_error = None;
+        for (i, key, r) in results {
+            match r.and_then(|r| r) {
+                Ok((data, etag)) => {
+                    self.accept(i, key, &data, etag);
+                    out.insert(i, data);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// The content of block `i` as far as it is known locally (dirty buffer or cache).
@@ -370,6 +484,7 @@ impl BlockFile {
         let end = (offset + buf.len() as u64).min(self.size);
         let first = offset / self.block_size;
         let last = (end - 1) / self.block_size;
+        self.harvest();
         self.prepare_names(first, last)?;
         let mut missing = Vec::new();
         for i in first..=last {
@@ -380,6 +495,10 @@ impl BlockFile {
             if needed {
                 missing.push(i);
             }
+        }
+        // Ahead first, so its GETs overlap the wait for this read's own.
+        if let Some((a, b)) = self.read_ahead.observe(first, last) {
+            self.prefetch(a, b)?;
         }
         let fetched = self.fetch(missing)?;
         let mut pos = offset;
@@ -418,6 +537,8 @@ impl BlockFile {
         let old_size = self.size;
         let first = start / self.block_size;
         let last = (end - 1) / self.block_size;
+        // A GET under way would bring back what this write replaces.
+        self.cancel_inflight(|i| (first..=last).contains(&i));
         self.prepare_names(first, first)?;
         self.prepare_names(last, last)?;
         // Only the edge blocks can be partly overwritten and need their old content.
@@ -474,6 +595,7 @@ impl BlockFile {
         }
         let count = self.block_count(new_size);
         self.dirty.retain(|i, _| *i < count);
+        self.cancel_inflight(|i| i >= count);
         if let Some(last) = count.checked_sub(1) {
             let len = self.block_len(last, new_size);
             if let Some(buf) = self.dirty.get_mut(&last) {
@@ -577,6 +699,7 @@ impl BlockFile {
             Err(e) => {
                 // What reached the store is unknown: re-read everything from it next time.
                 self.cache.clear();
+                self.forget_inflight();
                 self.last_block_etag = None;
                 Err(e)
             }

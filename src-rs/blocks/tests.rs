@@ -12,6 +12,7 @@ fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFil
             block_size,
             cache_bytes: 1 << 20,
             concurrency: 4,
+            read_ahead: 0,
             upload_last: Some(0),
         },
     )
@@ -125,6 +126,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
             block_size: 65536,
             cache_bytes: 1 << 20,
             concurrency: 4,
+            read_ahead: 0,
             upload_last: Some(0),
         },
     );

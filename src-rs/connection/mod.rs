@@ -29,6 +29,8 @@ pub struct DatabaseConfig {
     pub block_size: u64,
     pub cache_bytes: usize,
     pub concurrency: usize,
+    /// Blocks prefetched at most ahead of a sequential reader (0: no read-ahead).
+    pub read_ahead: u64,
     /// The layout of a new database (an existing one opens in the layout it holds).
     pub layout: Option<LayoutKind>,
     pub versioned: VersionedOptions,
@@ -37,6 +39,7 @@ pub struct DatabaseConfig {
 pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_READ_AHEAD: u64 = 32;
 
 impl DatabaseConfig {
     pub fn validate(&self) -> Result<()> {
@@ -253,6 +256,7 @@ impl Worker {
             c.block_size,
             c.cache_bytes,
             c.concurrency,
+            c.read_ahead,
             layout,
             c.versioned.clone(),
             head,

@@ -17,6 +17,7 @@ pub struct JsStats {
     pub bytes_up: f64,
     pub cache_hits: f64,
     pub cache_misses: f64,
+    pub prefetched: f64,
 }
 
 impl From<crate::store::StatsSnapshot> for JsStats {
@@ -31,6 +32,7 @@ impl From<crate::store::StatsSnapshot> for JsStats {
             bytes_up: s.bytes_up as f64,
             cache_hits: s.cache_hits as f64,
             cache_misses: s.cache_misses as f64,
+            prefetched: s.prefetched as f64,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::connection::{
     DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CONCURRENCY,
+    DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
 use crate::store::s3::{S3Config, StaticCredentials};
@@ -30,6 +31,7 @@ pub struct JsOptions {
     pub block_size: Option<u32>,
     pub cache_size: Option<f64>,
     pub concurrency: Option<u32>,
+    pub read_ahead: Option<u32>,
     pub s3: Option<JsS3Options>,
     pub layout: Option<String>,
     pub version: Option<f64>,
@@ -46,6 +48,7 @@ pub fn config(
         block_size: None,
         cache_size: None,
         concurrency: None,
+        read_ahead: None,
         s3: None,
         layout: None,
         version: None,
@@ -84,6 +87,7 @@ pub fn config(
             .concurrency
             .map(|c| c as usize)
             .unwrap_or(DEFAULT_CONCURRENCY),
+        read_ahead: o.read_ahead.map(u64::from).unwrap_or(DEFAULT_READ_AHEAD),
         layout,
         versioned,
     })

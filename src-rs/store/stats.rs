@@ -18,6 +18,8 @@ pub struct Stats {
     pub bytes_up: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Blocks whose GET read-ahead started before SQLite asked for them.
+    pub prefetched: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub struct StatsSnapshot {
     pub bytes_up: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    pub prefetched: u64,
 }
 
 impl Stats {
@@ -45,6 +48,7 @@ impl Stats {
             bytes_up: self.bytes_up.load(Relaxed),
             cache_hits: self.cache_hits.load(Relaxed),
             cache_misses: self.cache_misses.load(Relaxed),
+            prefetched: self.prefetched.load(Relaxed),
         }
     }
 

@@ -57,6 +57,7 @@ pub(super) fn new_blocks(
             block_size: ctx.block_size,
             cache_bytes: ctx.cache_bytes,
             concurrency: ctx.concurrency,
+            read_ahead: ctx.read_ahead,
             upload_last,
         },
     )

@@ -26,6 +26,8 @@ pub struct DbContext {
     pub block_size: u64,
     pub cache_bytes: usize,
     pub concurrency: usize,
+    /// Blocks prefetched at most ahead of a sequential reader.
+    pub read_ahead: u64,
     /// Incremented by the connection at every API call: freshness is checked at most once per
     /// call, however many lock cycles SQLite makes within it.
     pub call_epoch: AtomicU64,
@@ -78,6 +80,7 @@ impl DbContext {
         block_size: u64,
         cache_bytes: usize,
         concurrency: usize,
+        read_ahead: u64,
         layout: LayoutKind,
         versioned: VersionedOptions,
         detected_head: Option<Option<u64>>,
@@ -91,6 +94,7 @@ impl DbContext {
             block_size,
             cache_bytes,
             concurrency,
+            read_ahead,
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
             last_error: Mutex::new(None),
