@@ -18,7 +18,7 @@ export interface S3Options {
 }
 export interface DatabaseOptions {
     s3?: S3Options;
-    /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 4096. */
+    /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 256 KiB (see the benchmark). */
     blockSize?: number;
     /** Bytes of blocks kept in memory. Default 64 MiB. */
     cacheSize?: number;
@@ -30,6 +30,14 @@ export interface DatabaseOptions {
      * Random lookups never prefetch. Default 32.
      */
     readAhead?: number;
+    /**
+     * Versioned layout: a local directory that keeps blocks across processes (a Lambda's `/tmp`),
+     * so a cold start reads them from disk. Shared safely by several processes; deleting it any time
+     * only costs misses. Blocks read from it are checked against the block map's CRC-32C.
+     */
+    cacheDir?: string;
+    /** Bytes `cacheDir` may hold before its least recently used blocks are deleted. Default 1 GiB. */
+    cacheDirSize?: number;
     /** Rows fetched per round trip by `iterate()`. Default 256. */
     iterateBatchSize?: number;
     /**
@@ -91,6 +99,13 @@ export interface RunResult {
     changes: number;
     lastInsertRowid: number | bigint;
 }
+/** The defaults of `blockSize`, `cacheSize`, `concurrency` and `readAhead` (see `DatabaseOptions`). */
+export declare const defaults: Readonly<{
+    blockSize: number;
+    cacheSize: number;
+    concurrency: number;
+    readAhead: number;
+}>;
 /** Counters since the database was opened. */
 export interface Stats {
     get: number;

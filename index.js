@@ -2,12 +2,14 @@
 // The public API of sqlite-s3vfs: a typed, Promise-based wrapper over the native addon.
 // Every call goes to the database's own connection thread; nothing here blocks the event loop.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.S3Database = exports.Statement = exports.SqliteS3Error = void 0;
+exports.S3Database = exports.Statement = exports.SqliteS3Error = exports.defaults = void 0;
 const node_async_hooks_1 = require("node:async_hooks");
 const node_stream_1 = require("node:stream");
 // The napi-generated loader (never hand-edited) picks the binary for this platform.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const native = require('./binding.js');
+/** The defaults of `blockSize`, `cacheSize`, `concurrency` and `readAhead` (see `DatabaseOptions`). */
+exports.defaults = Object.freeze(native.defaults());
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
  *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network
  *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
@@ -92,6 +94,10 @@ function nativeOptions(o) {
     check('cacheSize', o.cacheSize, 0);
     check('concurrency', o.concurrency, 1);
     check('readAhead', o.readAhead, 0);
+    check('cacheDirSize', o.cacheDirSize, 0);
+    if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `cacheDir must be a non-empty path, got ${String(o.cacheDir)}`);
+    }
     check('iterateBatchSize', o.iterateBatchSize, 1);
     check('version', o.version, 1);
     check('maxStaleness', o.maxStaleness, 0);
@@ -103,6 +109,8 @@ function nativeOptions(o) {
         cacheSize: o.cacheSize,
         concurrency: o.concurrency,
         readAhead: o.readAhead,
+        cacheDir: o.cacheDir,
+        cacheDirSize: o.cacheDirSize,
         s3: o.s3,
         layout: o.layout,
         version: o.version,

@@ -1,7 +1,10 @@
 // S3 errors reach JS with a code and a message that says where, never the credentials.
 import test from 'ava'
-import { S3Database, SqliteS3Error } from '../index'
-import { listObjects, freshBucket, freshPrefix, options, putObject, series } from './helpers/s3'
+import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
+import { listObjects, freshBucket, freshPrefix, options as baseOptions, putObject, series } from './helpers/s3'
+
+// 4 KiB blocks, so that a small database has blocks outside block 0 to damage.
+const options = (extra: DatabaseOptions = {}) => baseOptions({ blockSize: 4096, ...extra })
 
 const sigv4 = process.env.SQLITE_S3VFS_TEST_SIGV4_ENDPOINT
 const key = process.env.SQLITE_S3VFS_TEST_SIGV4_KEY ?? ''

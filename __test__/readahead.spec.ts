@@ -32,7 +32,7 @@ for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
   test(`${layout}: a full scan reads every block once, most of them ahead of SQLite`, async (t) => {
     const prefix = await imported()
     const measure = async (readAhead: number) => {
-      const db = new S3Database(bucket, prefix, options({ readAhead, maxStaleness: 60_000 }))
+      const db = new S3Database(bucket, prefix, options({ blockSize: 4096, readAhead, maxStaleness: 60_000 }))
       await db.open()
       const before = db.stats()
       const row = await db.get<{ n: number; s: number }>('SELECT count(*) AS n, sum(length(v)) AS s FROM t')
@@ -53,7 +53,7 @@ for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
     const prefix = await imported()
     const ids = Array.from({ length: 60 }, (_, i) => 1 + ((i * 7919 + 13) % ROWS))
     const measure = async (readAhead: number) => {
-      const db = new S3Database(bucket, prefix, options({ readAhead, maxStaleness: 60_000 }))
+      const db = new S3Database(bucket, prefix, options({ blockSize: 4096, readAhead, maxStaleness: 60_000 }))
       await db.open()
       const before = db.stats()
       for (const id of ids) t.is((await db.get<{ id: number }>('SELECT id FROM t WHERE id = ?', [id]))?.id, id)

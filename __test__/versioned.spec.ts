@@ -7,8 +7,11 @@ import { spawn } from 'node:child_process'
 import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { S3Database, SqliteS3Error } from '../index'
-import { freshBucket, freshPrefix, listObjects, options, serializedSize, series } from './helpers/s3'
+import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
+import { freshBucket, freshPrefix, listObjects, options as baseOptions, serializedSize, series } from './helpers/s3'
+
+// 4 KiB blocks: the request counts and object counts below are stated for them.
+const options = (extra: DatabaseOptions = {}) => baseOptions({ blockSize: 4096, ...extra })
 
 let bucket = ''
 const dir = mkdtempSync(join(tmpdir(), 's3vfs-versioned-'))
@@ -359,4 +362,24 @@ test('GC: old versions go, retained versions still open, a pinned reader and a r
   t.deepEqual(await after.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await after.get('SELECT count(*) AS n FROM t'), { n: 200 })
   await Promise.all([after.close(), db.close(), reader.close()])
+})
+
+test('an existing database keeps the block size it was written with, whatever the options say', async (t) => {
+  const prefix = freshPrefix('block-size')
+  const db = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
+  await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
+  await db.run(`INSERT INTO t SELECT n, printf('%.500c', 'x') FROM ${series(300)}`)
+  await db.close()
+  let added = 0
+  for (const blockSize of [65536, 512, undefined]) {
+    const other = new S3Database(bucket, prefix, baseOptions({ blockSize }))
+    t.deepEqual(await other.get('SELECT count(*) AS n, sum(length(v)) AS s FROM t'), { n: 300 + added, s: 150_000 + 4 * added })
+    added++
+    await other.run('INSERT INTO t(v) VALUES (?)', ['more'])
+    await other.close()
+  }
+  const check = new S3Database(bucket, prefix, options())
+  t.deepEqual(await check.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  t.is((await check.get<{ n: number }>('SELECT count(*) AS n FROM t'))?.n, 303)
+  await check.close()
 })

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path'
 const root = resolve(__dirname, '..')
 const tools = join(root, '.tools', 'bin')
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((ok, fail) => {
     const srv = createServer()
     srv.once('error', fail)
@@ -23,7 +23,7 @@ function freePort(): Promise<number> {
   })
 }
 
-async function waitForPort(port: number, proc: ChildProcess, name: string): Promise<void> {
+export async function waitForPort(port: number, proc: ChildProcess, name: string): Promise<void> {
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`${name} exited with code ${proc.exitCode}`)

@@ -2,7 +2,11 @@
 // (versioned.spec.ts). Usage: node --import tsx child.ts <mode> <bucket> <prefix> [n]
 // It prints one JSON line per event on stdout.
 import { S3Database, SqliteS3Error } from '../../index'
-import { options } from './s3'
+import { options as baseOptions } from './s3'
+import type { DatabaseOptions } from '../../index'
+
+// 4 KiB blocks, like the tests that start these processes.
+const options = (extra: DatabaseOptions = {}) => baseOptions({ blockSize: 4096, ...extra })
 
 const [mode, bucket, prefix, arg] = process.argv.slice(2)
 const n = Number(arg ?? 0)

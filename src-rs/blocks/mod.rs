@@ -10,6 +10,7 @@
 //! library's definition) and blocks can be concatenated to serialize it.
 
 pub mod cache;
+pub mod disk_cache;
 pub mod readahead;
 
 use crate::error::Error;
@@ -21,6 +22,7 @@ use crate::layout::versioned::{
 use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
 use bytes::Bytes;
 use cache::BlockCache;
+use disk_cache::DiskCache;
 use futures::{StreamExt, TryStreamExt};
 use readahead::ReadAhead;
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +76,8 @@ pub struct BlockFile {
     inflight: HashMap<u64, (String, JoinHandle<Result<Fetched>>)>,
     /// Bounds this file's GETs in flight to `concurrency`.
     permits: Arc<Semaphore>,
+    /// Blocks on local disk (versioned layout: immutable objects with a known CRC).
+    disk: Option<Arc<DiskCache>>,
 }
 
 /// A block's object as read: content and ETag.
@@ -86,6 +90,7 @@ pub struct BlockFileOptions {
     /// At most this many blocks prefetched ahead of a sequential reader (0: no read-ahead).
     pub read_ahead: u64,
     pub upload_last: Option<u64>,
+    pub disk: Option<Arc<DiskCache>>,
 }
 
 impl BlockFile {
@@ -112,6 +117,7 @@ impl BlockFile {
             read_ahead: ReadAhead::new(opts.read_ahead),
             inflight: HashMap::new(),
             permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            disk: opts.disk,
         }
     }
 
@@ -173,6 +179,13 @@ impl BlockFile {
     /// cache stays (its keys are immutable objects).
     pub fn pin(&mut self, snapshot: Option<Arc<Snapshot>>, block0: Bytes) {
         let size = snapshot.as_ref().map(|s| s.root.file_size).unwrap_or(0);
+        // An existing database keeps the block size it was written with, whatever the options say.
+        if let Some(s) = &snapshot {
+            if s.root.block_size != self.block_size {
+                self.block_size = s.root.block_size;
+                self.forget_inflight();
+            }
+        }
         if let Naming::Versioned {
             snapshot: s,
             block0: b,
@@ -349,13 +362,26 @@ impl BlockFile {
             Naming::Compat(_) => None,
         };
         let task_key = key.clone();
+        // Only objects with a checksum to verify are kept on disk.
+        let disk = self.disk.clone().filter(|_| crc.is_some());
         let handle = crate::runtime::spawn(async move {
-            let _permit = permits.acquire_owned().await;
             let key = task_key;
+            let location = store.location();
+            if let (Some(disk), Some(crc)) = (&disk, crc) {
+                if let Some(data) = disk.get(&location, &key) {
+                    if crc32c::crc32c(&data) == crc {
+                        return Ok((Bytes::from(data), None));
+                    }
+                }
+            }
+            let _permit = permits.acquire_owned().await;
             match store.get(&key, GetOptions::default()).await? {
                 GetOutcome::Found(obj) => {
                     if let Some(crc) = crc {
                         verify_block(&key, &obj.body, crc)?;
+                    }
+                    if let Some(disk) = &disk {
+                        disk.put(&location, &key, &obj.body);
                     }
                     Ok((obj.body, obj.etag))
                 }

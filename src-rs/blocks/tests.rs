@@ -13,6 +13,7 @@ fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFil
             cache_bytes: 1 << 20,
             concurrency: 4,
             read_ahead: 0,
+            disk: None,
             upload_last: Some(0),
         },
     )
@@ -127,6 +128,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
             cache_bytes: 1 << 20,
             concurrency: 4,
             read_ahead: 0,
+            disk: None,
             upload_last: Some(0),
         },
     );

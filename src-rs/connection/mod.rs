@@ -4,6 +4,7 @@
 
 pub mod value;
 
+use crate::blocks::disk_cache::DiskCache;
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::Snapshot;
 use crate::layout::{Found, LayoutKind};
@@ -31,15 +32,19 @@ pub struct DatabaseConfig {
     pub concurrency: usize,
     /// Blocks prefetched at most ahead of a sequential reader (0: no read-ahead).
     pub read_ahead: u64,
+    /// Versioned layout: a directory that keeps blocks across processes, and its bound.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub cache_dir_bytes: u64,
     /// The layout of a new database (an existing one opens in the layout it holds).
     pub layout: Option<LayoutKind>,
     pub versioned: VersionedOptions,
 }
 
-pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
+pub const DEFAULT_BLOCK_SIZE: u64 = 256 << 10;
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_READ_AHEAD: u64 = 32;
+pub const DEFAULT_CACHE_DIR_BYTES: u64 = 1 << 30;
 
 impl DatabaseConfig {
     pub fn validate(&self) -> Result<()> {
@@ -74,7 +79,33 @@ pub struct StoreHandle {
     pub snapshot: Option<Option<Arc<Snapshot>>>,
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
+/// Where a command's answer goes: a callback run on the connection thread (napi resolves its
+/// promise from there, with no hop through the runtime), or a oneshot for async callers. A reply
+/// dropped unanswered (the thread ended) answers that the database is closed.
+pub struct Reply<T>(Option<Box<dyn FnOnce(Result<T>) + Send>>);
+
+impl<T> Reply<T> {
+    pub fn new(done: impl FnOnce(Result<T>) + Send + 'static) -> Self {
+        Reply(Some(Box::new(done)))
+    }
+
+    pub fn send(mut self, answer: Result<T>) {
+        if let Some(done) = self.0.take() {
+            done(answer)
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(Error::new(
+                codes::CLOSED,
+                "the database connection ended",
+            )))
+        }
+    }
+}
 
 pub enum Command {
     Open(Reply<()>),
@@ -157,14 +188,26 @@ impl Connection {
     }
 
     /// Sends a command and awaits its reply.
-    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+    pub async fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        {
-            let guard = self.tx.lock().unwrap();
-            let tx = guard.as_ref().ok_or_else(|| self.closed())?;
-            tx.send(make(reply)).map_err(|_| self.closed())?;
-        }
+        self.submit(make, move |r| {
+            let _ = reply.send(r);
+        })?;
         answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Sends a command whose answer `done` receives on the connection thread.
+    pub fn submit<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+        done: impl FnOnce(Result<T>) + Send + 'static,
+    ) -> Result<()> {
+        let guard = self.tx.lock().unwrap();
+        let tx = guard.as_ref().ok_or_else(|| self.closed())?;
+        tx.send(make(Reply::new(done))).map_err(|_| self.closed())
     }
 
     pub async fn close(&self) -> Result<()> {
@@ -173,6 +216,9 @@ impl Connection {
             return Ok(());
         };
         let (reply, answer) = oneshot::channel();
+        let reply = Reply::new(move |r| {
+            let _ = reply.send(r);
+        });
         if tx.send(Command::Close(reply)).is_err() {
             return Ok(());
         }
@@ -257,6 +303,9 @@ impl Worker {
             c.cache_bytes,
             c.concurrency,
             c.read_ahead,
+            c.cache_dir
+                .as_ref()
+                .map(|dir| DiskCache::shared(dir, c.cache_dir_bytes)),
             layout,
             c.versioned.clone(),
             head,
@@ -295,7 +344,7 @@ impl Worker {
     fn serve(mut self, rx: mpsc::Receiver<Command>) {
         while let Ok(cmd) = rx.recv() {
             if let Command::Close(reply) = cmd {
-                let _ = reply.send(Ok(()));
+                reply.send(Ok(()));
                 return;
             }
             if let Err(e) = self.open() {
@@ -314,7 +363,7 @@ impl Worker {
                     drop(session);
                     // Dropping the connection flushes and closes its files.
                     self.db = None;
-                    let _ = reply.send(Ok(()));
+                    reply.send(Ok(()));
                     return;
                 }
                 Exit::Disconnected => return,
@@ -327,19 +376,19 @@ impl Worker {
 fn fail(cmd: Command, e: Error) {
     match cmd {
         Command::Open(r) | Command::Exec(_, r) | Command::IterClose(_, r) | Command::Close(r) => {
-            let _ = r.send(Err(e));
+            r.send(Err(e));
         }
         Command::Run(_, _, r) => {
-            let _ = r.send(Err(e));
+            r.send(Err(e));
         }
         Command::Query { reply, .. } | Command::IterNext { reply, .. } => {
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
         }
         Command::Prepare(_, r) | Command::IterStart { reply: r, .. } => {
-            let _ = r.send(Err(e));
+            r.send(Err(e));
         }
         Command::Store(r) => {
-            let _ = r.send(Err(e));
+            r.send(Err(e));
         }
     }
 }
@@ -392,13 +441,13 @@ impl Session<'_> {
         self.db.ctx.begin_call();
         match cmd {
             Command::Open(r) => {
-                let _ = r.send(Ok(()));
+                r.send(Ok(()));
             }
             Command::Exec(sql, r) => {
-                let _ = r.send(self.db.conn.execute_batch(&sql).map_err(|e| self.err(e)));
+                r.send(self.db.conn.execute_batch(&sql).map_err(|e| self.err(e)));
             }
             Command::Run(sql, params, r) => {
-                let _ = r.send(self.run(&sql, &params));
+                r.send(self.run(&sql, &params));
             }
             Command::Query {
                 sql,
@@ -406,7 +455,7 @@ impl Session<'_> {
                 first_only,
                 reply,
             } => {
-                let _ = reply.send(self.query(&sql, &params, first_only));
+                reply.send(self.query(&sql, &params, first_only));
             }
             Command::Prepare(sql, r) => {
                 let columns = self
@@ -415,7 +464,7 @@ impl Session<'_> {
                     .prepare_cached(&sql)
                     .map(|s| s.column_names().map(|c| c.to_string()).collect())
                     .map_err(|e| self.err(e));
-                let _ = r.send(columns);
+                r.send(columns);
             }
             Command::IterStart {
                 id,
@@ -424,17 +473,17 @@ impl Session<'_> {
                 reply,
             } => return self.iterate(id, &sql, &params, reply),
             Command::IterNext { id, reply, .. } => {
-                let _ = reply.send(Err(Error::new(
+                reply.send(Err(Error::new(
                     codes::ITERATOR_ORDER,
                     format!("iterator {id} is finished, closed, or not the innermost open one"),
                 )));
             }
             Command::IterClose(id, r) => {
                 self.closing.borrow_mut().insert(id);
-                let _ = r.send(Ok(()));
+                r.send(Ok(()));
             }
             Command::Store(r) => {
-                let _ = r.send(self.store_handle());
+                r.send(self.store_handle());
             }
             Command::Close(r) => return Exit::Close(r),
         }
@@ -509,17 +558,17 @@ impl Session<'_> {
         let mut stmt = match self.db.conn.prepare_cached(sql) {
             Ok(s) => s,
             Err(e) => {
-                let _ = reply.send(Err(self.err(e)));
+                reply.send(Err(self.err(e)));
                 return Exit::Continue;
             }
         };
         if let Err(e) = params.bind(&mut stmt) {
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
             return Exit::Continue;
         }
         let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
         let n = columns.len();
-        let _ = reply.send(Ok(columns.clone()));
+        reply.send(Ok(columns.clone()));
         let mut rows = stmt.raw_query();
         loop {
             if self.closing.borrow_mut().remove(&id) {
@@ -551,13 +600,13 @@ impl Session<'_> {
                         Ok(())
                     })();
                     let finished = batch.done || result.is_err();
-                    let _ = reply.send(result.map(|_| batch));
+                    reply.send(result.map(|_| batch));
                     if finished {
                         return Exit::Continue;
                     }
                 }
                 Command::IterClose(i, r) if i == id => {
-                    let _ = r.send(Ok(()));
+                    r.send(Ok(()));
                     return Exit::Continue;
                 }
                 other => match self.dispatch(other) {

@@ -1,9 +1,11 @@
 //! `NativeDatabase`: the connection's async commands as JS methods.
 
-use super::error::IntoJs;
+use super::error::{to_js, IntoJs};
 use super::options::{config, JsOptions};
 use super::values::{params, JsParams, JsRows, JsRunResult};
 use crate::connection::{Command, Connection};
+use napi::bindgen_prelude::Object;
+use napi::Env;
 use std::sync::Arc;
 
 #[napi(object)]
@@ -64,34 +66,52 @@ impl NativeDatabase {
         self.conn.call(|r| Command::Exec(sql, r)).await.js()
     }
 
-    #[napi]
-    pub async fn run(&self, sql: String, args: Option<JsParams>) -> napi::Result<JsRunResult> {
+    // `run` and `query` are the hot path: their promise is resolved straight from the connection
+    // thread (one wake-up of the JS thread), not through an async task on the runtime.
+
+    #[napi(ts_return_type = "Promise<JsRunResult>")]
+    pub fn run<'e>(
+        &self,
+        env: &'e Env,
+        sql: String,
+        args: Option<JsParams>,
+    ) -> napi::Result<Object<'e>> {
         let p = params(args).js()?;
-        self.conn
-            .call(|r| Command::Run(sql, p, r))
-            .await
-            .map(JsRunResult::from)
-            .js()
+        let (deferred, promise) = env.create_deferred()?;
+        let answer = move |r: crate::error::Result<_>| match r {
+            Ok(v) => deferred.resolve(move |_| Ok(JsRunResult::from(v))),
+            Err(e) => deferred.reject(to_js(e)),
+        };
+        self.conn.submit(|r| Command::Run(sql, p, r), answer).js()?;
+        Ok(promise)
     }
 
-    #[napi]
-    pub async fn query(
+    #[napi(ts_return_type = "Promise<JsRows>")]
+    pub fn query<'e>(
         &self,
+        env: &'e Env,
         sql: String,
         args: Option<JsParams>,
         first_only: bool,
-    ) -> napi::Result<JsRows> {
+    ) -> napi::Result<Object<'e>> {
         let p = params(args).js()?;
+        let (deferred, promise) = env.create_deferred()?;
+        let answer = move |r: crate::error::Result<_>| match r {
+            Ok(v) => deferred.resolve(move |_| Ok(JsRows::from(v))),
+            Err(e) => deferred.reject(to_js(e)),
+        };
         self.conn
-            .call(|reply| Command::Query {
-                sql,
-                params: p,
-                first_only,
-                reply,
-            })
-            .await
-            .map(JsRows::from)
-            .js()
+            .submit(
+                |reply| Command::Query {
+                    sql,
+                    params: p,
+                    first_only,
+                    reply,
+                },
+                answer,
+            )
+            .js()?;
+        Ok(promise)
     }
 
     /// Compiles a statement (cached for later calls with the same SQL); returns its columns.

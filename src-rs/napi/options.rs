@@ -2,8 +2,8 @@
 //! the connection layer's configuration.
 
 use crate::connection::{
-    DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CONCURRENCY,
-    DEFAULT_READ_AHEAD,
+    DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES,
+    DEFAULT_CONCURRENCY, DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
 use crate::store::s3::{S3Config, StaticCredentials};
@@ -32,6 +32,8 @@ pub struct JsOptions {
     pub cache_size: Option<f64>,
     pub concurrency: Option<u32>,
     pub read_ahead: Option<u32>,
+    pub cache_dir: Option<String>,
+    pub cache_dir_size: Option<f64>,
     pub s3: Option<JsS3Options>,
     pub layout: Option<String>,
     pub version: Option<f64>,
@@ -49,6 +51,8 @@ pub fn config(
         cache_size: None,
         concurrency: None,
         read_ahead: None,
+        cache_dir: None,
+        cache_dir_size: None,
         s3: None,
         layout: None,
         version: None,
@@ -88,7 +92,33 @@ pub fn config(
             .map(|c| c as usize)
             .unwrap_or(DEFAULT_CONCURRENCY),
         read_ahead: o.read_ahead.map(u64::from).unwrap_or(DEFAULT_READ_AHEAD),
+        cache_dir: o.cache_dir.map(std::path::PathBuf::from),
+        cache_dir_bytes: o
+            .cache_dir_size
+            .map(|c| c.max(0.0) as u64)
+            .unwrap_or(DEFAULT_CACHE_DIR_BYTES),
         layout,
         versioned,
     })
+}
+
+/// The defaults of the options that tune I/O, so JS (and the benchmark) can show them.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(object)]
+pub struct JsDefaults {
+    pub block_size: u32,
+    pub cache_size: f64,
+    pub concurrency: u32,
+    pub read_ahead: u32,
+}
+
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn defaults() -> JsDefaults {
+    JsDefaults {
+        block_size: DEFAULT_BLOCK_SIZE as u32,
+        cache_size: DEFAULT_CACHE_BYTES as f64,
+        concurrency: DEFAULT_CONCURRENCY as u32,
+        read_ahead: DEFAULT_READ_AHEAD as u32,
+    }
 }

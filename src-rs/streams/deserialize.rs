@@ -338,13 +338,13 @@ impl Deserializer {
         let count = self.total.div_ceil(self.opts.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
-        let (map, segments) = fresh_map(&v.names, &entries, &mut v.uploads);
-        v.entries = entries;
         let layout = Layout {
             page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
             block_size: self.opts.block_size,
             file_size: self.total,
         };
+        let (map, segments) = fresh_map(&v.names, &entries, &mut v.uploads, layout.segment_len());
+        v.entries = entries;
         let mut prepared = Prepared::new(&v.names, &v.uploads, layout, map, block0, segments, 0);
         let version = v.uploads.version;
         crate::layout::versioned::commit::upload(

@@ -59,6 +59,7 @@ pub(super) fn new_blocks(
             concurrency: ctx.concurrency,
             read_ahead: ctx.read_ahead,
             upload_last,
+            disk: ctx.disk_cache.clone(),
         },
     )
 }

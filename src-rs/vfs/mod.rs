@@ -28,6 +28,8 @@ pub struct DbContext {
     pub concurrency: usize,
     /// Blocks prefetched at most ahead of a sequential reader.
     pub read_ahead: u64,
+    /// Versioned layout: blocks kept on local disk across processes.
+    pub disk_cache: Option<Arc<crate::blocks::disk_cache::DiskCache>>,
     /// Incremented by the connection at every API call: freshness is checked at most once per
     /// call, however many lock cycles SQLite makes within it.
     pub call_epoch: AtomicU64,
@@ -81,6 +83,7 @@ impl DbContext {
         cache_bytes: usize,
         concurrency: usize,
         read_ahead: u64,
+        disk_cache: Option<Arc<crate::blocks::disk_cache::DiskCache>>,
         layout: LayoutKind,
         versioned: VersionedOptions,
         detected_head: Option<Option<u64>>,
@@ -95,6 +98,7 @@ impl DbContext {
             cache_bytes,
             concurrency,
             read_ahead,
+            disk_cache,
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
             last_error: Mutex::new(None),

@@ -4,7 +4,7 @@
 
 use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads};
 use super::{
-    load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, SEGMENT_LEN,
+    load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, INLINE_MAP_MAX,
 };
 use crate::error::{codes, Error, Result};
 use crate::store::{is_transient, GetOptions, GetOutcome, ObjectStore, PutMode};
@@ -48,6 +48,12 @@ pub struct Layout {
     pub file_size: u64,
 }
 
+impl Layout {
+    pub fn segment_len(&self) -> u32 {
+        super::segment_len_for(self.block_size)
+    }
+}
+
 /// Builds version `base.version + 1` (or 1): `changed` holds the new content of every changed
 /// block (block 0 included, or taken from the base).
 pub async fn prepare(
@@ -80,12 +86,12 @@ pub async fn prepare(
     }
     let blocks = uploads.len();
     // The new map: the base's entries, with the changed ones replaced and the tail cut.
-    let seg_len = SEGMENT_LEN as u64;
+    let seg_len = layout.segment_len() as u64;
     let old_count = base.map(|b| b.block_count()).unwrap_or(0);
     let base_segments = base
-        .filter(|_| count > seg_len)
+        .filter(|_| count as usize > INLINE_MAP_MAX)
         .and_then(|b| match &b.root.map {
-            MapRef::Segments(segs) if b.root.segment_len == SEGMENT_LEN => Some((b, segs)),
+            MapRef::Segments(segs) if b.root.segment_len as u64 == seg_len => Some((b, segs)),
             _ => None,
         });
     let map = match base_segments {
@@ -102,7 +108,7 @@ pub async fn prepare(
             for (i, p) in &new_entries {
                 all[*i as usize] = *p;
             }
-            let (map, objects) = fresh_map(names, &all, &mut uploads_of);
+            let (map, objects) = fresh_map(names, &all, &mut uploads_of, seg_len as u32);
             uploads.extend(objects);
             map
         }
@@ -184,7 +190,7 @@ impl Prepared {
             block_size: layout.block_size,
             file_size: layout.file_size,
             created_ms: crate::store::now_ms().max(0) as u64,
-            segment_len: SEGMENT_LEN,
+            segment_len: layout.segment_len(),
             map,
             block0,
         };
@@ -206,18 +212,19 @@ impl Prepared {
 }
 
 /// A block map built from scratch for `entries` (entry i = block i; entry 0 is ignored): inline
-/// when it fits one segment, else segments to upload (named by `uploads`).
+/// when small, else segments of `seg_len` entries to upload (named by `uploads`).
 pub fn fresh_map(
     names: &Names,
     entries: &[Pointer],
     uploads: &mut Uploads,
+    seg_len: u32,
 ) -> (MapRef, Vec<(String, Bytes)>) {
-    let seg_len = SEGMENT_LEN as usize;
+    let seg_len = seg_len as usize;
     let mut entries = entries.to_vec();
     if let Some(e) = entries.first_mut() {
         *e = Pointer::default();
     }
-    if entries.len() <= seg_len {
+    if entries.len() <= INLINE_MAP_MAX {
         return (MapRef::Inline(entries), Vec::new());
     }
     let mut segs = Vec::new();

@@ -22,7 +22,15 @@ use std::sync::Arc;
 
 /// Blocks per map segment (32 bytes each: 32 KiB segments). A map this small or smaller is kept
 /// inline in the root.
-pub const SEGMENT_LEN: u32 = 1024;
+/// Block maps of at most this many entries live inside the root (32 KiB at most).
+pub const INLINE_MAP_MAX: usize = 1024;
+
+/// Entries per map segment: about one block's worth of bytes (32 bytes an entry), at least 1024,
+/// so that a large database's whole map is a few objects (a cold query reads one), while a
+/// commit rewrites no more map than it writes data.
+pub fn segment_len_for(block_size: u64) -> u32 {
+    (block_size / 32).clamp(1024, 65536) as u32
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -179,10 +187,11 @@ pub enum BlockLocation {
 #[derive(Default)]
 pub struct SegmentCache {
     segments: HashMap<String, Arc<Vec<Pointer>>>,
+    entries: usize,
 }
 
-/// Segments kept before the cache starts over (each is at most 32 KiB).
-const SEGMENT_CACHE_MAX: usize = 4096;
+/// Entries kept before the cache starts over (2M entries map 512 GiB of 256 KiB blocks).
+const SEGMENT_CACHE_MAX_ENTRIES: usize = 1 << 21;
 
 impl SegmentCache {
     pub fn get(&self, key: &str) -> Option<Arc<Vec<Pointer>>> {
@@ -190,10 +199,14 @@ impl SegmentCache {
     }
 
     pub fn insert(&mut self, key: String, entries: Arc<Vec<Pointer>>) {
-        if self.segments.len() >= SEGMENT_CACHE_MAX {
+        if self.entries + entries.len() > SEGMENT_CACHE_MAX_ENTRIES {
             self.segments.clear();
+            self.entries = 0;
         }
-        self.segments.insert(key, entries);
+        self.entries += entries.len();
+        if let Some(old) = self.segments.insert(key, entries) {
+            self.entries -= old.len();
+        }
     }
 }
 
