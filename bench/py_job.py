@@ -41,17 +41,20 @@ def one(db, query, params=()):
     return db.execute(query, params).fetchall()[0]
 
 
+# Not `with connect()`: apsw's context manager wraps the block in a transaction of its own.
 def bulk():
-    with connect() as db:
-        db.execute(sql["schema"])
-        db.execute("BEGIN; " + sql["bulk"] + "; COMMIT")
+    db = connect()
+    db.execute(sql["schema"])
+    db.execute("BEGIN; " + sql["bulk"] + "; COMMIT")
+    db.close()
     return "ok"
 
 
 def commits():
-    with connect() as db:
-        for i in range(job["commits"]):
-            db.execute(sql["commit"], (f"commit-{i}", os.urandom(50).hex()))
+    db = connect()
+    for i in range(job["commits"]):
+        db.execute(sql["commit"], (f"commit-{i}", os.urandom(50).hex()))
+    db.close()
     return job["commits"]
 
 
