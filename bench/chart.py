@@ -19,8 +19,8 @@ labels = {
     "warm-txn": "1k warm\nqueries",
     "serialize": "serialize",
     "deserialize": "deserialize",
-    "pk": "cold PK\n(1.1 GB)",
-    "index": "cold index\n(1.1 GB)",
+    "pk": "cold PK\n(1.4 GB)",
+    "index": "cold index\n(1.4 GB)",
 }
 systems = list(dict.fromkeys(r["system"] for r in rows))
 latencies = sorted({r["latency"] for r in rows})

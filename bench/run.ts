@@ -97,6 +97,7 @@ function runChild(cmd: string, args: string[]): Promise<Record<string, unknown>>
 const TURBOLITE = join(__dirname, 'turbolite', 'target', 'release', 'turbolite-bench')
 
 type Sys = System | 'python' | 'turbolite'
+const OURS_NAME = 'ours (versioned)'
 
 /** One measurement: resets the proxy's counters, runs the job in a fresh process, reads them. */
 async function measure(sys: Sys, workload: Workload, endpoint: string, job: Partial<Job> & { prefix: string }): Promise<Row['m']> {
@@ -248,7 +249,7 @@ async function main() {
       add(latency, name, 'bulk', await m('bulk'))
       add(latency, name, 'commits', await m('commits'))
       add(latency, name, 'scan', await m('scan'))
-      if (sys === 'python') add(latency, name, 'warm', await m('warm'), `${PY_WARM} queries, ×${WARM_QUERIES / PY_WARM}`)
+      if (sys === 'python') add(latency, name, 'warm', await m('warm'), `${PY_WARM} queries, not ${WARM_QUERIES}`)
       else {
         add(latency, name, 'warm', await m('warm'))
         add(latency, name, 'warm-txn', await m('warm-txn'))
@@ -304,7 +305,30 @@ async function main() {
       add(latency, 'raw store limit', 'deserialize', await m('deserialize'))
       add(latency, 'raw store limit', 'pk', await m('pk'))
     }
-    writeFileSync(join(__dirname, 'results.json'), JSON.stringify({ rows }, null, 1))
+    writeFileSync(join(DATA, 'results.partial.json'), JSON.stringify({ rows }, null, 1))
+  }
+
+  // Memory: the 1.4 GB database through serialize and deserialize with the default 64 MiB cache.
+  const memory: Row[] = []
+  if (process.env.BENCH_MEMORY !== '0') {
+    const bigV = await fixture('versioned', BLOCK)
+    const endpoint = await startProxy(s3port, 0)
+    memory.push({
+      latency: 0,
+      system: OURS_NAME,
+      workload: 'serialize',
+      m: await measure('versioned', 'serialize', endpoint, { prefix: bigV }),
+    })
+    memory.push({
+      latency: 0,
+      system: OURS_NAME,
+      workload: 'deserialize',
+      m: await measure('versioned', 'deserialize', endpoint, { prefix: 'runs/memory/imported', file: big }),
+    })
+    for (const r of memory)
+      log(
+        `memory: ${r.workload} of ${(statSync(big).size / 1e9).toFixed(2)} GB: peak RSS ${r.m.rssMb?.toFixed(0)} MB in ${r.m.ms?.toFixed(0)} ms`,
+      )
   }
 
   const sweep: Row[] = []
@@ -333,7 +357,17 @@ async function main() {
     bigBytes: statSync(big).size,
     pyBlock: PY_BLOCK,
   }
-  writeFileSync(join(__dirname, 'results.json'), JSON.stringify({ meta, rows, sweep }, null, 1))
+  // BENCH_MERGE=1 keeps the sections of the last results that this run did not measure.
+  const last = process.env.BENCH_MERGE === '1' ? JSON.parse(readFileSync(join(__dirname, 'results.json'), 'utf8')) : {}
+  const keep = <T>(mine: T[], theirs?: T[]) => (mine.length || !theirs ? mine : theirs)
+  writeFileSync(
+    join(__dirname, 'results.json'),
+    JSON.stringify(
+      { meta: last.meta ?? meta, rows: keep(rows, last.rows), sweep: keep(sweep, last.sweep), memory: keep(memory, last.memory) },
+      null,
+      1,
+    ),
+  )
   report(join(__dirname, 'results.json'))
 }
 

@@ -3,7 +3,7 @@
 export const BULK_ROWS = 100_000
 export const COMMITS = 100
 export const WARM_QUERIES = 1_000
-/** Rows of the big database (about 1.1 GB with 1000-byte values). */
+/** Rows of the big database (about 1.4 GB with 1000-byte values). */
 export const BIG_ROWS = 1_000_000
 
 const series = (n: number) => `(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ${n}) SELECT n FROM s)`

@@ -183,6 +183,16 @@ fn make_s3(rt: &tokio::runtime::Runtime, t: &S3Target) -> Res<S3Storage> {
     Ok(S3Storage::new(client, t.bucket.clone()).with_prefix(t.prefix.clone()))
 }
 
+/// The runtime, the S3 storage (kept for its counters) and the same storage as turbolite's backend.
+fn connect(
+    t: &S3Target,
+) -> Res<(tokio::runtime::Runtime, S3Storage, Arc<dyn StorageBackend>)> {
+    let rt = make_runtime()?;
+    let s3 = make_s3(&rt, t)?;
+    let backend: Arc<dyn StorageBackend> = Arc::new(s3.clone());
+    Ok((rt, s3, backend))
+}
+
 fn make_runtime() -> Res<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -351,9 +361,7 @@ fn cmd_import(a: &Args) -> Res<Value> {
     let config = make_config(a, &cache_dir, false)?;
 
     let t0 = Instant::now();
-    let rt = make_runtime()?;
-    let s3 = make_s3(&rt, &t)?;
-    let backend: Arc<dyn StorageBackend> = Arc::new(s3.clone());
+    let (rt, s3, backend) = connect(&t)?;
     let manifest =
         turbolite::tiered::import_sqlite_file(&config, backend, rt.handle().clone(), &file)
             .map_err(|e| format!("import_sqlite_file: {e}"))?;
@@ -433,9 +441,7 @@ fn cmd_query(a: &Args) -> Res<Value> {
 
     // ---- timed: client + VFS (manifest GET) + open + first query ----
     let t0 = Instant::now();
-    let rt = make_runtime()?;
-    let s3 = make_s3(&rt, &t)?;
-    let backend: Arc<dyn StorageBackend> = Arc::new(s3.clone());
+    let (rt, s3, backend) = connect(&t)?;
     let (vfs, conn) = open_db(&rt, config, backend)?;
     if vfs.manifest().page_count == 0 {
         // hadb-storage-s3 maps NoSuchKey *and* NoSuchBucket to "absent", so
@@ -535,9 +541,7 @@ fn cmd_write(a: &Args, kind: WriteKind) -> Res<Value> {
 
     // ---- timed: client + VFS + open + schema + writes + durability ----
     let t0 = Instant::now();
-    let rt = make_runtime()?;
-    let s3 = make_s3(&rt, &t)?;
-    let backend: Arc<dyn StorageBackend> = Arc::new(s3.clone());
+    let (rt, s3, backend) = connect(&t)?;
     let (vfs, conn) = open_db(&rt, config.clone(), backend)?;
     let sqlerr = |what: &'static str| move |e: rusqlite::Error| format!("{what}: {e}");
     // page_size only takes effect on a brand-new (empty) database.
