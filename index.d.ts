@@ -18,7 +18,11 @@ export interface S3Options {
 }
 export interface DatabaseOptions {
     s3?: S3Options;
-    /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 256 KiB (see the benchmark). */
+    /**
+     * Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default: 256 KiB
+     * for a new `versioned` database (see the benchmark; an existing one keeps its own), 4096 for the
+     * `sqlite-s3vfs` layout (the Python library's default; that layout does not record it).
+     */
     blockSize?: number;
     /** Bytes of blocks kept in memory. Default 64 MiB. */
     cacheSize?: number;
@@ -99,9 +103,11 @@ export interface RunResult {
     changes: number;
     lastInsertRowid: number | bigint;
 }
-/** The defaults of `blockSize`, `cacheSize`, `concurrency` and `readAhead` (see `DatabaseOptions`). */
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+ *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 export declare const defaults: Readonly<{
     blockSize: number;
+    compatBlockSize: number;
     cacheSize: number;
     concurrency: number;
     readAhead: number;

@@ -8,7 +8,8 @@ const node_stream_1 = require("node:stream");
 // The napi-generated loader (never hand-edited) picks the binary for this platform.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const native = require('./binding.js');
-/** The defaults of `blockSize`, `cacheSize`, `concurrency` and `readAhead` (see `DatabaseOptions`). */
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+ *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 exports.defaults = Object.freeze(native.defaults());
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
  *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network

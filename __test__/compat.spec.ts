@@ -181,3 +181,28 @@ test("while another writer's journal is in S3 reads bypass the cache, and cachin
   await writer.close()
   await reader.close()
 })
+
+test('without options, a database of the Python library (its default 4096-byte blocks) opens here and stays readable there', async (t) => {
+  const prefix = freshPrefix('py-defaults')
+  await python(
+    `${pyPrelude}
+with apsw.Connection('${prefix}', vfs=vfs.name) as db:
+    db.execute('CREATE TABLE foo(x INTEGER, y TEXT)')
+    db.execute("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 3000) INSERT INTO foo SELECT value, 'row ' || value FROM s")
+`,
+    { BUCKET: bucket, BLOCK_SIZE: '4096' },
+  )
+  const db = new S3Database(bucket, prefix, options())
+  t.deepEqual(await db.get('SELECT count(*) AS n, sum(x) AS s FROM foo'), { n: 3000, s: 4501500 })
+  await db.run('INSERT INTO foo VALUES (?, ?)', [9999, 'from node'])
+  t.is(db.layout, 'sqlite-s3vfs')
+  await db.close()
+  const out = await python(
+    `${pyPrelude}
+with apsw.Connection('${prefix}', vfs=vfs.name) as db:
+    print(json.dumps([db.execute('PRAGMA integrity_check').fetchall()[0][0], db.execute('SELECT y FROM foo WHERE x = 9999').fetchall()[0][0]]))
+`,
+    { BUCKET: bucket, BLOCK_SIZE: '4096' },
+  )
+  t.deepEqual(JSON.parse(out), ['ok', 'from node'])
+})

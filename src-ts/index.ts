@@ -24,7 +24,11 @@ export interface S3Options {
 
 export interface DatabaseOptions {
   s3?: S3Options
-  /** Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default 256 KiB (see the benchmark). */
+  /**
+   * Bytes per S3 object (any value >= 512; need not be a multiple of the page size). Default: 256 KiB
+   * for a new `versioned` database (see the benchmark; an existing one keeps its own), 4096 for the
+   * `sqlite-s3vfs` layout (the Python library's default; that layout does not record it).
+   */
   blockSize?: number
   /** Bytes of blocks kept in memory. Default 64 MiB. */
   cacheSize?: number
@@ -112,10 +116,15 @@ export interface RunResult {
   lastInsertRowid: number | bigint
 }
 
-/** The defaults of `blockSize`, `cacheSize`, `concurrency` and `readAhead` (see `DatabaseOptions`). */
-export const defaults: Readonly<{ blockSize: number; cacheSize: number; concurrency: number; readAhead: number }> = Object.freeze(
-  native.defaults(),
-)
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+ *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
+export const defaults: Readonly<{
+  blockSize: number
+  compatBlockSize: number
+  cacheSize: number
+  concurrency: number
+  readAhead: number
+}> = Object.freeze(native.defaults())
 
 /** Counters since the database was opened. */
 export interface Stats {

@@ -27,7 +27,8 @@ pub struct DatabaseConfig {
     pub bucket: String,
     pub prefix: String,
     pub s3: S3Config,
-    pub block_size: u64,
+    /// `None`: the layout's default (`LayoutKind::default_block_size`).
+    pub block_size: Option<u64>,
     pub cache_bytes: usize,
     pub concurrency: usize,
     /// Blocks prefetched at most ahead of a sequential reader (0: no read-ahead).
@@ -40,7 +41,6 @@ pub struct DatabaseConfig {
     pub versioned: VersionedOptions,
 }
 
-pub const DEFAULT_BLOCK_SIZE: u64 = 256 << 10;
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_READ_AHEAD: u64 = 32;
@@ -50,10 +50,9 @@ impl DatabaseConfig {
     pub fn validate(&self) -> Result<()> {
         crate::layout::validate_bucket(&self.bucket)?;
         crate::layout::validate_prefix(&self.prefix)?;
-        if self.block_size < 512 || self.block_size > (1 << 30) {
+        if let Some(bs) = self.block_size.filter(|bs| *bs < 512 || *bs > (1 << 30)) {
             return Err(Error::invalid(format!(
-                "blockSize must be between 512 bytes and 1 GiB, got {}",
-                self.block_size
+                "blockSize must be between 512 bytes and 1 GiB, got {bs}"
             )));
         }
         if self.concurrency == 0 {
@@ -316,7 +315,7 @@ impl Worker {
             self.stats.clone(),
             &c.bucket,
             &c.prefix,
-            c.block_size,
+            c.block_size.unwrap_or(layout.default_block_size()),
             c.cache_bytes,
             c.concurrency,
             c.read_ahead,

@@ -15,7 +15,21 @@ pub enum LayoutKind {
     Versioned,
 }
 
+/// Block size of a new `versioned` database (chosen from the benchmark: see the README).
+pub const VERSIONED_BLOCK_SIZE: u64 = 256 << 10;
+/// Block size of a `sqlite-s3vfs` database: the Python library's default, so that databases
+/// are interchangeable without options (this layout does not record its block size).
+pub const COMPAT_BLOCK_SIZE: u64 = 4096;
+
 impl LayoutKind {
+    /// The block size used when the options give none.
+    pub fn default_block_size(self) -> u64 {
+        match self {
+            LayoutKind::Compat => COMPAT_BLOCK_SIZE,
+            LayoutKind::Versioned => VERSIONED_BLOCK_SIZE,
+        }
+    }
+
     pub fn parse(name: &str) -> Result<LayoutKind> {
         match name {
             "versioned" => Ok(LayoutKind::Versioned),

@@ -2,8 +2,8 @@
 //! the connection layer's configuration.
 
 use crate::connection::{
-    DatabaseConfig, DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES,
-    DEFAULT_CONCURRENCY, DEFAULT_READ_AHEAD,
+    DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
+    DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
 use crate::store::s3::{S3Config, StaticCredentials};
@@ -82,7 +82,7 @@ pub fn config(
         bucket,
         prefix,
         s3,
-        block_size: o.block_size.map(u64::from).unwrap_or(DEFAULT_BLOCK_SIZE),
+        block_size: o.block_size.map(u64::from),
         cache_bytes: o
             .cache_size
             .map(|c| c.max(0.0) as usize)
@@ -106,7 +106,10 @@ pub fn config(
 #[cfg_attr(test, allow(dead_code))]
 #[napi(object)]
 pub struct JsDefaults {
+    /// Of a new database in the versioned layout.
     pub block_size: u32,
+    /// Of the sqlite-s3vfs layout (the Python library's default).
+    pub compat_block_size: u32,
     pub cache_size: f64,
     pub concurrency: u32,
     pub read_ahead: u32,
@@ -116,7 +119,8 @@ pub struct JsDefaults {
 #[napi]
 pub fn defaults() -> JsDefaults {
     JsDefaults {
-        block_size: DEFAULT_BLOCK_SIZE as u32,
+        block_size: crate::layout::VERSIONED_BLOCK_SIZE as u32,
+        compat_block_size: crate::layout::COMPAT_BLOCK_SIZE as u32,
         cache_size: DEFAULT_CACHE_BYTES as f64,
         concurrency: DEFAULT_CONCURRENCY as u32,
         read_ahead: DEFAULT_READ_AHEAD as u32,

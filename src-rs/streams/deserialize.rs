@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 
 pub struct DeserializeOptions {
     pub prefix: String,
-    pub block_size: u64,
+    /// `None`: the target layout's default.
+    pub block_size: Option<u64>,
     pub concurrency: usize,
     pub overwrite: bool,
     /// The layout of a new database (an existing one keeps its own).
@@ -45,6 +46,8 @@ pub struct Deserializer {
     store: DynStore,
     keys: BlockKeys,
     opts: DeserializeOptions,
+    /// The options' block size, or the target layout's default.
+    block_size: u64,
     place: String,
     /// Bytes not yet cut into a block.
     pending: Vec<u8>,
@@ -117,7 +120,12 @@ impl Deserializer {
                 .collect();
             spool = Some(tempfile()?);
         }
+        let layout = match versioned {
+            Some(_) => LayoutKind::Versioned,
+            None => LayoutKind::Compat,
+        };
         Ok(Deserializer {
+            block_size: opts.block_size.unwrap_or(layout.default_block_size()),
             store,
             keys,
             opts,
@@ -162,7 +170,7 @@ impl Deserializer {
                 .map_err(|e| Error::new("ERR_SPOOL", format!("writing the temp file: {e}")));
         }
         self.pending.extend_from_slice(chunk);
-        let bs = self.opts.block_size as usize;
+        let bs = self.block_size as usize;
         while self.pending.len() >= bs {
             let rest = self.pending.split_off(bs);
             let block = std::mem::replace(&mut self.pending, rest);
@@ -287,7 +295,7 @@ impl Deserializer {
             spool
                 .seek(SeekFrom::Start(0))
                 .map_err(|e| Error::new("ERR_SPOOL", e.to_string()))?;
-            let bs = self.opts.block_size as usize;
+            let bs = self.block_size as usize;
             loop {
                 let mut block = vec![0u8; bs];
                 let n = read_full(&mut spool, &mut block)?;
@@ -335,12 +343,12 @@ impl Deserializer {
     async fn publish_version(&mut self) -> Result<()> {
         let v = self.versioned.as_mut().expect("versioned import");
         let block0 = self.block0.take().unwrap_or_default();
-        let count = self.total.div_ceil(self.opts.block_size) as usize;
+        let count = self.total.div_ceil(self.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
         let layout = Layout {
             page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
-            block_size: self.opts.block_size,
+            block_size: self.block_size,
             file_size: self.total,
         };
         let (map, segments) = fresh_map(&v.names, &entries, &mut v.uploads, layout.segment_len());
