@@ -14,17 +14,22 @@ test.before(async () => {
 const PAGE_SIZE = 8192
 const BLOCK_SIZE = 3000
 
-test('a database written by the Python library opens and queries here', async (t) => {
-  const prefix = freshPrefix('from-python')
-  await python(
+/** The Python library creates foo(x, y) holding rows 1..n ('row ' || x), after `pragma` if any. */
+function pythonCreatesFoo(prefix: string, blockSize: number, n: number, pragma = 'PRAGMA user_version = 0') {
+  return python(
     `${pyPrelude}
 with apsw.Connection('${prefix}', vfs=vfs.name) as db:
-    db.execute('PRAGMA page_size = ${PAGE_SIZE}')
+    db.execute('${pragma}')
     db.execute('CREATE TABLE foo(x INTEGER, y TEXT)')
-    db.execute("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 2000) INSERT INTO foo SELECT value, 'row ' || value FROM s")
+    db.execute("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < ${n}) INSERT INTO foo SELECT value, 'row ' || value FROM s")
 `,
-    { BUCKET: bucket, BLOCK_SIZE: String(BLOCK_SIZE) },
+    { BUCKET: bucket, BLOCK_SIZE: String(blockSize) },
   )
+}
+
+test('a database written by the Python library opens and queries here', async (t) => {
+  const prefix = freshPrefix('from-python')
+  await pythonCreatesFoo(prefix, BLOCK_SIZE, 2000, `PRAGMA page_size = ${PAGE_SIZE}`)
   const db = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: BLOCK_SIZE }))
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await db.get('PRAGMA page_size'), { page_size: PAGE_SIZE })
@@ -184,14 +189,7 @@ test("while another writer's journal is in S3 reads bypass the cache, and cachin
 
 test('without options, a database of the Python library (its default 4096-byte blocks) opens here and stays readable there', async (t) => {
   const prefix = freshPrefix('py-defaults')
-  await python(
-    `${pyPrelude}
-with apsw.Connection('${prefix}', vfs=vfs.name) as db:
-    db.execute('CREATE TABLE foo(x INTEGER, y TEXT)')
-    db.execute("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 3000) INSERT INTO foo SELECT value, 'row ' || value FROM s")
-`,
-    { BUCKET: bucket, BLOCK_SIZE: '4096' },
-  )
+  await pythonCreatesFoo(prefix, 4096, 3000)
   const db = new S3Database(bucket, prefix, options())
   t.deepEqual(await db.get('SELECT count(*) AS n, sum(x) AS s FROM foo'), { n: 3000, s: 4501500 })
   await db.run('INSERT INTO foo VALUES (?, ?)', [9999, 'from node'])
