@@ -57,14 +57,15 @@ const client = new S3Client({
 })
 const scratch = mkdtempSync(join(tmpdir(), 's3vfs-bench-'))
 
-function ours(): S3Database {
-  return new S3Database(job.bucket, job.prefix, {
-    layout: job.system as 'versioned' | 'sqlite-s3vfs',
-    blockSize: job.blockSize,
-    ...job.options,
-    s3: { endpoint: job.endpoint, region, credentials },
-  })
-}
+/** Our options for this job: its layout and block size, through the proxy. */
+const oursOptions = (): DatabaseOptions => ({
+  layout: job.system as 'versioned' | 'sqlite-s3vfs',
+  blockSize: job.blockSize,
+  ...job.options,
+  s3: { endpoint: job.endpoint, region, credentials },
+})
+
+const ours = () => new S3Database(job.bucket, job.prefix, oursOptions())
 
 const commitRow = (i: number) => [`commit-${i}`, randomBytes(50).toString('hex')]
 
@@ -122,12 +123,7 @@ const oursWorkloads: Record<Workload, () => Promise<unknown>> = {
     return drain(ours().serialize())
   },
   async deserialize() {
-    const { size } = await S3Database.deserialize(job.bucket, job.prefix, createReadStream(job.file!), {
-      layout: job.system as 'versioned' | 'sqlite-s3vfs',
-      blockSize: job.blockSize,
-      ...job.options,
-      s3: { endpoint: job.endpoint, region, credentials },
-    })
+    const { size } = await S3Database.deserialize(job.bucket, job.prefix, createReadStream(job.file!), oursOptions())
     return size
   },
   import: () => oursWorkloads.deserialize(),
@@ -176,12 +172,18 @@ function commitsLocal(db: Database.Database): void {
 
 const localPath = () => join(scratch, 'db.sqlite')
 
+/** The bulk insert into a new local file. */
+function bulkLocal(): string {
+  const db = new Database(localPath())
+  db.exec(SQL.schema)
+  db.exec(`BEGIN; ${SQL.bulk}; COMMIT`)
+  db.close()
+  return 'ok'
+}
+
 const naiveWorkloads: Partial<Record<Workload, () => Promise<unknown>>> = {
   async bulk() {
-    const db = new Database(localPath())
-    db.exec(SQL.schema)
-    db.exec(`BEGIN; ${SQL.bulk}; COMMIT`)
-    db.close()
+    bulkLocal()
     await upload(job.prefix, localPath())
     return 'ok'
   },
@@ -220,13 +222,7 @@ const naiveWorkloads: Partial<Record<Workload, () => Promise<unknown>>> = {
 }
 
 const localWorkloads: Partial<Record<Workload, () => Promise<unknown>>> = {
-  async bulk() {
-    const db = new Database(localPath())
-    db.exec(SQL.schema)
-    db.exec(`BEGIN; ${SQL.bulk}; COMMIT`)
-    db.close()
-    return 'ok'
-  },
+  bulk: async () => bulkLocal(),
   async commits() {
     copyFileSync(job.file!, localPath())
     const t0 = performance.now()

@@ -33,17 +33,20 @@ impl DiskCache {
         let mut caches = CACHES.get_or_init(Default::default).lock().unwrap();
         caches
             .entry(dir.to_path_buf())
-            .or_insert_with(|| {
-                let cache = DiskCache {
-                    dir: dir.to_path_buf(),
-                    max_bytes,
-                    used: AtomicU64::new(0),
-                    accounting: Mutex::new(()),
-                };
-                cache.used.store(cache.measure().0, Relaxed);
-                Arc::new(cache)
-            })
+            .or_insert_with(|| Arc::new(DiskCache::open(dir, max_bytes)))
             .clone()
+    }
+
+    /// A cache over `dir`, its accounting started from what the directory holds now.
+    fn open(dir: &Path, max_bytes: u64) -> DiskCache {
+        let cache = DiskCache {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            used: AtomicU64::new(0),
+            accounting: Mutex::new(()),
+        };
+        cache.used.store(cache.measure().0, Relaxed);
+        cache
     }
 
     /// Where the object `key` of `location` (bucket) is kept: a 128-bit name from two hashes,
@@ -155,13 +158,8 @@ mod tests {
         assert_eq!(cache.get("s3://b", "p/.b/1"), Some(vec![1u8; 4000]));
         assert_eq!(cache.get("s3://other", "p/.b/1"), None);
         // A fresh accounting (another process) sees what is on disk.
-        let other = DiskCache {
-            dir: dir.clone(),
-            max_bytes: 10_000,
-            used: AtomicU64::new(0),
-            accounting: Mutex::new(()),
-        };
-        assert_eq!(other.measure().0, 4000);
+        let other = DiskCache::open(&dir, 10_000);
+        assert_eq!(other.used.load(Relaxed), 4000);
         std::thread::sleep(std::time::Duration::from_millis(20));
         cache.put("s3://b", "p/.b/2", &[2u8; 4000]);
         std::thread::sleep(std::time::Duration::from_millis(20));

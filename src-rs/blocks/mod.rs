@@ -369,7 +369,8 @@ impl BlockFile {
             let location = store.location();
             if let (Some(disk), Some(crc)) = (&disk, crc) {
                 if let Some(data) = disk.get(&location, &key) {
-                    if crc32c::crc32c(&data) == crc {
+                    // A damaged or foreign file is only a miss.
+                    if verify_block(&key, &data, crc).is_ok() {
                         return Ok((Bytes::from(data), None));
                     }
                 }

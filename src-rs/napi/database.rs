@@ -3,7 +3,7 @@
 use super::error::{to_js, IntoJs};
 use super::options::{config, JsOptions};
 use super::values::{params, JsParams, JsRows, JsRunResult};
-use crate::connection::{Command, Connection};
+use crate::connection::{Command, Connection, Reply};
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use std::sync::Arc;
@@ -66,9 +66,6 @@ impl NativeDatabase {
         self.conn.call(|r| Command::Exec(sql, r)).await.js()
     }
 
-    // `run` and `query` are the hot path: their promise is resolved straight from the connection
-    // thread (one wake-up of the JS thread), not through an async task on the runtime.
-
     #[napi(ts_return_type = "Promise<JsRunResult>")]
     pub fn run<'e>(
         &self,
@@ -77,13 +74,12 @@ impl NativeDatabase {
         args: Option<JsParams>,
     ) -> napi::Result<Object<'e>> {
         let p = params(args).js()?;
-        let (deferred, promise) = env.create_deferred()?;
-        let answer = move |r: crate::error::Result<_>| match r {
-            Ok(v) => deferred.resolve(move |_| Ok(JsRunResult::from(v))),
-            Err(e) => deferred.reject(to_js(e)),
-        };
-        self.conn.submit(|r| Command::Run(sql, p, r), answer).js()?;
-        Ok(promise)
+        promise(
+            env,
+            &self.conn,
+            |r| Command::Run(sql, p, r),
+            JsRunResult::from,
+        )
     }
 
     #[napi(ts_return_type = "Promise<JsRows>")]
@@ -95,23 +91,13 @@ impl NativeDatabase {
         first_only: bool,
     ) -> napi::Result<Object<'e>> {
         let p = params(args).js()?;
-        let (deferred, promise) = env.create_deferred()?;
-        let answer = move |r: crate::error::Result<_>| match r {
-            Ok(v) => deferred.resolve(move |_| Ok(JsRows::from(v))),
-            Err(e) => deferred.reject(to_js(e)),
+        let query = |reply| Command::Query {
+            sql,
+            params: p,
+            first_only,
+            reply,
         };
-        self.conn
-            .submit(
-                |reply| Command::Query {
-                    sql,
-                    params: p,
-                    first_only,
-                    reply,
-                },
-                answer,
-            )
-            .js()?;
-        Ok(promise)
+        promise(env, &self.conn, query, JsRows::from)
     }
 
     /// Compiles a statement (cached for later calls with the same SQL); returns its columns.
@@ -179,4 +165,21 @@ impl NativeDatabase {
     pub fn stats(&self) -> JsStats {
         self.conn.stats().into()
     }
+}
+
+/// Sends a command whose promise the connection thread resolves itself (one wake-up of the JS
+/// thread, no async task on the runtime): the hot path of `run` and `query`.
+fn promise<'e, T: Send + 'static, J: napi::bindgen_prelude::ToNapiValue + 'static>(
+    env: &'e Env,
+    conn: &Connection,
+    make: impl FnOnce(Reply<T>) -> Command,
+    to_js_value: fn(T) -> J,
+) -> napi::Result<Object<'e>> {
+    let (deferred, promise) = env.create_deferred()?;
+    let answer = move |r: crate::error::Result<T>| match r {
+        Ok(v) => deferred.resolve(move |_| Ok(to_js_value(v))),
+        Err(e) => deferred.reject(to_js(e)),
+    };
+    conn.submit(make, answer).js()?;
+    Ok(promise)
 }

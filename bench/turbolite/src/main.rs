@@ -168,9 +168,10 @@ impl S3Target {
 /// can be read; clones share the counters.
 fn make_s3(rt: &tokio::runtime::Runtime, t: &S3Target) -> Res<S3Storage> {
     let ak = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| "AWS_ACCESS_KEY_ID not set")?;
-    let sk =
-        std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| "AWS_SECRET_ACCESS_KEY not set")?;
-    let token = std::env::var("AWS_SESSION_TOKEN").ok().filter(|s| !s.is_empty());
+    let sk = std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| "AWS_SECRET_ACCESS_KEY not set")?;
+    let token = std::env::var("AWS_SESSION_TOKEN")
+        .ok()
+        .filter(|s| !s.is_empty());
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(t.region.clone()))
@@ -184,9 +185,7 @@ fn make_s3(rt: &tokio::runtime::Runtime, t: &S3Target) -> Res<S3Storage> {
 }
 
 /// The runtime, the S3 storage (kept for its counters) and the same storage as turbolite's backend.
-fn connect(
-    t: &S3Target,
-) -> Res<(tokio::runtime::Runtime, S3Storage, Arc<dyn StorageBackend>)> {
+fn connect(t: &S3Target) -> Res<(tokio::runtime::Runtime, S3Storage, Arc<dyn StorageBackend>)> {
     let rt = make_runtime()?;
     let s3 = make_s3(&rt, t)?;
     let backend: Arc<dyn StorageBackend> = Arc::new(s3.clone());
@@ -321,7 +320,12 @@ fn s3_stats(s3: &S3Storage, base: (u64, u64, u64, u64)) -> Value {
 }
 
 fn s3_base(s3: &S3Storage) -> (u64, u64, u64, u64) {
-    (s3.fetch_count(), s3.bytes_fetched(), s3.put_count(), s3.bytes_put())
+    (
+        s3.fetch_count(),
+        s3.bytes_fetched(),
+        s3.put_count(),
+        s3.bytes_put(),
+    )
 }
 
 fn ms(since: Instant) -> f64 {
@@ -595,6 +599,16 @@ fn cmd_write(a: &Args, kind: WriteKind) -> Res<Value> {
 
     let mut commit_lat = Vec::new();
     let tw = Instant::now();
+    // Row `i` of this run (ids continue after the existing rows).
+    let insert = |st: &mut rusqlite::Statement, i: i64| {
+        let id = start_id + i;
+        st.execute(rusqlite::params![
+            id,
+            format!("key-{id:010}"),
+            blob(id as u64, value_bytes)
+        ])
+        .map_err(sqlerr("insert"))
+    };
     match kind {
         WriteKind::Bulk => {
             conn.execute_batch("BEGIN").map_err(sqlerr("BEGIN"))?;
@@ -603,13 +617,7 @@ fn cmd_write(a: &Args, kind: WriteKind) -> Res<Value> {
                     .prepare("INSERT INTO t(id, k, v) VALUES (?1, ?2, ?3)")
                     .map_err(sqlerr("prepare insert"))?;
                 for i in 1..=n as i64 {
-                    let id = start_id + i;
-                    st.execute(rusqlite::params![
-                        id,
-                        format!("key-{id:010}"),
-                        blob(id as u64, value_bytes)
-                    ])
-                    .map_err(sqlerr("insert"))?;
+                    insert(&mut st, i)?;
                 }
             }
             conn.execute_batch("COMMIT").map_err(sqlerr("COMMIT"))?;
@@ -621,14 +629,8 @@ fn cmd_write(a: &Args, kind: WriteKind) -> Res<Value> {
                 .map_err(sqlerr("prepare insert"))?;
             for i in 1..=n as i64 {
                 let tc = Instant::now();
-                let id = start_id + i;
                 // autocommit: one implicit transaction per statement
-                st.execute(rusqlite::params![
-                    id,
-                    format!("key-{id:010}"),
-                    blob(id as u64, value_bytes)
-                ])
-                .map_err(sqlerr("insert"))?;
+                insert(&mut st, i)?;
                 checkpoint(&conn)?;
                 commit_lat.push(tc.elapsed().as_secs_f64() * 1000.0);
             }
