@@ -175,7 +175,12 @@ export declare class S3Database implements Queryable {
     run(sql: string, params?: Params): Promise<RunResult>;
     get<T = Row>(sql: string, params?: Params): Promise<T | undefined>;
     all<T = Row>(sql: string, params?: Params): Promise<T[]>;
-    /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
+    /**
+     * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
+     * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
+     * loop, or call `return()`. One that is dropped unfinished is closed when it is
+     * garbage-collected.
+     */
     iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T>;
     prepare(sql: string): Promise<Statement>;
     /**

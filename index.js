@@ -161,6 +161,17 @@ class Statement {
 }
 exports.Statement = Statement;
 const currentTx = new node_async_hooks_1.AsyncLocalStorage();
+function closedError(db) {
+    return new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${db.bucket}/${db.prefix} is closed`);
+}
+/** Closes iterators dropped unfinished: an open one holds its read transaction (and a frame on
+ *  the connection thread) until it is closed. */
+const abandonedIterators = new FinalizationRegistry((h) => {
+    if (h.id !== null && !h.done) {
+        h.done = true;
+        h.native.iterateClose(h.id).catch(() => undefined);
+    }
+});
 /**
  * A SQLite database stored in S3 under `prefix`, in blocks of `blockSize` bytes
  * (`{prefix}/0000000000`, ...: the format of the Python library `sqlite-s3vfs`).
@@ -191,14 +202,19 @@ class S3Database {
     /** Waits until no transaction other than the caller's own is running. */
     async #turn() {
         if (this.#closed)
-            throw new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${this.bucket}/${this.prefix} is closed`);
+            throw closedError(this);
         for (;;) {
             const tx = this.#tx;
             if (tx === null)
                 return;
             const mine = currentTx.getStore();
-            if (mine === tx.token && mine.active)
-                return;
+            if (mine !== undefined && mine.root === tx.token && mine.active) {
+                // Inside the transaction: wait while a nested one started from this context runs.
+                if (mine.child === null)
+                    return;
+                await mine.child.done;
+                continue;
+            }
             await tx.done;
         }
     }
@@ -225,22 +241,47 @@ class S3Database {
         await this.#turn();
         return toRows(await guard(this.#native.query(sql, toNativeParams(params), false)));
     }
-    /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
-    async *iterate(sql, params) {
+    /**
+     * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
+     * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
+     * loop, or call `return()`. One that is dropped unfinished is closed when it is
+     * garbage-collected.
+     */
+    iterate(sql, params) {
+        const handle = { native: this.#native, id: null, done: false };
+        const rows = this.#rows(sql, params, handle);
+        // A wrapper the user holds: the registry closes the native iterator once it is unreachable.
+        const wrapper = {
+            next: () => rows.next(),
+            return: (value) => rows.return(value),
+            throw: (e) => rows.throw(e),
+            [Symbol.asyncIterator]() {
+                return this;
+            },
+        };
+        abandonedIterators.register(wrapper, handle);
+        return wrapper;
+    }
+    async *#rows(sql, params, handle) {
         await this.#turn();
-        const id = await guard(this.#native.iterateStart(sql, toNativeParams(params)));
-        let done = false;
+        handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)));
         try {
-            while (!done) {
-                const batch = await guard(this.#native.iterateNext(id, this.#batch));
-                done = batch.done;
+            while (!handle.done) {
+                const batch = await guard(this.#native.iterateNext(handle.id, this.#batch));
+                handle.done = batch.done;
                 for (const row of toRows(batch))
                     yield row;
             }
         }
+        catch (e) {
+            handle.done = true;
+            throw e;
+        }
         finally {
-            if (!done)
-                await guard(this.#native.iterateClose(id)).catch(() => undefined);
+            if (!handle.done) {
+                handle.done = true;
+                await guard(this.#native.iterateClose(handle.id)).catch(() => undefined);
+            }
         }
     }
     async prepare(sql) {
@@ -260,19 +301,8 @@ class S3Database {
         }
         const mine = currentTx.getStore();
         // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
-        if (mine !== undefined && mine.db === this && mine.active) {
-            const name = `s3vfs_sp${++mine.depth}`;
-            await this.exec(`SAVEPOINT ${name}`);
-            try {
-                const result = await fn(this);
-                await this.exec(`RELEASE ${name}`);
-                return result;
-            }
-            catch (e) {
-                await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
-                throw e;
-            }
-        }
+        if (mine !== undefined && mine.db === this && mine.active)
+            return this.#savepoint(mine, fn);
         for (let attempt = 0;; attempt++) {
             try {
                 return await this.#transactionOnce(fn, options);
@@ -283,6 +313,43 @@ class S3Database {
                 // Jittered exponential backoff: racing writers spread out instead of colliding again.
                 await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt));
             }
+        }
+    }
+    /**
+     * A nested transaction: a savepoint. Savepoints are one stack per connection, so nested
+     * transactions started concurrently from one context (`Promise.all`) run one after another:
+     * otherwise a failing sibling's `ROLLBACK TO` would undo a sibling that already resolved.
+     */
+    async #savepoint(parent, fn) {
+        while (parent.child !== null)
+            await parent.child.done;
+        if (!parent.active)
+            throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction has already ended');
+        let end;
+        parent.child = { done: new Promise((resolve) => (end = resolve)) };
+        const token = { db: this, active: true, root: parent.root, depth: 0, child: null };
+        const name = `s3vfs_sp${++parent.root.depth}`;
+        try {
+            return await currentTx.run(token, async () => {
+                await this.exec(`SAVEPOINT ${name}`);
+                let result;
+                try {
+                    result = await fn(this);
+                }
+                catch (e) {
+                    // Keep the caller's error: a failed ROLLBACK TO (SQLite already rolled the whole
+                    // transaction back after an I/O error) must not replace it.
+                    await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`).catch(() => undefined);
+                    throw e;
+                }
+                await this.exec(`RELEASE ${name}`);
+                return result;
+            });
+        }
+        finally {
+            token.active = false;
+            parent.child = null;
+            end();
         }
     }
     async #transactionOnce(fn, options) {
@@ -296,7 +363,8 @@ class S3Database {
             await this.#tx.done;
             await this.#turn();
         }
-        const token = { db: this, active: true, depth: 0 };
+        const token = { db: this, active: true, depth: 0, child: null };
+        token.root = token;
         let end;
         this.#tx = { token, done: new Promise((resolve) => (end = resolve)) };
         try {
@@ -360,8 +428,21 @@ class S3Database {
      * before the call; the blocks are read in parallel, off the connection thread.
      */
     serialize() {
+        if (this.#closed) {
+            // Fails when first read, like any other error of the stream: not a throw, and never an
+            // unhandled rejection (a consumer such as `Upload` reads only after awaiting something).
+            const error = closedError(this);
+            return new node_stream_1.Readable({
+                read() {
+                    this.destroy(error);
+                },
+            });
+        }
         const reader = new native.NativeSerializer(this.#native);
         const ready = this.#turn();
+        // Observed at once (and again when the stream first reads): a close before the first read
+        // must surface as a stream error, not as an unhandled rejection.
+        ready.catch(() => undefined);
         let started = false;
         return new node_stream_1.Readable({
             highWaterMark: 1 << 20,

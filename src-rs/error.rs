@@ -21,6 +21,8 @@ pub mod codes {
     pub const DATABASE_EXISTS: &str = "ERR_DATABASE_EXISTS";
     pub const UNSUPPORTED: &str = "ERR_UNSUPPORTED";
     pub const ITERATOR_ORDER: &str = "ERR_ITERATOR_ORDER";
+    /// More iterators open at once on one database than `MAX_OPEN_ITERATORS`.
+    pub const TOO_MANY_ITERATORS: &str = "ERR_TOO_MANY_ITERATORS";
     pub const INTERNAL: &str = "ERR_INTERNAL";
     /// S3's answer to a failed `If-None-Match` / `If-Match` (both stores use this code).
     pub const PRECONDITION_FAILED: &str = "PreconditionFailed";

@@ -296,13 +296,40 @@ export class Statement {
   }
 }
 
+/** A transaction, or a savepoint inside one, as the async context that runs it sees it. */
 interface TxToken {
   db: S3Database
   active: boolean
+  /** The outermost transaction's token (itself for the outermost). */
+  root: TxToken
+  /** Savepoint names are numbered per outermost transaction. */
   depth: number
+  /** The nested transaction running now from this context: siblings and this context's own
+   *  statements wait for it, since savepoints are one stack per connection. */
+  child: { done: Promise<void> } | null
 }
 
 const currentTx = new AsyncLocalStorage<TxToken>()
+
+function closedError(db: S3Database): SqliteS3Error {
+  return new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${db.bucket}/${db.prefix} is closed`)
+}
+
+/** The native side of one `iterate()` call. */
+interface IteratorHandle {
+  native: { iterateClose(id: number): Promise<void> }
+  id: number | null
+  done: boolean
+}
+
+/** Closes iterators dropped unfinished: an open one holds its read transaction (and a frame on
+ *  the connection thread) until it is closed. */
+const abandonedIterators = new FinalizationRegistry<IteratorHandle>((h) => {
+  if (h.id !== null && !h.done) {
+    h.done = true
+    h.native.iterateClose(h.id).catch(() => undefined)
+  }
+})
 
 /**
  * A SQLite database stored in S3 under `prefix`, in blocks of `blockSize` bytes
@@ -334,12 +361,17 @@ export class S3Database implements Queryable {
 
   /** Waits until no transaction other than the caller's own is running. */
   async #turn(): Promise<void> {
-    if (this.#closed) throw new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${this.bucket}/${this.prefix} is closed`)
+    if (this.#closed) throw closedError(this)
     for (;;) {
       const tx = this.#tx
       if (tx === null) return
       const mine = currentTx.getStore()
-      if (mine === tx.token && mine.active) return
+      if (mine !== undefined && mine.root === tx.token && mine.active) {
+        // Inside the transaction: wait while a nested one started from this context runs.
+        if (mine.child === null) return
+        await mine.child.done
+        continue
+      }
       await tx.done
     }
   }
@@ -372,19 +404,45 @@ export class S3Database implements Queryable {
     return toRows<T>(await guard(this.#native.query(sql, toNativeParams(params), false)))
   }
 
-  /** Rows one at a time, fetched in batches. Break out of the loop to stop early. */
-  async *iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T> {
+  /**
+   * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
+   * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
+   * loop, or call `return()`. One that is dropped unfinished is closed when it is
+   * garbage-collected.
+   */
+  iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T> {
+    const handle: IteratorHandle = { native: this.#native, id: null, done: false }
+    const rows = this.#rows<T>(sql, params, handle)
+    // A wrapper the user holds: the registry closes the native iterator once it is unreachable.
+    const wrapper: AsyncIterableIterator<T> = {
+      next: () => rows.next(),
+      return: (value?: unknown) => rows.return(value as T),
+      throw: (e?: unknown) => rows.throw(e),
+      [Symbol.asyncIterator]() {
+        return this
+      },
+    }
+    abandonedIterators.register(wrapper, handle)
+    return wrapper
+  }
+
+  async *#rows<T>(sql: string, params: Params | undefined, handle: IteratorHandle): AsyncGenerator<T> {
     await this.#turn()
-    const id = await guard(this.#native.iterateStart(sql, toNativeParams(params)))
-    let done = false
+    handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)))
     try {
-      while (!done) {
-        const batch = await guard(this.#native.iterateNext(id, this.#batch))
-        done = batch.done
+      while (!handle.done) {
+        const batch = await guard(this.#native.iterateNext(handle.id, this.#batch))
+        handle.done = batch.done
         for (const row of toRows<T>(batch)) yield row
       }
+    } catch (e) {
+      handle.done = true
+      throw e
     } finally {
-      if (!done) await guard(this.#native.iterateClose(id)).catch(() => undefined)
+      if (!handle.done) {
+        handle.done = true
+        await guard(this.#native.iterateClose(handle.id)).catch(() => undefined)
+      }
     }
   }
 
@@ -406,18 +464,7 @@ export class S3Database implements Queryable {
     }
     const mine = currentTx.getStore()
     // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
-    if (mine !== undefined && mine.db === this && mine.active) {
-      const name = `s3vfs_sp${++mine.depth}`
-      await this.exec(`SAVEPOINT ${name}`)
-      try {
-        const result = await fn(this)
-        await this.exec(`RELEASE ${name}`)
-        return result
-      } catch (e) {
-        await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`)
-        throw e
-      }
-    }
+    if (mine !== undefined && mine.db === this && mine.active) return this.#savepoint(mine, fn)
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#transactionOnce(fn, options)
@@ -426,6 +473,40 @@ export class S3Database implements Queryable {
         // Jittered exponential backoff: racing writers spread out instead of colliding again.
         await sleep(Math.random() * Math.min(1000, 10 * 2 ** attempt))
       }
+    }
+  }
+
+  /**
+   * A nested transaction: a savepoint. Savepoints are one stack per connection, so nested
+   * transactions started concurrently from one context (`Promise.all`) run one after another:
+   * otherwise a failing sibling's `ROLLBACK TO` would undo a sibling that already resolved.
+   */
+  async #savepoint<T>(parent: TxToken, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    while (parent.child !== null) await parent.child.done
+    if (!parent.active) throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction has already ended')
+    let end!: () => void
+    parent.child = { done: new Promise<void>((resolve) => (end = resolve)) }
+    const token: TxToken = { db: this, active: true, root: parent.root, depth: 0, child: null }
+    const name = `s3vfs_sp${++parent.root.depth}`
+    try {
+      return await currentTx.run(token, async () => {
+        await this.exec(`SAVEPOINT ${name}`)
+        let result: T
+        try {
+          result = await fn(this)
+        } catch (e) {
+          // Keep the caller's error: a failed ROLLBACK TO (SQLite already rolled the whole
+          // transaction back after an I/O error) must not replace it.
+          await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`).catch(() => undefined)
+          throw e
+        }
+        await this.exec(`RELEASE ${name}`)
+        return result
+      })
+    } finally {
+      token.active = false
+      parent.child = null
+      end()
     }
   }
 
@@ -440,7 +521,8 @@ export class S3Database implements Queryable {
       await this.#tx.done
       await this.#turn()
     }
-    const token: TxToken = { db: this, active: true, depth: 0 }
+    const token = { db: this, active: true, depth: 0, child: null } as unknown as TxToken
+    token.root = token
     let end!: () => void
     this.#tx = { token, done: new Promise<void>((resolve) => (end = resolve)) }
     try {
@@ -506,8 +588,21 @@ export class S3Database implements Queryable {
    * before the call; the blocks are read in parallel, off the connection thread.
    */
   serialize(): Readable {
+    if (this.#closed) {
+      // Fails when first read, like any other error of the stream: not a throw, and never an
+      // unhandled rejection (a consumer such as `Upload` reads only after awaiting something).
+      const error = closedError(this)
+      return new Readable({
+        read() {
+          this.destroy(error)
+        },
+      })
+    }
     const reader = new native.NativeSerializer(this.#native)
     const ready = this.#turn()
+    // Observed at once (and again when the stream first reads): a close before the first read
+    // must surface as a stream error, not as an unhandled rejection.
+    ready.catch(() => undefined)
     let started = false
     return new Readable({
       highWaterMark: 1 << 20,

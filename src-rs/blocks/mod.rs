@@ -284,6 +284,13 @@ impl BlockFile {
         }
     }
 
+    /// Between operations: bounds the map segments kept (never during one, see `SegmentCache`).
+    fn trim_names(&mut self) {
+        if let Naming::Versioned { segments, .. } = &mut self.naming {
+            segments.trim();
+        }
+    }
+
     /// Loads what naming blocks `first..=last` needs (the versioned layout's map segments).
     fn prepare_names(&mut self, first: u64, last: u64) -> Result<()> {
         if let Naming::Versioned {
@@ -309,44 +316,52 @@ impl BlockFile {
         Ok(())
     }
 
-    /// Where block `i`'s stored content is (ignoring the write buffer).
-    fn source(&self, i: u64) -> Source {
-        match &self.naming {
+    /// Where block `i`'s stored content is (ignoring the write buffer). An entry whose map
+    /// segment is not loaded is an error, never zeros (`prepare_names` runs before lookups).
+    fn source(&self, i: u64) -> Result<Source> {
+        Ok(match &self.naming {
             Naming::Compat(keys) => Source::Object(keys.key(i), None),
             Naming::Versioned {
                 names,
                 snapshot,
                 block0,
                 segments,
-            } => match snapshot.as_ref().map(|s| s.locate(names, i, segments)) {
-                Some(Some(BlockLocation::Inline)) => Source::Local(block0.clone()),
-                Some(Some(BlockLocation::Object(key, p))) => Source::Object(key, Some(p.crc)),
-                Some(Some(BlockLocation::Zeros)) | None => Source::Zeros,
-                // Segment not loaded: `prepare_names` runs before every lookup.
-                Some(None) => Source::Zeros,
+            } => match snapshot.as_ref() {
+                None => Source::Zeros,
+                Some(s) => match s.locate(names, i, segments)? {
+                    BlockLocation::Inline => Source::Local(block0.clone()),
+                    BlockLocation::Object(key, p) => Source::Object(key, Some(p.crc)),
+                    BlockLocation::Zeros => Source::Zeros,
+                },
             },
-        }
+        })
     }
 
-    /// Whether block `i` has content that only the store holds.
+    /// Whether block `i`'s stored content lies past what the store holds (it reads as zeros).
+    fn beyond_stored(&self, i: u64) -> bool {
+        i * self.block_size >= self.stored_size.min(self.size)
+    }
+
+    /// Whether block `i` has content that only the store holds (for read-ahead: a block whose
+    /// name cannot be resolved is simply not prefetched).
     fn needs_fetch(&self, i: u64) -> bool {
-        if self.dirty.contains_key(&i) || i * self.block_size >= self.stored_size.min(self.size) {
+        if self.dirty.contains_key(&i) || self.beyond_stored(i) {
             return false;
         }
         match self.source(i) {
-            Source::Object(key, _) => !(self.cache_enabled && self.cache.contains(&key)),
+            Ok(Source::Object(key, _)) => !(self.cache_enabled && self.cache.contains(&key)),
             _ => false,
         }
     }
 
     /// Starts a GET of block `i` in the background unless one is under way for its current key.
-    fn start_fetch(&mut self, i: u64) {
-        let Source::Object(key, crc) = self.source(i) else {
-            return;
+    fn start_fetch(&mut self, i: u64) -> Result<()> {
+        let Source::Object(key, crc) = self.source(i)? else {
+            return Ok(());
         };
         if let Some((k, _)) = self.inflight.get(&i) {
             if *k == key {
-                return;
+                return Ok(());
             }
             if let Some((_, stale)) = self.inflight.remove(&i) {
                 stale.abort();
@@ -395,6 +410,7 @@ impl BlockFile {
             }
         });
         self.inflight.insert(i, (key, handle));
+        Ok(())
     }
 
     /// Keeps a block just read: its ETag when it is the `upload_last` one, the cache.
@@ -440,7 +456,7 @@ impl BlockFile {
                 self.stats
                     .prefetched
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.start_fetch(i);
+                self.start_fetch(i)?;
             }
         }
         Ok(())
@@ -450,7 +466,7 @@ impl BlockFile {
     /// caches them when allowed).
     fn fetch(&mut self, blocks: Vec<u64>) -> Result<HashMap<u64, Bytes>> {
         for &i in &blocks {
-            self.start_fetch(i);
+            self.start_fetch(i)?;
         }
         let waits: Vec<(u64, String, JoinHandle<Result<Fetched>>)> = blocks
             .iter()
@@ -486,20 +502,52 @@ impl BlockFile {
         }
     }
 
-    /// The content of block `i` as far as it is known locally (dirty buffer or cache).
-    fn local_block(&mut self, i: u64, fetched: &HashMap<u64, Bytes>) -> Option<Bytes> {
+    /// The stored content of each of `blocks` that is not in the write buffer, decided in one
+    /// pass: cached blocks are taken out of the cache *before* any fetch can evict them (a
+    /// request spanning more blocks than the cache holds would otherwise lose the ones it found
+    /// cached). Blocks that read as zeros map to empty bytes. Returns the blocks found locally
+    /// and the ones to fetch.
+    fn classify(&mut self, blocks: impl Iterator<Item = u64>) -> Result<(HashMap<u64, Bytes>, Vec<u64>)> {
+        let mut have = HashMap::new();
+        let mut missing = Vec::new();
+        for i in blocks {
+            if self.dirty.contains_key(&i) || have.contains_key(&i) || missing.contains(&i) {
+                continue;
+            }
+            if self.beyond_stored(i) {
+                have.insert(i, Bytes::new());
+                continue;
+            }
+            match self.source(i)? {
+                Source::Local(b) => {
+                    have.insert(i, b);
+                }
+                Source::Zeros => {
+                    have.insert(i, Bytes::new());
+                }
+                Source::Object(key, _) => {
+                    match self.cache.get(&key).filter(|_| self.cache_enabled) {
+                        Some(b) => {
+                            have.insert(i, b);
+                        }
+                        None => missing.push(i),
+                    }
+                }
+            }
+        }
+        Ok((have, missing))
+    }
+
+    /// The content of block `i`: the write buffer, else what `classify`/`fetch` gathered for
+    /// this request. A block in neither is a bug, reported as an error (never zero-filled).
+    fn local_block(&self, i: u64, gathered: &HashMap<u64, Bytes>) -> Result<Bytes> {
         if let Some(d) = self.dirty.get(&i) {
-            return Some(Bytes::copy_from_slice(d));
+            return Ok(Bytes::copy_from_slice(d));
         }
-        if let Some(f) = fetched.get(&i) {
-            return Some(f.clone());
-        }
-        match self.source(i) {
-            Source::Local(b) => Some(b),
-            Source::Zeros => None,
-            Source::Object(key, _) if self.cache_enabled => self.cache.get(&key),
-            Source::Object(..) => None,
-        }
+        gathered
+            .get(&i)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("block {i} was not gathered before use")))
     }
 
     /// Reads into `buf` from `offset`; returns how many bytes the file had (the rest of `buf` is
@@ -512,22 +560,19 @@ impl BlockFile {
         let first = offset / self.block_size;
         let last = (end - 1) / self.block_size;
         self.harvest();
+        self.trim_names();
         self.prepare_names(first, last)?;
-        let mut missing = Vec::new();
+        let (mut gathered, missing) = self.classify(first..=last)?;
         for i in first..=last {
-            let needed = self.needs_fetch(i);
             if !self.dirty.contains_key(&i) {
-                self.stats.count_cache(!needed);
-            }
-            if needed {
-                missing.push(i);
+                self.stats.count_cache(!missing.contains(&i));
             }
         }
         // Ahead first, so its GETs overlap the wait for this read's own.
         if let Some((a, b)) = self.read_ahead.observe(first, last) {
             self.prefetch(a, b)?;
         }
-        let fetched = self.fetch(missing)?;
+        gathered.extend(self.fetch(missing)?);
         let mut pos = offset;
         while pos < end {
             let i = pos / self.block_size;
@@ -535,19 +580,13 @@ impl BlockFile {
             let take = ((self.block_size - within as u64).min(end - pos)) as usize;
             let dst = &mut buf[(pos - offset) as usize..(pos - offset) as usize + take];
             let valid = self.block_len(i, self.stored_size.min(self.size));
-            match self.local_block(i, &fetched) {
-                Some(data) => copy_padded(
-                    dst,
-                    &data,
-                    within,
-                    if self.dirty.contains_key(&i) {
-                        data.len()
-                    } else {
-                        valid
-                    },
-                ),
-                None => dst.fill(0),
-            }
+            let data = self.local_block(i, &gathered)?;
+            let valid = if self.dirty.contains_key(&i) {
+                data.len()
+            } else {
+                valid
+            };
+            copy_padded(dst, &data, within, valid);
             pos += take as u64;
         }
         Ok((end - offset) as usize)
@@ -566,37 +605,33 @@ impl BlockFile {
         let last = (end - 1) / self.block_size;
         // A GET under way would bring back what this write replaces.
         self.cancel_inflight(|i| (first..=last).contains(&i));
+        self.trim_names();
         self.prepare_names(first, first)?;
         self.prepare_names(last, last)?;
-        // Only the edge blocks can be partly overwritten and need their old content.
-        let mut missing = Vec::new();
-        for i in [first, last] {
-            if missing.contains(&i) || !self.needs_fetch(i) {
-                continue;
-            }
-            let block_start = i * self.block_size;
-            let existing_end = block_start + self.block_len(i, old_size) as u64;
-            let covered = offset <= block_start && end >= existing_end;
-            if !covered {
-                missing.push(i);
-            }
-        }
-        let fetched = self.fetch(missing)?;
+        // Whether the write replaces every byte block `i` had (or it had none): only the edge
+        // blocks can fail this, and only they need their old content.
+        let bs = self.block_size;
+        let covered = move |i: u64| {
+            let block_start = i * bs;
+            let existing_end = block_start + (old_size.saturating_sub(block_start)).min(bs);
+            existing_end == block_start || (offset <= block_start && end >= existing_end)
+        };
+        let edges: Vec<u64> = [first, last].into_iter().filter(|i| !covered(*i)).collect();
+        let (mut gathered, missing) = self.classify(edges.into_iter())?;
+        gathered.extend(self.fetch(missing)?);
         let new_size = end.max(old_size);
         for i in first..=last {
             let block_start = i * self.block_size;
             let mut buf = match self.dirty.remove(&i) {
                 Some(d) => d,
+                // Every byte it held is overwritten below.
+                None if covered(i) => vec![0; self.block_len(i, old_size)],
                 None => {
                     let keep = self.block_len(i, old_size.min(self.stored_size));
-                    match self.local_block(i, &fetched) {
-                        Some(b) => {
-                            let mut v = b[..keep.min(b.len())].to_vec();
-                            v.resize(keep, 0);
-                            v
-                        }
-                        None => vec![0; keep],
-                    }
+                    let b = self.local_block(i, &gathered)?;
+                    let mut v = b[..keep.min(b.len())].to_vec();
+                    v.resize(keep, 0);
+                    v
                 }
             };
             // Content past the old size is zeros, whatever a stale buffer or object held.
@@ -652,16 +687,11 @@ impl BlockFile {
         if self.size < self.stored_size && !self.size.is_multiple_of(self.block_size) {
             let last = new_count - 1;
             if !self.dirty.contains_key(&last) {
-                let fetched = if self.needs_fetch(last) {
-                    self.fetch(vec![last])?
-                } else {
-                    HashMap::new()
-                };
+                let (mut gathered, missing) = self.classify(std::iter::once(last))?;
+                gathered.extend(self.fetch(missing)?);
                 let len = self.block_len(last, self.size);
-                let mut v = self
-                    .local_block(last, &fetched)
-                    .map(|b| b[..len.min(b.len())].to_vec())
-                    .unwrap_or_default();
+                let b = self.local_block(last, &gathered)?;
+                let mut v = b[..len.min(b.len())].to_vec();
                 v.resize(len, 0);
                 self.dirty.insert(last, v);
             }
@@ -738,7 +768,9 @@ impl BlockFile {
 /// content; the rest reads as zeros.
 fn copy_padded(dst: &mut [u8], src: &[u8], within: usize, valid: usize) {
     let avail = valid.min(src.len()).saturating_sub(within).min(dst.len());
-    dst[..avail].copy_from_slice(&src[within..within + avail]);
+    if avail > 0 {
+        dst[..avail].copy_from_slice(&src[within..within + avail]);
+    }
     dst[avail..].fill(0);
 }
 

@@ -138,3 +138,60 @@ fn a_block_is_fetched_once_for_many_page_reads() {
     }
     assert_eq!(stats.snapshot().get, 1);
 }
+
+/// A file of `blocks` blocks of 4096 bytes, stored, whose cache holds `cache_blocks` of them.
+fn stored_file(store: &Arc<MemoryStore>, blocks: u64, cache_blocks: usize) -> BlockFile {
+    let mut w = file(store, 4096, 0);
+    for i in 0..blocks {
+        w.write(i * 4096, &pattern(4096, i as u8)).unwrap();
+    }
+    w.flush().unwrap();
+    BlockFile::new(
+        store.clone(),
+        Arc::new(Stats::default()),
+        Naming::Compat(BlockKeys::new("db")),
+        blocks * 4096,
+        BlockFileOptions {
+            block_size: 4096,
+            cache_bytes: cache_blocks * 4096,
+            concurrency: 4,
+            read_ahead: 0,
+            disk: None,
+            upload_last: Some(0),
+        },
+    )
+}
+
+#[test]
+fn a_read_spanning_more_blocks_than_the_cache_keeps_never_zero_fills_the_cached_ones() {
+    // Review #4: pages of 16 blocks, a cache of 17. Reading A, B, A: the second read of A finds
+    // its first block cached, then the fetch of the rest evicts it before it is copied.
+    let store = Arc::new(MemoryStore::new());
+    let mut f = stored_file(&store, 64, 17);
+    let want = |first: u64| -> Vec<u8> { (first..first + 16).flat_map(|i| pattern(4096, i as u8)).collect() };
+    let mut buf = vec![0u8; 16 * 4096];
+    for first in [0, 32, 0, 32, 16, 0, 48, 0] {
+        f.read(first * 4096, &mut buf).unwrap();
+        assert!(buf == want(first), "read of blocks {first}..{} differs", first + 15);
+    }
+}
+
+#[test]
+fn a_write_under_cache_pressure_keeps_the_old_bytes_of_its_edge_blocks() {
+    // A write covering parts of two blocks, one cached and one not, with a cache of one block:
+    // the fetch of one edge must not evict the other before its old bytes are kept.
+    let store = Arc::new(MemoryStore::new());
+    let mut f = stored_file(&store, 8, 1);
+    let mut buf = vec![0u8; 100];
+    f.read(2 * 4096, &mut buf).unwrap(); // block 2 cached
+    f.write(2 * 4096 + 4000, &[0xee; 200]).unwrap(); // blocks 2 and 3, partly
+    f.flush().unwrap();
+    let mut g = stored_file(&store, 0, 64);
+    g.size = 8 * 4096;
+    g.stored_size = 8 * 4096;
+    let mut all = vec![0u8; 8 * 4096];
+    g.read(0, &mut all).unwrap();
+    let mut want: Vec<u8> = (0..8).flat_map(|i| pattern(4096, i as u8)).collect();
+    want[2 * 4096 + 4000..2 * 4096 + 4200].fill(0xee);
+    assert!(all == want, "the edge blocks lost their old bytes");
+}

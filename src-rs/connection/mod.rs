@@ -155,6 +155,9 @@ impl Connection {
         let shared = (pinned.clone(), layout.clone());
         std::thread::Builder::new()
             .name("s3vfs-connection".into())
+            // Open iterators nest frames on this thread (bounded by MAX_OPEN_ITERATORS); SQLite
+            // itself needs a few hundred KiB at most. Only the pages touched are committed.
+            .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || Worker::new(config, thread_stats, shared).serve(rx))
             .map_err(|e| Error::internal(format!("cannot start the connection thread: {e}")))?;
         Ok(Connection {
@@ -231,6 +234,14 @@ impl Connection {
         )
     }
 }
+
+/// Iterators open at once on one connection. Each one holds a frame on the connection thread
+/// (and its read transaction): past this, `iterate` fails with a clear error instead of
+/// exhausting the thread's stack.
+pub const MAX_OPEN_ITERATORS: usize = 1024;
+
+/// The connection thread's stack: room for `MAX_OPEN_ITERATORS` nested iterator frames.
+const CONNECTION_STACK_BYTES: usize = 64 << 20;
 
 /// How long the connection thread keeps polling for the next command before it sleeps: a caller
 /// that awaits one query and sends the next finds the thread awake (a sleeping thread's wake-up
@@ -372,6 +383,7 @@ impl Worker {
                 db,
                 rx: &rx,
                 closing: RefCell::new(HashSet::new()),
+                open_iterators: std::cell::Cell::new(0),
             };
             match session.dispatch(cmd) {
                 Exit::Continue => {}
@@ -446,6 +458,8 @@ struct Session<'a> {
     rx: &'a mpsc::Receiver<Command>,
     /// Iterators closed while a more recent one was active: their frames end when resumed.
     closing: RefCell<HashSet<u64>>,
+    /// Iterator frames open on this thread now.
+    open_iterators: std::cell::Cell<usize>,
 }
 
 impl Session<'_> {
@@ -571,6 +585,24 @@ impl Session<'_> {
     /// Runs an iterator: its statement lives in this stack frame, which serves every other
     /// command until the iterator is finished or closed (iterators nest).
     fn iterate(&self, id: u64, sql: &str, params: &Params, reply: Reply<Vec<String>>) -> Exit {
+        let open = self.open_iterators.get();
+        if open >= MAX_OPEN_ITERATORS {
+            reply.send(Err(Error::new(
+                codes::TOO_MANY_ITERATORS,
+                format!(
+                    "{open} iterators are open on this database: finish them, break out of their \
+                     loops or call return() (an unfinished iterator holds its read transaction)"
+                ),
+            )));
+            return Exit::Continue;
+        }
+        self.open_iterators.set(open + 1);
+        let exit = self.iterate_open(id, sql, params, reply);
+        self.open_iterators.set(open);
+        exit
+    }
+
+    fn iterate_open(&self, id: u64, sql: &str, params: &Params, reply: Reply<Vec<String>>) -> Exit {
         let mut stmt = match self.db.conn.prepare_cached(sql) {
             Ok(s) => s,
             Err(e) => {

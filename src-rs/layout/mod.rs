@@ -4,7 +4,7 @@ pub mod compat;
 pub mod versioned;
 
 use crate::error::{Error, Result};
-use crate::store::ObjectStore;
+use crate::store::{first_key_where, ObjectStore};
 
 /// The two ways a database can be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,8 @@ impl LayoutKind {
     }
 }
 
-/// What a prefix holds, found with one `LIST P/ max-keys=1` (the versioned layout's roots sort
-/// before everything else, so the same request names its newest version).
+/// What a prefix holds, found with one `LIST P/ max-keys=1` in the usual case (the versioned
+/// layout's roots sort before everything else, so the same request names its newest version).
 pub enum Found {
     Nothing,
     Compat,
@@ -57,22 +57,24 @@ pub enum Found {
     Versioned(Option<u64>),
 }
 
+/// Looks for the first key under `P/` that is one of ours. Keys we did not write (a folder
+/// marker `P/`, a `P/!README`, a `P/.keep`) are skipped: "nothing here" is only ever concluded
+/// from a listing with none of our keys in it.
 pub async fn detect(store: &dyn ObjectStore, prefix: &str) -> Result<Found> {
     let names = versioned::Names::new(prefix);
-    let page = store.list(&format!("{prefix}/"), None, Some(1)).await?;
-    let Some(first) = page.objects.first() else {
-        return Ok(Found::Nothing);
-    };
-    if let Some(v) = names.parse_root(&first.key) {
-        return Ok(Found::Versioned(Some(v)));
-    }
-    if names.parse_block(&first.key).is_some() || names.parse_segment(&first.key).is_some() {
-        return Ok(Found::Versioned(None));
-    }
-    if compat::BlockKeys::new(prefix).parse(&first.key).is_some() {
-        return Ok(Found::Compat);
-    }
-    Ok(Found::Nothing)
+    let compat = compat::BlockKeys::new(prefix);
+    let found = first_key_where(store, &format!("{prefix}/"), |key| {
+        if let Some(v) = names.parse_root(key) {
+            return Some(Found::Versioned(Some(v)));
+        }
+        if names.parse_block(key).is_some() || names.parse_segment(key).is_some() {
+            return Some(Found::Versioned(None));
+        }
+        compat.parse(key).map(|_| Found::Compat)
+    })
+    .await?;
+    // Roots sort before blocks and segments: a block found first means no root was listed.
+    Ok(found.unwrap_or(Found::Nothing))
 }
 
 /// Checks a user-given key prefix: non-empty, no leading or trailing `/`, no empty segment, no

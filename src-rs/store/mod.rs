@@ -147,3 +147,27 @@ pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Objec
         }
     }
 }
+
+/// The first key under `prefix` (in listing order) that `parse` accepts, with what it parsed to.
+/// One `max-keys=1` LIST when that key comes first (the usual case); keys that are not ours (a
+/// folder marker such as `P/` made by the S3 console, a `P/.keep`) are skipped, never taken to
+/// mean "nothing here".
+pub async fn first_key_where<T>(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>> {
+    let mut after: Option<String> = None;
+    let mut max_keys = 1;
+    loop {
+        let page = store.list(prefix, after.as_deref(), Some(max_keys)).await?;
+        if let Some(found) = page.objects.iter().find_map(|o| parse(&o.key)) {
+            return Ok(Some(found));
+        }
+        let Some(next) = page.next_start_after else {
+            return Ok(None);
+        };
+        after = Some(next);
+        max_keys = 1000;
+    }
+}

@@ -362,7 +362,9 @@ impl ObjectStore for S3Store {
                 })
                 .collect();
             let truncated = resp.is_truncated().unwrap_or(false);
-            let next_start_after = if truncated && max_keys.is_none() {
+            // Same paging as every store: a truncated page names where the next one starts,
+            // whether or not the caller limited its size.
+            let next_start_after = if truncated {
                 objects.last().map(|o| o.key.clone())
             } else {
                 None

@@ -62,6 +62,8 @@ pub struct Deserializer {
     existing: Vec<String>,
     spool: Option<std::fs::File>,
     failed: bool,
+    /// The root create was sent: it may have landed, so nothing of this import is deleted.
+    root_sent: bool,
     versioned: Option<VersionedImport>,
 }
 
@@ -140,6 +142,7 @@ impl Deserializer {
             existing,
             spool,
             failed: false,
+            root_sent: false,
             versioned,
         })
     }
@@ -169,13 +172,26 @@ impl Deserializer {
                 .write_all(chunk)
                 .map_err(|e| Error::new("ERR_SPOOL", format!("writing the temp file: {e}")));
         }
-        self.pending.extend_from_slice(chunk);
+        // Linear in the chunk's size, whatever it is: complete the pending block, then cut
+        // whole blocks straight from the chunk, and keep only the tail.
         let bs = self.block_size as usize;
-        while self.pending.len() >= bs {
-            let rest = self.pending.split_off(bs);
-            let block = std::mem::replace(&mut self.pending, rest);
+        let mut rest = chunk;
+        if !self.pending.is_empty() {
+            let take = (bs - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() < bs {
+                return Ok(());
+            }
+            let block = std::mem::take(&mut self.pending);
             self.push_block(Bytes::from(block)).await?;
         }
+        while rest.len() >= bs {
+            let (block, tail) = rest.split_at(bs);
+            self.push_block(Bytes::copy_from_slice(block)).await?;
+            rest = tail;
+        }
+        self.pending.extend_from_slice(rest);
         Ok(())
     }
 
@@ -363,15 +379,17 @@ impl Deserializer {
         .await?;
         let mut observed = Some(v.observed);
         let names = v.names.clone();
-        match publish_root(
+        let published = publish_root(
             self.store.clone(),
             &names,
             &mut prepared,
             &mut observed,
             self.opts.concurrency,
         )
-        .await?
-        {
+        .await;
+        // A loss is definite (a rival's root is there): our objects may then go.
+        self.root_sent = prepared.sent && !matches!(published, Ok(Outcome::Lost));
+        match published? {
             Outcome::Committed => Ok(()),
             Outcome::Lost => Err(Error::new(
                 "SQLITE_BUSY",
@@ -390,6 +408,11 @@ impl Deserializer {
         self.failed = true;
         while let Some(done) = self.uploads.next().await {
             let _ = done;
+        }
+        if self.root_sent {
+            // A root that may have landed references these blocks: deleting them could leave
+            // the head naming missing objects. GC collects them if the root did not land.
+            return;
         }
         if let Some(v) = self.versioned.as_ref() {
             // Our own attempt's keys only: nothing else is ever touched.

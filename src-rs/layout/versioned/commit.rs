@@ -64,6 +64,8 @@ pub async fn prepare(
     mut changed: Vec<(u64, Bytes)>,
     layout: Layout,
 ) -> Result<Prepared> {
+    // A commit is one operation: the segment cache is bounded before it, never during it.
+    segments.trim();
     let attempt: AttemptId = new_attempt_id()?;
     let version = base.map(|b| b.version() + 1).unwrap_or(1);
     let count = layout.file_size.div_ceil(layout.block_size);
@@ -124,15 +126,21 @@ pub async fn prepare(
             touched.retain(|s| *s < seg_count);
             let mut segs = base_segs.clone();
             segs.resize(seg_count as usize, Pointer::default());
-            load_segments(store, names, &b.root, &touched, segments).await?;
+            let loaded = load_segments(store, names, &b.root, &touched, segments).await?;
             for s in touched {
                 let lo = s * seg_len;
                 let hi = ((s + 1) * seg_len).min(count);
                 let old = base_segs.get(s as usize).copied().unwrap_or_default();
-                let old_entries = if old.is_null() {
-                    Arc::new(Vec::new())
-                } else {
-                    segments.get(&names.segment(s, &old)).unwrap_or_default()
+                let old_entries = match loaded.get(&s) {
+                    Some(entries) => entries.clone(),
+                    None if old.is_null() || lo >= old_count => Arc::new(Vec::new()),
+                    // Never an empty segment in place of one that could not be read.
+                    None => {
+                        return Err(Error::internal(format!(
+                            "map segment {s} of version {} was not loaded",
+                            b.version()
+                        )))
+                    }
                 };
                 let mut entries: Vec<Pointer> = (lo..hi)
                     .map(|i| match i < old_count {
@@ -284,7 +292,14 @@ pub async fn publish_root(
         }
         if p.uploaded_at.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
             // GC spares an attempt's objects for its horizon after the newest one: renew them.
-            upload(store.clone(), p, concurrency).await?;
+            if let Err(e) = upload(store.clone(), p, concurrency).await {
+                if !p.sent {
+                    return Err(e);
+                }
+                // Once sent, the root may have landed: any failure leaves the outcome unknown.
+                last_error = Some(e);
+                continue;
+            }
         }
         let sent_before = std::mem::replace(&mut p.sent, true);
         match store
@@ -304,8 +319,9 @@ pub async fn publish_root(
                     }
                     // A 404 after a 412 proves nothing: ask again.
                     Ok(None) => last_error = Some(e),
-                    Err(e2) if is_transient(&e2) => last_error = Some(e2),
-                    Err(e2) => return Err(e2),
+                    // The root was sent: whatever this error is, it does not say whether the
+                    // root is ours, so the outcome stays unknown (never a plain error).
+                    Err(e2) => last_error = Some(e2),
                 }
             }
             Err(e) if is_transient(&e) => last_error = Some(e),

@@ -105,6 +105,8 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
                 }
             }
         }
+        // Between two versions' marks: the cache is bounded, and `entries` owns its result.
+        segments.trim();
         let entries = snap
             .entries(&*store, names, &mut segments, snap.block_count())
             .await?;

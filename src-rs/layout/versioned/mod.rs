@@ -14,7 +14,7 @@ pub mod format;
 pub mod gc;
 
 use crate::error::{codes, Error, Result};
-use crate::store::{GetOptions, GetOutcome, ObjectStore};
+use crate::store::{first_key_where, GetOptions, GetOutcome, ObjectStore};
 use bytes::Bytes;
 use format::{decode_segment, AttemptId, MapRef, Pointer, Root};
 use std::collections::HashMap;
@@ -183,14 +183,17 @@ pub enum BlockLocation {
     Object(String, Pointer),
 }
 
-/// Map segments already read, by key (they are immutable, so never stale).
+/// Map segments already read, by key (they are immutable, so never stale). Nothing is evicted
+/// while an operation runs: an operation (a read, a write, a commit) loads what it needs and
+/// then looks entries up, so an eviction in between would turn a loaded segment into "not
+/// loaded". `trim` bounds the cache between operations instead.
 #[derive(Default)]
 pub struct SegmentCache {
     segments: HashMap<String, Arc<Vec<Pointer>>>,
     entries: usize,
 }
 
-/// Entries kept before the cache starts over (2M entries map 512 GiB of 256 KiB blocks).
+/// Entries kept across operations (2M entries map 512 GiB of 256 KiB blocks).
 const SEGMENT_CACHE_MAX_ENTRIES: usize = 1 << 21;
 
 impl SegmentCache {
@@ -199,15 +202,41 @@ impl SegmentCache {
     }
 
     pub fn insert(&mut self, key: String, entries: Arc<Vec<Pointer>>) {
-        if self.entries + entries.len() > SEGMENT_CACHE_MAX_ENTRIES {
-            self.segments.clear();
-            self.entries = 0;
-        }
         self.entries += entries.len();
         if let Some(old) = self.segments.insert(key, entries) {
             self.entries -= old.len();
         }
     }
+
+    /// Between operations: starts over when the cache holds more than its bound (a segment
+    /// dropped here is simply read again by the next operation that needs it).
+    pub fn trim(&mut self) {
+        self.trim_to(SEGMENT_CACHE_MAX_ENTRIES);
+    }
+
+    fn trim_to(&mut self, max_entries: usize) {
+        if self.entries > max_entries {
+            self.segments.clear();
+            self.entries = 0;
+        }
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries
+    }
+}
+
+/// A map entry that should be loaded is not: a bug, reported instead of read as zeros.
+fn segment_not_loaded(key: &str) -> Error {
+    Error::internal(format!("map segment {key} was not loaded before use"))
+}
+
+/// A segment with fewer entries than its place in the map needs (a damaged or foreign object).
+fn short_segment(key: &str, has: usize, needs: usize) -> Error {
+    Error::new(
+        codes::CORRUPT_OBJECT,
+        format!("{key}: map segment has {has} entries where {needs} are needed"),
+    )
 }
 
 impl Snapshot {
@@ -230,28 +259,31 @@ impl Snapshot {
         }
     }
 
-    /// Block `i`'s location, given the loaded segments (`None`: its segment is not loaded).
-    pub fn locate(&self, names: &Names, i: u64, segments: &SegmentCache) -> Option<BlockLocation> {
+    /// Block `i`'s location, given the loaded segments (an error when its segment is not
+    /// loaded or too short: never zeros for an entry we could not read).
+    pub fn locate(&self, names: &Names, i: u64, segments: &SegmentCache) -> Result<BlockLocation> {
         if i == 0 {
-            return Some(BlockLocation::Inline);
+            return Ok(BlockLocation::Inline);
         }
         if i >= self.block_count() {
-            return Some(BlockLocation::Zeros);
+            return Ok(BlockLocation::Zeros);
         }
         let pointer = match &self.root.map {
             MapRef::Inline(entries) => entries.get(i as usize).copied().unwrap_or_default(),
-            MapRef::Segments(_) => {
-                let (s, sp) = self.segment_of(i)?;
-                if sp.is_null() {
-                    Pointer::default()
-                } else {
-                    let entries = segments.get(&names.segment(s, &sp))?;
+            MapRef::Segments(_) => match self.segment_of(i) {
+                None => Pointer::default(),
+                Some((_, sp)) if sp.is_null() => Pointer::default(),
+                Some((s, sp)) => {
+                    let key = names.segment(s, &sp);
+                    let entries = segments.get(&key).ok_or_else(|| segment_not_loaded(&key))?;
                     let within = (i % self.root.segment_len as u64) as usize;
-                    entries.get(within).copied().unwrap_or_default()
+                    *entries
+                        .get(within)
+                        .ok_or_else(|| short_segment(&key, entries.len(), within + 1))?
                 }
-            }
+            },
         };
-        Some(if pointer.is_null() {
+        Ok(if pointer.is_null() {
             BlockLocation::Zeros
         } else {
             BlockLocation::Object(names.block(i, &pointer), pointer)
@@ -275,21 +307,21 @@ impl Snapshot {
             MapRef::Segments(segs) => {
                 let seg_len = self.root.segment_len as u64;
                 let wanted: Vec<u64> = (0..count.div_ceil(seg_len)).collect();
-                load_segments(store, names, &self.root, &wanted, segments).await?;
+                let loaded = load_segments(store, names, &self.root, &wanted, segments).await?;
                 let mut out = Vec::with_capacity(count as usize);
                 for s in wanted {
                     let sp = segs.get(s as usize).copied().unwrap_or_default();
-                    let entries = if sp.is_null() {
-                        Arc::new(Vec::new())
-                    } else {
-                        segments.get(&names.segment(s, &sp)).unwrap_or_default()
-                    };
-                    for k in 0..seg_len {
-                        if out.len() as u64 == count {
-                            break;
-                        }
-                        out.push(entries.get(k as usize).copied().unwrap_or_default());
+                    let take = (count - s * seg_len).min(seg_len) as usize;
+                    if sp.is_null() {
+                        out.resize(out.len() + take, Pointer::default());
+                        continue;
                     }
+                    let key = names.segment(s, &sp);
+                    let entries = loaded.get(&s).ok_or_else(|| segment_not_loaded(&key))?;
+                    if entries.len() < take {
+                        return Err(short_segment(&key, entries.len(), take));
+                    }
+                    out.extend_from_slice(&entries[..take]);
                 }
                 Ok(out)
             }
@@ -297,36 +329,50 @@ impl Snapshot {
     }
 }
 
-/// Loads (in parallel) the map segments `wanted` of `root` that are not cached yet.
+/// Loads (in parallel) the map segments `wanted` of `root` that are not cached yet, checks that
+/// each holds the entries its place needs, and returns every wanted non-null segment by index
+/// (callers use what this returns: the cache may be trimmed by a later operation).
 pub async fn load_segments(
     store: &dyn ObjectStore,
     names: &Names,
     root: &Root,
     wanted: &[u64],
     cache: &mut SegmentCache,
-) -> Result<()> {
+) -> Result<HashMap<u64, Arc<Vec<Pointer>>>> {
+    let mut out = HashMap::new();
     let MapRef::Segments(segs) = &root.map else {
-        return Ok(());
+        return Ok(out);
     };
-    let mut keys = Vec::new();
+    let count = root.file_size.div_ceil(root.block_size);
+    let seg_len = root.segment_len as u64;
+    let mut fetch = Vec::new();
     for &s in wanted {
         if let Some(p) = segs.get(s as usize).filter(|p| !p.is_null()) {
             let key = names.segment(s, p);
-            if cache.get(&key).is_none() && !keys.contains(&key) {
-                keys.push(key);
+            match cache.get(&key) {
+                Some(entries) => {
+                    out.insert(s, entries);
+                }
+                None if !fetch.iter().any(|(k, _)| *k == s) => fetch.push((s, key)),
+                None => {}
             }
         }
     }
-    let loaded = futures::future::try_join_all(keys.into_iter().map(|key| async move {
+    let loaded = futures::future::try_join_all(fetch.into_iter().map(|(s, key)| async move {
         let body = get_required(store, &key, root.version).await?;
         let entries = decode_segment(&body, &key)?;
-        Ok::<_, Error>((key, entries))
+        let needs = count.saturating_sub(s * seg_len).min(seg_len) as usize;
+        if entries.len() < needs {
+            return Err(short_segment(&key, entries.len(), needs));
+        }
+        Ok::<_, Error>((s, key, Arc::new(entries)))
     }))
     .await?;
-    for (key, entries) in loaded {
-        cache.insert(key, Arc::new(entries));
+    for (s, key, entries) in loaded {
+        cache.insert(key, entries.clone());
+        out.insert(s, entries);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// GETs an object a version references: a missing one is an error, never zeros.
@@ -379,8 +425,11 @@ pub async fn get_root(
 /// when GC runs: then look again).
 pub async fn find_head(store: &dyn ObjectStore, names: &Names) -> Result<Option<Snapshot>> {
     for _ in 0..3 {
-        let page = store.list(&names.roots_dir(), None, Some(1)).await?;
-        let Some(version) = page.objects.first().and_then(|o| names.parse_root(&o.key)) else {
+        // A key under `P/!r/` that is not a root (a folder marker) is skipped, never read as
+        // "no database".
+        let Some(version) =
+            first_key_where(store, &names.roots_dir(), |k| names.parse_root(k)).await?
+        else {
             return Ok(None);
         };
         if let Some(s) = get_root(store, names, version).await? {
@@ -436,5 +485,89 @@ mod tests {
         assert_eq!(n.parse_segment(&n.segment(2, &p)).unwrap().index, 2);
         assert!(n.parse_block("db/x/.b/zz/whatever").is_none());
         assert!(n.parse_block("db/x/archive/.b/000000000001/x").is_none());
+    }
+
+    /// A version of `count` blocks of 512 bytes whose map is in segments of 1,024 entries; only
+    /// the blocks in `stored` are uploaded. Returns the root.
+    fn big_version(store: &crate::store::memory::MemoryStore, count: u64, stored: &[u64]) -> Arc<Root> {
+        use super::commit::{fresh_map, Layout, Prepared};
+        use super::format::Uploads;
+        let names = Names::new("db");
+        let mut uploads = Uploads::new(1, [7; 16], 0);
+        let block = Bytes::from(vec![5u8; 512]);
+        let crc = crc32c::crc32c(&block);
+        let entries: Vec<Pointer> = (0..count).map(|_| uploads.next(crc)).collect();
+        let (map, segments) = fresh_map(&names, &entries, &mut uploads, 1024);
+        for (key, data) in segments {
+            crate::runtime::block_on(store.put(&key, data, crate::store::PutMode::Overwrite)).unwrap();
+        }
+        for &i in stored {
+            crate::runtime::block_on(store.put(&names.block(i, &entries[i as usize]), block.clone(), crate::store::PutMode::Overwrite))
+                .unwrap();
+        }
+        let layout = Layout {
+            page_size: 512,
+            block_size: 512,
+            file_size: count * 512,
+        };
+        let mut block0 = vec![0u8; 512];
+        block0[..16].copy_from_slice(b"SQLite format 3\0");
+        let p = Prepared::new(&names, &uploads, layout, map, Bytes::from(block0), Vec::new(), 0);
+        crate::runtime::block_on(store.put(&p.root_key, p.root_bytes.clone(), crate::store::PutMode::Create)).unwrap();
+        p.root.clone()
+    }
+
+    #[test]
+    fn maps_beyond_the_segment_cache_bound_read_whole_for_gc_and_serialize() {
+        // Review #1: 2,049 segments of 1,024 entries pass the cache's 2^21 bound inside one
+        // `entries` call; every entry must still come back, and GC must keep every live block.
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        let count = 2049 * 1024;
+        let root = big_version(&store, count, &[1, 1024 * 1024, count - 1]);
+        let names = Names::new("db");
+        let snap = Snapshot { root };
+        let mut cache = SegmentCache::default();
+        let entries = crate::runtime::block_on(snap.entries(&*store, &names, &mut cache, count)).unwrap();
+        assert_eq!(entries.len() as u64, count);
+        assert!(entries[1..].iter().all(|p| !p.is_null()), "an entry read as null");
+        // A garbage block beside the live ones, so that the collection below deletes something.
+        let garbage = names.block(3, &Pointer { version: 1, attempt: [9; 16], seq: 1, crc: 0 });
+        crate::runtime::block_on(store.put(&garbage, Bytes::from_static(b"x"), crate::store::PutMode::Overwrite)).unwrap();
+        let dyn_store: crate::store::DynStore = store.clone();
+        let report = crate::runtime::block_on(super::gc::collect(
+            dyn_store,
+            &names,
+            super::gc::GcOptions { keep_versions: 1, grace_ms: 0, concurrency: 8 },
+        ))
+        .unwrap();
+        assert_eq!(report.objects_deleted, 1);
+        let blocks: Vec<String> = store.keys().into_iter().filter(|k| k.contains("/.b/")).collect();
+        assert_eq!(blocks.len(), 3, "GC deleted a live block: {blocks:?}");
+        assert!(!blocks.contains(&garbage));
+    }
+
+    #[test]
+    fn a_commit_on_a_full_segment_cache_keeps_every_unchanged_entry() {
+        // Review #1, the commit path: a cache just under its bound, then a commit that touches
+        // two segments; the unchanged entries of both must survive.
+        use super::commit::{prepare, Layout};
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        let count = 3 * 1024;
+        let root = big_version(&store, count, &[]);
+        let names = Names::new("db");
+        let snap = Snapshot { root };
+        let mut cache = SegmentCache::default();
+        for k in 0..2047 {
+            cache.insert(format!("filler-{k}"), Arc::new(vec![Pointer::default(); 1024]));
+        }
+        cache.insert("filler-last".into(), Arc::new(vec![Pointer::default(); 512]));
+        let changed = vec![(5, Bytes::from(vec![1u8; 512])), (2 * 1024 + 5, Bytes::from(vec![2u8; 512]))];
+        let layout = Layout { page_size: 512, block_size: 512, file_size: count * 512 };
+        let p = crate::runtime::block_on(prepare(&*store, &names, Some(&snap), &mut cache, changed, layout)).unwrap();
+        let MapRef::Segments(segs) = &p.root.map else { panic!("inline map") };
+        for s in [0u64, 2] {
+            let entries = cache.get(&names.segment(s, &segs[s as usize])).unwrap();
+            assert!(entries[1..].iter().all(|e| !e.is_null()), "segment {s} lost entries");
+        }
     }
 }

@@ -1,0 +1,48 @@
+// Scenarios of regressions.spec.ts that need a process of their own (run with --expose-gc):
+//   node --expose-gc --import tsx regression-child.ts <mode> <bucket> <prefix> [n]
+// Prints one JSON line with what it observed; any error exits 1 with its code.
+import { S3Database, SqliteS3Error } from '../../index'
+import { options, series } from './s3'
+
+const [mode, bucket, prefix, arg] = process.argv.slice(2)
+const n = Number(arg ?? 0)
+const say = (o: object) => process.stdout.write(JSON.stringify(o) + '\n')
+
+/** Lets V8 collect what is unreachable and run the finalizers it queued. */
+async function collect() {
+  for (let i = 0; i < 3; i++) {
+    ;(globalThis as { gc?: () => void }).gc?.()
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+async function main() {
+  const a = new S3Database(bucket, prefix, options({ iterateBatchSize: 1 }))
+  await a.exec(`CREATE TABLE t(x); INSERT INTO t SELECT n FROM ${series(10)}`)
+  if (mode === 'abandon') {
+    // One row read, the iterator dropped: it holds a read transaction until it is reclaimed.
+    await a.iterate('SELECT x FROM t').next()
+    await collect()
+    const b = new S3Database(bucket, prefix, options())
+    await b.run('INSERT INTO t VALUES (11)')
+    const count = (await a.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
+    await a.run('INSERT INTO t VALUES (12)')
+    const after = (await b.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
+    say({ count, wrote: true, after })
+    await b.close()
+  } else if (mode === 'abandon-many') {
+    // No explicit gc(): V8's own collections must reclaim them.
+    let iterated = 0
+    for (let i = 0; i < n; i++) {
+      await a.iterate('SELECT x FROM t').next()
+      iterated++
+    }
+    say({ iterated })
+  }
+  await a.close()
+}
+
+main().catch((e) => {
+  say({ error: e instanceof SqliteS3Error ? e.code : String(e), message: String(e?.message ?? e) })
+  process.exit(1)
+})
