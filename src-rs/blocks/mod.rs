@@ -697,11 +697,15 @@ impl BlockFile {
             }
         }
         let size = self.size;
-        let mut uploads: Vec<(u64, Bytes)> = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|(i, mut v)| {
-                v.resize(self.block_len(i, size), 0);
-                (i, Bytes::from(v))
+        // The buffer stays until the upload succeeds: a failed flush must leave every byte
+        // readable (SQLite rolls back from the journal it just failed to store).
+        let mut uploads: Vec<(u64, Bytes)> = self
+            .dirty
+            .iter()
+            .map(|(i, v)| {
+                let mut v = v.clone();
+                v.resize(self.block_len(*i, size), 0);
+                (*i, Bytes::from(v))
             })
             .collect();
         let deferred = self
@@ -739,6 +743,7 @@ impl BlockFile {
         });
         match result {
             Ok(done) => {
+                self.dirty.clear();
                 for (i, data, etag) in done {
                     if Some(i) == self.upload_last {
                         self.last_block_etag = etag;
@@ -754,7 +759,8 @@ impl BlockFile {
                 Ok(())
             }
             Err(e) => {
-                // What reached the store is unknown: re-read everything from it next time.
+                // What reached the store is unknown: re-read everything from it next time (the
+                // buffer stays, and is uploaded again by the next flush).
                 self.cache.clear();
                 self.forget_inflight();
                 self.last_block_etag = None;

@@ -319,15 +319,32 @@ impl DbFile {
     }
 
     fn unlock(&mut self, level: LockLevel) -> VfsResult<()> {
-        // Writes still buffered when the write lock goes (a path without xSync or PHASETWO)
-        // are uploaded, never silently kept.
+        // Writes still buffered when the write lock goes (a path without xSync or PHASETWO, or
+        // a rollback whose upload failed) are uploaded, never silently kept.
         let flushed = if level <= LockLevel::Shared && self.blocks.is_dirty() {
             self.blocks.flush()
         } else {
             Ok(())
         };
+        if flushed.is_err() {
+            self.abandon_failed_commit();
+        }
         self.locks.unlock(level);
         flushed.map_err(VfsError::io(ffi::SQLITE_IOERR_UNLOCK))
+    }
+
+    /// The transaction is over and its pages could not all be stored: what reached the store
+    /// is unknown. Forget the buffer (the next transaction reads the store again), and mark
+    /// our journal, if one was stored, as hot: SQLite then rolls back whatever landed.
+    fn abandon_failed_commit(&mut self) {
+        self.blocks.discard();
+        self.checked_epoch = 0;
+        self.ctx.update_journal(|j| {
+            if j.present {
+                j.orphaned = true;
+                j.hot = true;
+            }
+        });
     }
 
     /// The `sqlite-s3vfs` layout's cache rule: at most once per API call, a conditional GET of
@@ -390,8 +407,9 @@ impl DbFile {
         self.foreign_commit = in_flight;
         self.blocks.set_cache_enabled(!in_flight);
         self.ctx.update_journal(|j| {
+            j.orphaned &= present;
             j.present = present;
-            j.hot = in_flight && age_ms >= HOT_JOURNAL_AGE_MS;
+            j.hot = in_flight && (j.orphaned || age_ms >= HOT_JOURNAL_AGE_MS);
             j.size = None;
         });
         Ok(())
@@ -446,6 +464,7 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
     ctx.update_journal(|j| {
         j.present = false;
         j.hot = false;
+        j.orphaned = false;
         j.size = Some(0);
     });
     Ok(())

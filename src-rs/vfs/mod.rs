@@ -70,6 +70,9 @@ pub struct JournalState {
     pub hot: bool,
     /// The journal's size, when known (saves a LIST when opening or deleting it).
     pub size: Option<u64>,
+    /// This connection's own commit failed after its journal was stored: that journal is dead
+    /// (we hold the only write lock of this process) and is hot at once, whatever its age.
+    pub orphaned: bool,
 }
 
 impl DbContext {
