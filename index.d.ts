@@ -81,6 +81,11 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
      * runs (tests, maintenance).
      */
     gracePeriodMs?: number;
+    /**
+     * Accept a `gracePeriodMs` below 30 minutes (the shortest that keeps a stalled writer's uploads
+     * safe): only when no writer runs (tests, maintenance). Default false.
+     */
+    unsafeShortGracePeriod?: boolean;
 }
 export interface GcReport {
     head: number;

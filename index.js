@@ -416,7 +416,7 @@ class S3Database {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
         }
         const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency });
-        return guard(native.collectGarbage(bucket, prefix, o, keep, grace));
+        return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod));
     }
     /** Request and cache counters since open. */
     stats() {

@@ -331,6 +331,20 @@ test('issue item 9: a failed sqlite-s3vfs commit leaves the connection usable an
   t.deepEqual(await listObjects(bucket, `${prefix}-journal/`), [])
 })
 
+test('review #16: a GC horizon below 30 minutes needs an explicit unsafe flag', async (t) => {
+  const prefix = freshPrefix('grace-floor')
+  const db = new S3Database(bucket, prefix, options())
+  await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
+  await db.run('INSERT INTO t VALUES (2)')
+  const e = await t.throwsAsync(S3Database.gc(bucket, prefix, { ...options(), gracePeriodMs: 1000 }))
+  t.is(e!.code, 'ERR_INVALID_ARGUMENT')
+  t.regex(e!.message, /unsafeShortGracePeriod/)
+  const r = await S3Database.gc(bucket, prefix, { ...options(), gracePeriodMs: 0, unsafeShortGracePeriod: true })
+  t.is(r.head, 3)
+  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 2 })
+  await db.close()
+})
+
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }

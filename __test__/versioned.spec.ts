@@ -325,7 +325,7 @@ test('GC: old versions go, retained versions still open, a pinned reader and a r
   await new Promise((r) => setTimeout(r, 1500))
   const report = await reader.transaction(async (tx) => {
     const n = await tx.get('SELECT count(*) AS n FROM t')
-    const r = await S3Database.gc(bucket, prefix, { ...options(), keepVersions: 3, gracePeriodMs: 1000 })
+    const r = await S3Database.gc(bucket, prefix, { ...options(), keepVersions: 3, gracePeriodMs: 1000, unsafeShortGracePeriod: true })
     t.deepEqual(await tx.get('SELECT count(*) AS n FROM t'), n, 'the pinned reader still reads')
     return r
   })
@@ -353,7 +353,7 @@ test('GC: old versions go, retained versions still open, a pinned reader and a r
   })()
   for (let i = 0; i < 5; i++) {
     await new Promise((r) => setTimeout(r, 300))
-    await S3Database.gc(bucket, prefix, { ...options(), keepVersions: 1, gracePeriodMs: 5000 })
+    await S3Database.gc(bucket, prefix, { ...options(), keepVersions: 1, gracePeriodMs: 5000, unsafeShortGracePeriod: true })
   }
   stop = true
   const commits = await writing

@@ -89,6 +89,11 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
    * runs (tests, maintenance).
    */
   gracePeriodMs?: number
+  /**
+   * Accept a `gracePeriodMs` below 30 minutes (the shortest that keeps a stalled writer's uploads
+   * safe): only when no writer runs (tests, maintenance). Default false.
+   */
+  unsafeShortGracePeriod?: boolean
 }
 
 export interface GcReport {
@@ -574,7 +579,7 @@ export class S3Database implements Queryable {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
     }
     const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency })
-    return guard(native.collectGarbage(bucket, prefix, o, keep, grace))
+    return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod))
   }
 
   /** Request and cache counters since open. */

@@ -27,6 +27,7 @@ pub async fn collect_garbage(
     options: Option<JsOptions>,
     keep_versions: Option<f64>,
     grace_period_ms: Option<f64>,
+    unsafe_short_grace_period: Option<bool>,
 ) -> napi::Result<JsGcReport> {
     let config = config(bucket, prefix, options).js()?;
     let report = crate::runtime::run(async move {
@@ -38,6 +39,7 @@ pub async fn collect_garbage(
                 .map(|g| g.max(0.0) as u64)
                 .unwrap_or(DEFAULT_GRACE_MS),
             concurrency: config.concurrency,
+            allow_short_grace: unsafe_short_grace_period.unwrap_or(false),
         };
         collect(store, &Names::new(config.prefix.clone()), opts).await
     })

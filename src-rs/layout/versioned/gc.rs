@@ -23,10 +23,16 @@ const TOMBSTONE_AGE_MS: i64 = 24 * 3_600_000;
 /// A tombstone's size: the root header and its checksum.
 const TOMBSTONE_LEN: usize = ROOT_HEADER_LEN + 4;
 
+/// The shortest horizon that keeps the commit protocol safe: a writer may rely on an upload
+/// for `MAX_BASE_AGE` (10 min) plus S3's 15-minute window for a signed request, and a margin.
+pub const MIN_SAFE_GRACE_MS: u64 = 30 * 60_000;
+
 pub struct GcOptions {
     pub keep_versions: u64,
     pub grace_ms: u64,
     pub concurrency: usize,
+    /// Accept a horizon below `MIN_SAFE_GRACE_MS` (tests, maintenance with no writer running).
+    pub allow_short_grace: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -49,6 +55,13 @@ async fn store_now(store: &DynStore, names: &Names) -> Result<i64> {
 }
 
 pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<GcReport> {
+    if opts.grace_ms < MIN_SAFE_GRACE_MS && !opts.allow_short_grace {
+        return Err(Error::invalid(format!(
+            "gracePeriodMs {} is below {MIN_SAFE_GRACE_MS} ms: a writer stalled that long could \
+             lose its uploads; pass unsafeShortGracePeriod: true only when no writer runs",
+            opts.grace_ms
+        )));
+    }
     let now = store_now(&store, names).await?;
     let grace = opts.grace_ms as i64;
     let mut roots: Vec<(u64, i64, u64)> = list_all(&*store, &names.roots_dir())

@@ -537,7 +537,12 @@ mod tests {
         let report = crate::runtime::block_on(super::gc::collect(
             dyn_store,
             &names,
-            super::gc::GcOptions { keep_versions: 1, grace_ms: 0, concurrency: 8 },
+            super::gc::GcOptions {
+                keep_versions: 1,
+                grace_ms: 0,
+                concurrency: 8,
+                allow_short_grace: true,
+            },
         ))
         .unwrap();
         assert_eq!(report.objects_deleted, 1);
