@@ -184,7 +184,7 @@ export declare class S3Database implements Queryable {
      * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
      * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
      * loop, or call `return()`. One that is dropped unfinished is closed when it is
-     * garbage-collected.
+     * garbage-collected; at most 1024 can be open at once (`ERR_TOO_MANY_ITERATORS`).
      */
     iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T>;
     prepare(sql: string): Promise<Statement>;

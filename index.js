@@ -160,6 +160,27 @@ class Statement {
     }
 }
 exports.Statement = Statement;
+function newToken(db, parent, root) {
+    const token = { db, active: true, closing: false, parent, depth: 0, child: null };
+    token.root = root ?? token;
+    return token;
+}
+/** The caller's innermost still-running transaction scope on `db` (a statement issued from a
+ *  savepoint that has ended belongs to the scope that started it). */
+function scopeFor(db) {
+    for (let t = currentTx.getStore(); t !== undefined; t = t.parent ?? undefined) {
+        if (t.db === db && t.active)
+            return t;
+    }
+    return undefined;
+}
+/** Marks a scope as ending and waits for the nested transaction running from it (one queued
+ *  behind it is then refused): nothing of a nested transaction may run after its parent ends. */
+async function endScope(token) {
+    token.closing = true;
+    while (token.child !== null)
+        await token.child.done;
+}
 const currentTx = new node_async_hooks_1.AsyncLocalStorage();
 function closedError(db) {
     return new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${db.bucket}/${db.prefix} is closed`);
@@ -207,8 +228,8 @@ class S3Database {
             const tx = this.#tx;
             if (tx === null)
                 return;
-            const mine = currentTx.getStore();
-            if (mine !== undefined && mine.root === tx.token && mine.active) {
+            const mine = scopeFor(this);
+            if (mine !== undefined && mine.root === tx.token) {
                 // Inside the transaction: wait while a nested one started from this context runs.
                 if (mine.child === null)
                     return;
@@ -245,39 +266,38 @@ class S3Database {
      * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
      * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
      * loop, or call `return()`. One that is dropped unfinished is closed when it is
-     * garbage-collected.
+     * garbage-collected; at most 1024 can be open at once (`ERR_TOO_MANY_ITERATORS`).
      */
     iterate(sql, params) {
         const handle = { native: this.#native, id: null, done: false };
         const rows = this.#rows(sql, params, handle);
-        // A wrapper the user holds: the registry closes the native iterator once it is unreachable.
-        const wrapper = {
-            next: () => rows.next(),
-            return: (value) => rows.return(value),
-            throw: (e) => rows.throw(e),
-            [Symbol.asyncIterator]() {
-                return this;
-            },
-        };
-        abandonedIterators.register(wrapper, handle);
-        return wrapper;
+        // The generator itself is what the caller holds: while it runs (awaiting the native side)
+        // it is reachable, so the registry only ever sees one suspended at a `yield`, or never started.
+        abandonedIterators.register(rows, handle);
+        return rows;
     }
     async *#rows(sql, params, handle) {
         await this.#turn();
         handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)));
         try {
             while (!handle.done) {
-                const batch = await guard(this.#native.iterateNext(handle.id, this.#batch));
+                let batch;
+                try {
+                    batch = await guard(this.#native.iterateNext(handle.id, this.#batch));
+                }
+                catch (e) {
+                    // An SQL or I/O error ends the native iterator; an out-of-order call does not.
+                    if (e.code !== 'ERR_ITERATOR_ORDER')
+                        handle.done = true;
+                    throw e;
+                }
                 handle.done = batch.done;
                 for (const row of toRows(batch))
                     yield row;
             }
         }
-        catch (e) {
-            handle.done = true;
-            throw e;
-        }
         finally {
+            // Broken off (break, return(), throw(), an error): close the native side.
             if (!handle.done) {
                 handle.done = true;
                 await guard(this.#native.iterateClose(handle.id)).catch(() => undefined);
@@ -299,9 +319,9 @@ class S3Database {
         if (!Number.isInteger(retries) || retries < 0) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`);
         }
-        const mine = currentTx.getStore();
+        const mine = scopeFor(this);
         // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
-        if (mine !== undefined && mine.db === this && mine.active)
+        if (mine !== undefined)
             return this.#savepoint(mine, fn);
         for (let attempt = 0;; attempt++) {
             try {
@@ -323,11 +343,12 @@ class S3Database {
     async #savepoint(parent, fn) {
         while (parent.child !== null)
             await parent.child.done;
-        if (!parent.active)
-            throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction has already ended');
+        if (!parent.active || parent.closing) {
+            throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction ended before this nested transaction could start');
+        }
         let end;
         parent.child = { done: new Promise((resolve) => (end = resolve)) };
-        const token = { db: this, active: true, root: parent.root, depth: 0, child: null };
+        const token = newToken(this, parent, parent.root);
         const name = `s3vfs_sp${++parent.root.depth}`;
         try {
             return await currentTx.run(token, async () => {
@@ -337,11 +358,13 @@ class S3Database {
                     result = await fn(this);
                 }
                 catch (e) {
+                    await endScope(token);
                     // Keep the caller's error: a failed ROLLBACK TO (SQLite already rolled the whole
                     // transaction back after an I/O error) must not replace it.
                     await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`).catch(() => undefined);
                     throw e;
                 }
+                await endScope(token);
                 await this.exec(`RELEASE ${name}`);
                 return result;
             });
@@ -357,14 +380,16 @@ class S3Database {
         if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`);
         }
-        await this.#turn();
-        // Claim the database (another transaction may have claimed it while we waited).
-        while (this.#tx !== null) {
+        // Claim the database: at once when it is free (a call made in the same tick after this one
+        // must wait for the transaction, not slip into it), else after the running one ends.
+        for (;;) {
+            if (this.#closed)
+                throw closedError(this);
+            if (this.#tx === null)
+                break;
             await this.#tx.done;
-            await this.#turn();
         }
-        const token = { db: this, active: true, depth: 0, child: null };
-        token.root = token;
+        const token = newToken(this, currentTx.getStore() ?? null, null);
         let end;
         this.#tx = { token, done: new Promise((resolve) => (end = resolve)) };
         try {
@@ -375,9 +400,11 @@ class S3Database {
                     result = await fn(this);
                 }
                 catch (e) {
+                    await endScope(token);
                     await guard(this.#native.exec('ROLLBACK')).catch(() => undefined);
                     throw e;
                 }
+                await endScope(token);
                 try {
                     await guard(this.#native.exec('COMMIT'));
                 }

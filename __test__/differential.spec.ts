@@ -82,7 +82,12 @@ type Write =
   | { op: 'delete'; mod: number; rem: number }
 
 const writeArb: fc.Arbitrary<Write> = fc.oneof(
-  fc.record({ op: fc.constant('insert' as const), count: fc.integer({ min: 1, max: 40 }), size: fc.integer({ min: 0, max: 5000 }), salt: fc.nat(255) }),
+  fc.record({
+    op: fc.constant('insert' as const),
+    count: fc.integer({ min: 1, max: 40 }),
+    size: fc.integer({ min: 0, max: 5000 }),
+    salt: fc.nat(255),
+  }),
   fc.record({
     op: fc.constant('update' as const),
     mod: fc.integer({ min: 1, max: 7 }),
@@ -125,7 +130,8 @@ async function check(m: Model, r: Real, label: string): Promise<void> {
 
 function diff(got: unknown[], want: unknown[]): string {
   for (let i = 0; i < Math.max(got.length, want.length); i++) {
-    if (JSON.stringify(got[i]) !== JSON.stringify(want[i])) return `first difference at row ${i}: ${JSON.stringify(got[i])} vs ${JSON.stringify(want[i])}`
+    if (JSON.stringify(got[i]) !== JSON.stringify(want[i]))
+      return `first difference at row ${i}: ${JSON.stringify(got[i])} vs ${JSON.stringify(want[i])}`
   }
   return ''
 }
@@ -198,7 +204,8 @@ class TransactionCommand implements fc.AsyncCommand<Model, Real> {
     }
     await check(m, r, this.toString())
   }
-  toString = () => `transaction(${this.conn}, ${JSON.stringify(this.writes)}, nested ${JSON.stringify(this.nested)}, ${this.commit ? 'commit' : 'rollback'})`
+  toString = () =>
+    `transaction(${this.conn}, ${JSON.stringify(this.writes)}, nested ${JSON.stringify(this.nested)}, ${this.commit ? 'commit' : 'rollback'})`
 }
 
 /** An iterator read part way, then finished, broken off with return(), or dropped (and collected). */
@@ -254,7 +261,8 @@ class SerializeCommand implements fc.AsyncCommand<Model, Real> {
     const exported = new Database(file, { readonly: true })
     try {
       const integrity = exported.prepare('PRAGMA integrity_check').get()
-      if (JSON.stringify(integrity) !== JSON.stringify({ integrity_check: 'ok' })) throw new Error(`serialize: ${JSON.stringify(integrity)}`)
+      if (JSON.stringify(integrity) !== JSON.stringify({ integrity_check: 'ok' }))
+        throw new Error(`serialize: ${JSON.stringify(integrity)}`)
       const got = exported.prepare(ROWS).all()
       if (JSON.stringify(got) !== JSON.stringify(oracleRows(m))) throw new Error(`serialize: ${diff(got, oracleRows(m))}`)
     } finally {
@@ -334,9 +342,16 @@ const commandsArb = fc.commands(
   [
     fc.tuple(connArb, writeArb).map(([c, w]) => new WriteCommand(c, w)),
     fc
-      .tuple(connArb, fc.array(writeArb, { maxLength: 4 }), fc.array(fc.record({ w: writeArb, fail: fc.boolean() }), { maxLength: 3 }), fc.boolean())
+      .tuple(
+        connArb,
+        fc.array(writeArb, { maxLength: 4 }),
+        fc.array(fc.record({ w: writeArb, fail: fc.boolean() }), { maxLength: 3 }),
+        fc.boolean(),
+      )
       .map(([c, ws, nested, commit]) => new TransactionCommand(c, ws, nested, commit)),
-    fc.tuple(connArb, fc.integer({ min: 0, max: 30 }), fc.constantFrom('finish' as const, 'return' as const, 'drop' as const)).map(([c, n, e]) => new IterateCommand(c, n, e)),
+    fc
+      .tuple(connArb, fc.integer({ min: 0, max: 30 }), fc.constantFrom('finish' as const, 'return' as const, 'drop' as const))
+      .map(([c, n, e]) => new IterateCommand(c, n, e)),
     fc.tuple(connArb, fc.boolean()).map(([c, re]) => new SerializeCommand(c, re)),
     connArb.map((c) => new ReopenCommand(c)),
     fc.tuple(connArb, fc.constantFrom(1, 2, 10, 2000)).map(([c, p]) => new CacheSizeCommand(c, p)),
@@ -357,7 +372,13 @@ test('differential: random operation sequences match better-sqlite3 under random
       runs++
       const prefix = freshPrefix('diff')
       const cacheDir = config.cacheDir && config.layout === 'versioned' ? mkdtempSync(join(dir, 'cache-')) : undefined
-      const o = options({ layout: config.layout, blockSize: config.blockSize, cacheSize: config.cacheSize, readAhead: config.readAhead, cacheDir })
+      const o = options({
+        layout: config.layout,
+        blockSize: config.blockSize,
+        cacheSize: config.cacheSize,
+        readAhead: config.readAhead,
+        cacheDir,
+      })
       const oracle = new Database(join(dir, `${prefix.replace(/\W/g, '_')}.sqlite`))
       const schema = `PRAGMA page_size = ${config.pageSize}; CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB); CREATE INDEX t_k ON t(k)`
       oracle.exec(schema)
@@ -368,7 +389,15 @@ test('differential: random operation sequences match better-sqlite3 under random
       const model: Model = { oracle, layout: config.layout, versions: new Map() }
       const real: Real = { conns, prefix, options: o }
       try {
-        await fc.asyncModelRun(() => ({ model, real }), [...cmds].map((c) => ({ ...c, run: async (m: Model, r: Real) => (steps++, c.run(m, r)), check: c.check, toString: c.toString })) as never)
+        await fc.asyncModelRun(
+          () => ({ model, real }),
+          [...cmds].map((c) => ({
+            ...c,
+            run: async (m: Model, r: Real) => (steps++, c.run(m, r)),
+            check: c.check,
+            toString: c.toString,
+          })) as never,
+        )
         for (const [c, db] of real.conns.entries()) {
           const ok = await db.get('PRAGMA integrity_check')
           if (JSON.stringify(ok) !== JSON.stringify({ integrity_check: 'ok' })) throw new Error(`connection ${c}: ${JSON.stringify(ok)}`)

@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { resolve } from 'node:path'
 import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
 import { FaultProxy } from './helpers/fault-proxy'
-import { client, freshBucket, freshPrefix, listObjects, options, putObject, series } from './helpers/s3'
+import { client, freshBucket, freshPrefix, getObject, listObjects, options, putObject, series } from './helpers/s3'
 
 let bucket = ''
 test.before(async () => {
@@ -169,11 +169,13 @@ test('review #4 / issue item 10: odd block and page sizes under cache pressure w
       n += 60
       await b.run('DELETE FROM t WHERE id % 7 = ?', [round])
       n = (await b.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
-      await a.transaction(async (tx) => {
-        await tx.run('UPDATE t SET w = randomblob(900) WHERE id % 5 = ?', [round])
-        await tx.run('INSERT INTO t(v) VALUES (?)', ['rolled back'])
-        throw new Error('roll back')
-      }).catch(() => undefined)
+      await a
+        .transaction(async (tx) => {
+          await tx.run('UPDATE t SET w = randomblob(900) WHERE id % 5 = ?', [round])
+          await tx.run('INSERT INTO t(v) VALUES (?)', ['rolled back'])
+          throw new Error('roll back')
+        })
+        .catch(() => undefined)
       await a.exec(`PRAGMA cache_size = ${round % 2 ? 2 : 50}`)
       t.deepEqual(await a.get('SELECT count(*) AS n FROM t'), { n }, `${blockSize}/${pageSize} round ${round}`)
     }
@@ -260,10 +262,12 @@ test('review #7: concurrent nested transactions: a failing sibling never undoes 
   await db.transaction(async () => {
     await db.transaction(async () => {
       await db.run('INSERT INTO t VALUES (4)')
-      await db.transaction(async () => {
-        await db.run('INSERT INTO t VALUES (5)')
-        throw new Error('inner')
-      }).catch(() => undefined)
+      await db
+        .transaction(async () => {
+          await db.run('INSERT INTO t VALUES (5)')
+          throw new Error('inner')
+        })
+        .catch(() => undefined)
     })
   })
   t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 2 }, { x: 3 }, { x: 4 }])
@@ -342,6 +346,145 @@ test('review #16: a GC horizon below 30 minutes needs an explicit unsafe flag', 
   const r = await S3Database.gc(bucket, prefix, { ...options(), gracePeriodMs: 0, unsafeShortGracePeriod: true })
   t.is(r.head, 3)
   t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 2 })
+  await db.close()
+})
+
+test('red team: a nested transaction queued when its parent ends never runs outside it', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('nested-queued'), options())
+  await db.exec('CREATE TABLE t(x)')
+  // The outer transaction fails while B waits behind A: nothing of B may commit.
+  await db
+    .transaction(async () => {
+      await Promise.all([
+        db.transaction(async () => {
+          await db.run('INSERT INTO t VALUES (1)')
+          throw new Error('A')
+        }),
+        db.transaction(async () => {
+          await db.run('INSERT INTO t VALUES (2)')
+        }),
+      ])
+    })
+    .catch(() => undefined)
+  await sleep(50)
+  t.deepEqual(await db.all('SELECT x FROM t'), [])
+  // The outer transaction commits right after A fails: B's rows are there iff B resolved.
+  let b: 'resolved' | 'rejected' = 'rejected'
+  await db.transaction(async () => {
+    await Promise.all([
+      db.transaction(async () => {
+        await db.run('INSERT INTO t VALUES (1)')
+        throw new Error('A')
+      }),
+      db
+        .transaction(async () => {
+          await db.run('INSERT INTO t VALUES (2)')
+          await sleep(20)
+          await db.run('INSERT INTO t VALUES (3)')
+        })
+        .then(() => (b = 'resolved')),
+    ]).catch(() => undefined)
+  })
+  await sleep(100)
+  t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), b === 'resolved' ? [{ x: 2 }, { x: 3 }] : [])
+  await db.close()
+})
+
+test('red team: a statement started in a savepoint that has ended joins its parent, no deadlock', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('late-statement'), options())
+  await db.exec('CREATE TABLE t(x)')
+  await db.transaction(async () => {
+    let late: Promise<unknown> = Promise.resolve()
+    await db.transaction(async () => {
+      late = (async () => {
+        await sleep(10)
+        await db.run('INSERT INTO t VALUES (9)')
+      })()
+    })
+    await late
+  })
+  t.deepEqual(await db.all('SELECT x FROM t'), [{ x: 9 }])
+  await db.close()
+})
+
+test('red team: a call made in the same tick after transaction() waits for it, never joins it', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('same-tick'), options())
+  await db.exec('CREATE TABLE t(x)')
+  const tx = db.transaction(async () => {
+    await db.run('INSERT INTO t VALUES (1)')
+    throw new Error('roll back')
+  })
+  const outside = db.run('INSERT INTO t VALUES (2)')
+  await t.throwsAsync(tx)
+  await outside
+  t.deepEqual(await db.all('SELECT x FROM t'), [{ x: 2 }])
+  await db.close()
+})
+
+test('red team: an iterator thrown into, or failing out of order, closes its read transaction', async (t) => {
+  const prefix = freshPrefix('iter-throw')
+  const a = new S3Database(bucket, prefix, options({ iterateBatchSize: 1 }))
+  const b = new S3Database(bucket, prefix, options())
+  await a.exec(`CREATE TABLE t(x); INSERT INTO t SELECT n FROM ${series(10)}`)
+  const it = a.iterate('SELECT x FROM t')
+  await it.next()
+  await it.throw!(new Error('consumer gone')).catch(() => undefined)
+  // Out of order: the older iterator's next() fails while a newer one is open; both then end.
+  const older = a.iterate('SELECT x FROM t')
+  await older.next()
+  const newer = a.iterate('SELECT x FROM t')
+  await newer.next()
+  const e = await t.throwsAsync(older.next())
+  t.is(e!.code, 'ERR_ITERATOR_ORDER')
+  await newer.return!()
+  await b.run('INSERT INTO t VALUES (11)')
+  t.deepEqual(await a.get('SELECT count(*) AS n FROM t'), { n: 11 })
+  await a.run('INSERT INTO t VALUES (12)')
+  t.deepEqual(await b.get('SELECT count(*) AS n FROM t'), { n: 12 })
+  await Promise.all([a.close(), b.close()])
+})
+
+test('red team: our own orphaned journal is rolled back, a newer journal of another writer is not', async (t) => {
+  const prefix = freshPrefix('orphan-journal')
+  const { proxy, via } = await faultProxy(t)
+  const a = new S3Database(bucket, prefix, via({ layout: 'sqlite-s3vfs', s3: { maxAttempts: 1 } }))
+  await a.exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) SELECT 'before' FROM ${series(300)}`)
+  // The journal is stored, then every database block PUT fails: a torn commit is possible.
+  proxy.add({ kind: 'PUT', key: new RegExp(escape(prefix) + '/'), action: 'status', status: 503 })
+  await t.throwsAsync(a.run(`UPDATE t SET v = printf('%.300c', 'y')`))
+  proxy.clear()
+  const journal = await listObjects(bucket, `${prefix}-journal/`)
+  t.true(journal.length > 0, 'the failed commit left its journal')
+  // Another writer's journal at the same keys (its header has its own random nonce).
+  const ours = await getObject(bucket, journal[0].key)
+  const theirs = Buffer.from(ours)
+  theirs[12] ^= 0xff
+  await putObject(bucket, journal[0].key, theirs)
+  t.deepEqual(await a.get('SELECT count(*) AS n FROM t'), { n: 300 })
+  t.deepEqual(
+    (await listObjects(bucket, `${prefix}-journal/`)).map((o) => o.key),
+    journal.map((o) => o.key),
+    'a young journal that is not ours stays',
+  )
+  // Our bytes back at that key: once replaced, the journal is no longer known as ours (another
+  // writer may have taken over), so no rollback; the next write of ours replaces it cleanly.
+  await putObject(bucket, journal[0].key, ours)
+  t.deepEqual(await a.get('SELECT count(*) AS n FROM t'), { n: 300 })
+  await a.run("INSERT INTO t(v) VALUES ('after')")
+  t.deepEqual(await listObjects(bucket, `${prefix}-journal/`), [])
+  t.deepEqual(await a.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  await a.close()
+})
+
+test('red team: a sqlite-s3vfs import whose block 0 landed unanswered keeps its blocks', async (t) => {
+  const prefix = freshPrefix('compat-import-block0')
+  const { proxy, via } = await faultProxy(t)
+  const file = await sourceDatabase(300)
+  proxy.add({ kind: 'PUT', key: /\/0000000000$/, nth: 1, count: 1, action: 'reset', when: 'after' })
+  await S3Database.deserialize(bucket, prefix, [file], via({ layout: 'sqlite-s3vfs', s3: { maxAttempts: 1 } })).catch(() => undefined)
+  const db = new S3Database(bucket, prefix, options())
+  t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 300 })
   await db.close()
 })
 

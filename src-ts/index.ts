@@ -305,13 +305,40 @@ export class Statement {
 interface TxToken {
   db: S3Database
   active: boolean
+  /** Ending (COMMIT, ROLLBACK, RELEASE under way): nested transactions not started yet are refused. */
+  closing: boolean
   /** The outermost transaction's token (itself for the outermost). */
   root: TxToken
+  /** The context this one was started from (of any database), to find the caller's scope once
+   *  this one has ended. */
+  parent: TxToken | null
   /** Savepoint names are numbered per outermost transaction. */
   depth: number
   /** The nested transaction running now from this context: siblings and this context's own
    *  statements wait for it, since savepoints are one stack per connection. */
   child: { done: Promise<void> } | null
+}
+
+function newToken(db: S3Database, parent: TxToken | null, root: TxToken | null): TxToken {
+  const token = { db, active: true, closing: false, parent, depth: 0, child: null } as unknown as TxToken
+  token.root = root ?? token
+  return token
+}
+
+/** The caller's innermost still-running transaction scope on `db` (a statement issued from a
+ *  savepoint that has ended belongs to the scope that started it). */
+function scopeFor(db: S3Database): TxToken | undefined {
+  for (let t = currentTx.getStore(); t !== undefined; t = t.parent ?? undefined) {
+    if (t.db === db && t.active) return t
+  }
+  return undefined
+}
+
+/** Marks a scope as ending and waits for the nested transaction running from it (one queued
+ *  behind it is then refused): nothing of a nested transaction may run after its parent ends. */
+async function endScope(token: TxToken): Promise<void> {
+  token.closing = true
+  while (token.child !== null) await token.child.done
 }
 
 const currentTx = new AsyncLocalStorage<TxToken>()
@@ -320,7 +347,8 @@ function closedError(db: S3Database): SqliteS3Error {
   return new SqliteS3Error('ERR_DATABASE_CLOSED', `the database s3://${db.bucket}/${db.prefix} is closed`)
 }
 
-/** The native side of one `iterate()` call. */
+/** The native side of one `iterate()` call (held by the registry: it must not reference the
+ *  generator). */
 interface IteratorHandle {
   native: { iterateClose(id: number): Promise<void> }
   id: number | null
@@ -370,8 +398,8 @@ export class S3Database implements Queryable {
     for (;;) {
       const tx = this.#tx
       if (tx === null) return
-      const mine = currentTx.getStore()
-      if (mine !== undefined && mine.root === tx.token && mine.active) {
+      const mine = scopeFor(this)
+      if (mine !== undefined && mine.root === tx.token) {
         // Inside the transaction: wait while a nested one started from this context runs.
         if (mine.child === null) return
         await mine.child.done
@@ -413,22 +441,15 @@ export class S3Database implements Queryable {
    * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
    * iterator holds a read transaction (its snapshot) until it ends: finish it, break out of the
    * loop, or call `return()`. One that is dropped unfinished is closed when it is
-   * garbage-collected.
+   * garbage-collected; at most 1024 can be open at once (`ERR_TOO_MANY_ITERATORS`).
    */
   iterate<T = Row>(sql: string, params?: Params): AsyncIterableIterator<T> {
     const handle: IteratorHandle = { native: this.#native, id: null, done: false }
     const rows = this.#rows<T>(sql, params, handle)
-    // A wrapper the user holds: the registry closes the native iterator once it is unreachable.
-    const wrapper: AsyncIterableIterator<T> = {
-      next: () => rows.next(),
-      return: (value?: unknown) => rows.return(value as T),
-      throw: (e?: unknown) => rows.throw(e),
-      [Symbol.asyncIterator]() {
-        return this
-      },
-    }
-    abandonedIterators.register(wrapper, handle)
-    return wrapper
+    // The generator itself is what the caller holds: while it runs (awaiting the native side)
+    // it is reachable, so the registry only ever sees one suspended at a `yield`, or never started.
+    abandonedIterators.register(rows, handle)
+    return rows
   }
 
   async *#rows<T>(sql: string, params: Params | undefined, handle: IteratorHandle): AsyncGenerator<T> {
@@ -436,14 +457,19 @@ export class S3Database implements Queryable {
     handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)))
     try {
       while (!handle.done) {
-        const batch = await guard(this.#native.iterateNext(handle.id, this.#batch))
+        let batch
+        try {
+          batch = await guard(this.#native.iterateNext(handle.id, this.#batch))
+        } catch (e) {
+          // An SQL or I/O error ends the native iterator; an out-of-order call does not.
+          if ((e as SqliteS3Error).code !== 'ERR_ITERATOR_ORDER') handle.done = true
+          throw e
+        }
         handle.done = batch.done
         for (const row of toRows<T>(batch)) yield row
       }
-    } catch (e) {
-      handle.done = true
-      throw e
     } finally {
+      // Broken off (break, return(), throw(), an error): close the native side.
       if (!handle.done) {
         handle.done = true
         await guard(this.#native.iterateClose(handle.id)).catch(() => undefined)
@@ -467,9 +493,9 @@ export class S3Database implements Queryable {
     if (!Number.isInteger(retries) || retries < 0) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `retries must be an integer >= 0, got ${retries}`)
     }
-    const mine = currentTx.getStore()
+    const mine = scopeFor(this)
     // Inside a transaction of this database: a savepoint (a lost race reruns the outer one).
-    if (mine !== undefined && mine.db === this && mine.active) return this.#savepoint(mine, fn)
+    if (mine !== undefined) return this.#savepoint(mine, fn)
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#transactionOnce(fn, options)
@@ -488,10 +514,12 @@ export class S3Database implements Queryable {
    */
   async #savepoint<T>(parent: TxToken, fn: (tx: Queryable) => Promise<T>): Promise<T> {
     while (parent.child !== null) await parent.child.done
-    if (!parent.active) throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction has already ended')
+    if (!parent.active || parent.closing) {
+      throw new SqliteS3Error('ERR_TRANSACTION_ENDED', 'the enclosing transaction ended before this nested transaction could start')
+    }
     let end!: () => void
     parent.child = { done: new Promise<void>((resolve) => (end = resolve)) }
-    const token: TxToken = { db: this, active: true, root: parent.root, depth: 0, child: null }
+    const token = newToken(this, parent, parent.root)
     const name = `s3vfs_sp${++parent.root.depth}`
     try {
       return await currentTx.run(token, async () => {
@@ -500,11 +528,13 @@ export class S3Database implements Queryable {
         try {
           result = await fn(this)
         } catch (e) {
+          await endScope(token)
           // Keep the caller's error: a failed ROLLBACK TO (SQLite already rolled the whole
           // transaction back after an I/O error) must not replace it.
           await this.exec(`ROLLBACK TO ${name}; RELEASE ${name}`).catch(() => undefined)
           throw e
         }
+        await endScope(token)
         await this.exec(`RELEASE ${name}`)
         return result
       })
@@ -520,14 +550,14 @@ export class S3Database implements Queryable {
     if (!['DEFERRED', 'IMMEDIATE', 'EXCLUSIVE'].includes(behavior)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `unknown transaction behavior ${options?.behavior}`)
     }
-    await this.#turn()
-    // Claim the database (another transaction may have claimed it while we waited).
-    while (this.#tx !== null) {
+    // Claim the database: at once when it is free (a call made in the same tick after this one
+    // must wait for the transaction, not slip into it), else after the running one ends.
+    for (;;) {
+      if (this.#closed) throw closedError(this)
+      if (this.#tx === null) break
       await this.#tx.done
-      await this.#turn()
     }
-    const token = { db: this, active: true, depth: 0, child: null } as unknown as TxToken
-    token.root = token
+    const token = newToken(this, currentTx.getStore() ?? null, null)
     let end!: () => void
     this.#tx = { token, done: new Promise<void>((resolve) => (end = resolve)) }
     try {
@@ -537,9 +567,11 @@ export class S3Database implements Queryable {
         try {
           result = await fn(this)
         } catch (e) {
+          await endScope(token)
           await guard(this.#native.exec('ROLLBACK')).catch(() => undefined)
           throw e
         }
+        await endScope(token)
         try {
           await guard(this.#native.exec('COMMIT'))
         } catch (e) {

@@ -507,7 +507,10 @@ impl BlockFile {
     /// request spanning more blocks than the cache holds would otherwise lose the ones it found
     /// cached). Blocks that read as zeros map to empty bytes. Returns the blocks found locally
     /// and the ones to fetch.
-    fn classify(&mut self, blocks: impl Iterator<Item = u64>) -> Result<(HashMap<u64, Bytes>, Vec<u64>)> {
+    fn classify(
+        &mut self,
+        blocks: impl Iterator<Item = u64>,
+    ) -> Result<(HashMap<u64, Bytes>, Vec<u64>)> {
         let mut have = HashMap::new();
         let mut missing = Vec::new();
         for i in blocks {
@@ -568,9 +571,10 @@ impl BlockFile {
                 self.stats.count_cache(!missing.contains(&i));
             }
         }
-        // Ahead first, so its GETs overlap the wait for this read's own.
+        // Ahead first, so its GETs overlap the wait for this read's own. Read-ahead is only a
+        // hint: a block it cannot name now is read (and its error reported) when wanted.
         if let Some((a, b)) = self.read_ahead.observe(first, last) {
-            self.prefetch(a, b)?;
+            let _ = self.prefetch(a, b);
         }
         gathered.extend(self.fetch(missing)?);
         let mut pos = offset;

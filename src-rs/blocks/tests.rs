@@ -168,11 +168,19 @@ fn a_read_spanning_more_blocks_than_the_cache_keeps_never_zero_fills_the_cached_
     // its first block cached, then the fetch of the rest evicts it before it is copied.
     let store = Arc::new(MemoryStore::new());
     let mut f = stored_file(&store, 64, 17);
-    let want = |first: u64| -> Vec<u8> { (first..first + 16).flat_map(|i| pattern(4096, i as u8)).collect() };
+    let want = |first: u64| -> Vec<u8> {
+        (first..first + 16)
+            .flat_map(|i| pattern(4096, i as u8))
+            .collect()
+    };
     let mut buf = vec![0u8; 16 * 4096];
     for first in [0, 32, 0, 32, 16, 0, 48, 0] {
         f.read(first * 4096, &mut buf).unwrap();
-        assert!(buf == want(first), "read of blocks {first}..{} differs", first + 15);
+        assert!(
+            buf == want(first),
+            "read of blocks {first}..{} differs",
+            first + 15
+        );
     }
 }
 

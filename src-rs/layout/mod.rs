@@ -4,7 +4,7 @@ pub mod compat;
 pub mod versioned;
 
 use crate::error::{Error, Result};
-use crate::store::{first_key_where, ObjectStore};
+use crate::store::{first_key_where, first_key_within, ObjectStore, Searched};
 
 /// The two ways a database can be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub enum Found {
 pub async fn detect(store: &dyn ObjectStore, prefix: &str) -> Result<Found> {
     let names = versioned::Names::new(prefix);
     let compat = compat::BlockKeys::new(prefix);
-    let found = first_key_where(store, &format!("{prefix}/"), |key| {
+    let ours = |key: &str| {
         if let Some(v) = names.parse_root(key) {
             return Some(Found::Versioned(Some(v)));
         }
@@ -71,10 +71,31 @@ pub async fn detect(store: &dyn ObjectStore, prefix: &str) -> Result<Found> {
             return Some(Found::Versioned(None));
         }
         compat.parse(key).map(|_| Found::Compat)
-    })
-    .await?;
+    };
     // Roots sort before blocks and segments: a block found first means no root was listed.
-    Ok(found.unwrap_or(Found::Nothing))
+    match first_key_within(store, &format!("{prefix}/"), &ours, 3).await? {
+        Searched::Found(found) => return Ok(found),
+        Searched::None => return Ok(Found::Nothing),
+        Searched::GaveUp => {}
+    }
+    // Thousands of foreign keys under the prefix: look where our keys would be instead.
+    if let Some(v) = first_key_where(store, &names.roots_dir(), |k| names.parse_root(k)).await? {
+        return Ok(Found::Versioned(Some(v)));
+    }
+    for dir in [names.blocks_dir(), names.segments_dir()] {
+        if first_key_where(store, &dir, |k| ours(k)).await?.is_some() {
+            return Ok(Found::Versioned(None));
+        }
+    }
+    // Every database of the Python library's layout has block 0.
+    let key0 = compat.key(0);
+    if first_key_where(store, &key0, |k| (k == key0).then_some(()))
+        .await?
+        .is_some()
+    {
+        return Ok(Found::Compat);
+    }
+    Ok(Found::Nothing)
 }
 
 /// Checks a user-given key prefix: non-empty, no leading or trailing `/`, no empty segment, no
@@ -106,4 +127,59 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
         return Err(Error::invalid(format!("invalid bucket name {bucket:?}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{CountingStore, PutMode, Stats};
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn put(store: &MemoryStore, key: &str) {
+        crate::runtime::block_on(store.put(key, Bytes::from_static(b"x"), PutMode::Overwrite))
+            .unwrap();
+    }
+
+    fn detect_counting(store: &Arc<MemoryStore>, prefix: &str) -> (Found, u64) {
+        let stats = Arc::new(Stats::default());
+        let counting = CountingStore::new(store.clone(), stats.clone());
+        let found = crate::runtime::block_on(detect(&counting, prefix)).unwrap();
+        (found, stats.snapshot().list)
+    }
+
+    #[test]
+    fn detection_skips_keys_that_are_not_ours_and_stays_bounded() {
+        // Review #3: a folder marker, a README and a .keep sort before the database's keys.
+        let store = Arc::new(MemoryStore::new());
+        for key in ["db/", "db/!README", "db/.keep"] {
+            put(&store, key);
+        }
+        put(&store, "db/0000000000");
+        assert!(matches!(detect_counting(&store, "db").0, Found::Compat));
+        // Thousands of foreign keys before ours: a few LISTs, not one per thousand keys.
+        let crowded = Arc::new(MemoryStore::new());
+        for i in 0..20_000 {
+            put(&crowded, &format!("db/.zz{i:06}"));
+        }
+        put(&crowded, "db/0000000000");
+        let (found, lists) = detect_counting(&crowded, "db");
+        assert!(matches!(found, Found::Compat));
+        assert!(lists <= 8, "{lists} LISTs");
+        let versioned = Arc::new(MemoryStore::new());
+        put(&versioned, "db/!r/");
+        put(&versioned, &versioned::Names::new("db").root(7));
+        let (found, lists) = detect_counting(&versioned, "db");
+        assert!(matches!(found, Found::Versioned(Some(7))));
+        assert_eq!(lists, 2);
+        // Nothing of ours: nothing, however many foreign keys.
+        let empty = Arc::new(MemoryStore::new());
+        for i in 0..5_000 {
+            put(&empty, &format!("db/zz{i:06}"));
+        }
+        let (found, lists) = detect_counting(&empty, "db");
+        assert!(matches!(found, Found::Nothing));
+        assert!(lists <= 8, "{lists} LISTs");
+    }
 }

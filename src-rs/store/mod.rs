@@ -157,17 +157,44 @@ pub async fn first_key_where<T>(
     prefix: &str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Option<T>> {
+    match first_key_within(store, prefix, &parse, u32::MAX).await? {
+        Searched::Found(t) => Ok(Some(t)),
+        Searched::None => Ok(None),
+        Searched::GaveUp => Err(crate::error::Error::internal(format!(
+            "listing {prefix}: too many keys that are not ours"
+        ))),
+    }
+}
+
+/// What a bounded search of a listing found.
+pub enum Searched<T> {
+    Found(T),
+    /// The listing holds none of our keys.
+    None,
+    /// `max_pages` pages of foreign keys: the caller narrows the search instead.
+    GaveUp,
+}
+
+/// `first_key_where`, reading at most `max_pages` pages (the first of one key, then 1,000 each).
+pub async fn first_key_within<T>(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    parse: &impl Fn(&str) -> Option<T>,
+    max_pages: u32,
+) -> Result<Searched<T>> {
     let mut after: Option<String> = None;
     let mut max_keys = 1;
-    loop {
+    for _ in 0..max_pages {
         let page = store.list(prefix, after.as_deref(), Some(max_keys)).await?;
         if let Some(found) = page.objects.iter().find_map(|o| parse(&o.key)) {
-            return Ok(Some(found));
+            return Ok(Searched::Found(found));
         }
-        let Some(next) = page.next_start_after else {
-            return Ok(None);
-        };
-        after = Some(next);
+        match page.next_start_after {
+            // A store that does not move forward would loop forever: treat it as the end.
+            Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+            _ => return Ok(Searched::None),
+        }
         max_keys = 1000;
     }
+    Ok(Searched::GaveUp)
 }

@@ -12,7 +12,7 @@ use crate::layout::versioned::format::{Pointer, Uploads};
 use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
-use crate::store::{delete_keys, DynStore, PutMode};
+use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -64,6 +64,9 @@ pub struct Deserializer {
     failed: bool,
     /// The root create was sent: it may have landed, so nothing of this import is deleted.
     root_sent: bool,
+    /// `sqlite-s3vfs` layout: block 0 may be in the store (its PUT was sent and not proven
+    /// absent), so the blocks it describes must stay.
+    block0_sent: bool,
     versioned: Option<VersionedImport>,
 }
 
@@ -143,6 +146,7 @@ impl Deserializer {
             spool,
             failed: false,
             root_sent: false,
+            block0_sent: false,
             versioned,
         })
     }
@@ -347,9 +351,21 @@ impl Deserializer {
         }
         delete_keys(self.store.clone(), doomed, self.opts.concurrency).await?;
         if let Some(block0) = self.block0.take() {
-            self.store
-                .put(&self.keys.key(0), block0, PutMode::Overwrite)
-                .await?;
+            let key0 = self.keys.key(0);
+            self.block0_sent = true;
+            if let Err(e) = self
+                .store
+                .put(&key0, block0.clone(), PutMode::Overwrite)
+                .await
+            {
+                // The PUT may have landed with its answer lost: the store decides, not a guess.
+                match self.store.get(&key0, GetOptions::default()).await {
+                    Ok(GetOutcome::Found(obj)) if obj.body == block0 => return Ok(self.total),
+                    Ok(GetOutcome::NotFound) => self.block0_sent = false,
+                    _ => {}
+                }
+                return Err(e);
+            }
         }
         Ok(self.total)
     }
@@ -409,7 +425,7 @@ impl Deserializer {
         while let Some(done) = self.uploads.next().await {
             let _ = done;
         }
-        if self.root_sent {
+        if self.root_sent || self.block0_sent {
             // A root that may have landed references these blocks: deleting them could leave
             // the head naming missing objects. GC collects them if the root did not land.
             return;

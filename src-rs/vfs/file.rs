@@ -341,8 +341,8 @@ impl DbFile {
         self.checked_epoch = 0;
         self.ctx.update_journal(|j| {
             if j.present {
-                j.orphaned = true;
-                j.hot = true;
+                j.orphaned = j.own_etag.clone();
+                j.hot = j.orphaned.is_some();
             }
         });
     }
@@ -394,22 +394,25 @@ impl DbFile {
             range: Some((0, JOURNAL_HEADER_LEN)),
             if_none_match: None,
         };
-        let (present, in_flight, age_ms) = match block_on(self.ctx.store.get(&key, opts))? {
+        let (present, in_flight, age_ms, etag) = match block_on(self.ctx.store.get(&key, opts))? {
             GetOutcome::Found(obj) => {
                 let age = obj
                     .last_modified_ms
                     .map(|t| now_ms() - t)
                     .unwrap_or(i64::MAX);
-                (true, obj.body.iter().any(|b| *b != 0), age)
+                (true, obj.body.iter().any(|b| *b != 0), age, obj.etag)
             }
-            _ => (false, false, 0),
+            _ => (false, false, 0, None),
         };
         self.foreign_commit = in_flight;
         self.blocks.set_cache_enabled(!in_flight);
         self.ctx.update_journal(|j| {
-            j.orphaned &= present;
+            // Ours only while it is the very object we stored.
+            if j.orphaned.is_some() && j.orphaned != etag {
+                j.orphaned = None;
+            }
             j.present = present;
-            j.hot = in_flight && (j.orphaned || age_ms >= HOT_JOURNAL_AGE_MS);
+            j.hot = in_flight && (j.orphaned.is_some() || age_ms >= HOT_JOURNAL_AGE_MS);
             j.size = None;
         });
         Ok(())
@@ -432,16 +435,21 @@ impl JournalFile {
         } else {
             block_on(listed_size(&*ctx.store, &keys))?
         };
-        let blocks = new_blocks(&ctx, Naming::Compat(keys), size, None);
+        // Block 0 (the header) is uploaded last, and its ETag kept: it names this journal.
+        let blocks = new_blocks(&ctx, Naming::Compat(keys), size, Some(0));
         Ok(JournalFile { ctx, blocks })
     }
 
     fn flush(&mut self) -> crate::error::Result<()> {
         self.blocks.flush()?;
         let size = self.blocks.size();
+        let etag = self.blocks.last_block_etag().map(str::to_string);
         self.ctx.update_journal(|j| {
             j.present = size > 0;
             j.size = Some(size);
+            if etag.is_some() {
+                j.own_etag = etag;
+            }
         });
         Ok(())
     }
@@ -464,7 +472,8 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
     ctx.update_journal(|j| {
         j.present = false;
         j.hot = false;
-        j.orphaned = false;
+        j.orphaned = None;
+        j.own_etag = None;
         j.size = Some(0);
     });
     Ok(())

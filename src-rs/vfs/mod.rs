@@ -70,9 +70,12 @@ pub struct JournalState {
     pub hot: bool,
     /// The journal's size, when known (saves a LIST when opening or deleting it).
     pub size: Option<u64>,
-    /// This connection's own commit failed after its journal was stored: that journal is dead
-    /// (we hold the only write lock of this process) and is hot at once, whatever its age.
-    pub orphaned: bool,
+    /// The ETag of block 0 of the journal this connection last stored.
+    pub own_etag: Option<String>,
+    /// This connection's own commit failed after its journal was stored: that journal (known by
+    /// the ETag of its block 0) is dead and hot at once, whatever its age. Any other journal,
+    /// even one found at the same key later, is another writer's and follows the age rule.
+    pub orphaned: Option<String>,
 }
 
 impl DbContext {

@@ -489,7 +489,11 @@ mod tests {
 
     /// A version of `count` blocks of 512 bytes whose map is in segments of 1,024 entries; only
     /// the blocks in `stored` are uploaded. Returns the root.
-    fn big_version(store: &crate::store::memory::MemoryStore, count: u64, stored: &[u64]) -> Arc<Root> {
+    fn big_version(
+        store: &crate::store::memory::MemoryStore,
+        count: u64,
+        stored: &[u64],
+    ) -> Arc<Root> {
         use super::commit::{fresh_map, Layout, Prepared};
         use super::format::Uploads;
         let names = Names::new("db");
@@ -499,11 +503,16 @@ mod tests {
         let entries: Vec<Pointer> = (0..count).map(|_| uploads.next(crc)).collect();
         let (map, segments) = fresh_map(&names, &entries, &mut uploads, 1024);
         for (key, data) in segments {
-            crate::runtime::block_on(store.put(&key, data, crate::store::PutMode::Overwrite)).unwrap();
+            crate::runtime::block_on(store.put(&key, data, crate::store::PutMode::Overwrite))
+                .unwrap();
         }
         for &i in stored {
-            crate::runtime::block_on(store.put(&names.block(i, &entries[i as usize]), block.clone(), crate::store::PutMode::Overwrite))
-                .unwrap();
+            crate::runtime::block_on(store.put(
+                &names.block(i, &entries[i as usize]),
+                block.clone(),
+                crate::store::PutMode::Overwrite,
+            ))
+            .unwrap();
         }
         let layout = Layout {
             page_size: 512,
@@ -512,8 +521,21 @@ mod tests {
         };
         let mut block0 = vec![0u8; 512];
         block0[..16].copy_from_slice(b"SQLite format 3\0");
-        let p = Prepared::new(&names, &uploads, layout, map, Bytes::from(block0), Vec::new(), 0);
-        crate::runtime::block_on(store.put(&p.root_key, p.root_bytes.clone(), crate::store::PutMode::Create)).unwrap();
+        let p = Prepared::new(
+            &names,
+            &uploads,
+            layout,
+            map,
+            Bytes::from(block0),
+            Vec::new(),
+            0,
+        );
+        crate::runtime::block_on(store.put(
+            &p.root_key,
+            p.root_bytes.clone(),
+            crate::store::PutMode::Create,
+        ))
+        .unwrap();
         p.root.clone()
     }
 
@@ -527,12 +549,29 @@ mod tests {
         let names = Names::new("db");
         let snap = Snapshot { root };
         let mut cache = SegmentCache::default();
-        let entries = crate::runtime::block_on(snap.entries(&*store, &names, &mut cache, count)).unwrap();
+        let entries =
+            crate::runtime::block_on(snap.entries(&*store, &names, &mut cache, count)).unwrap();
         assert_eq!(entries.len() as u64, count);
-        assert!(entries[1..].iter().all(|p| !p.is_null()), "an entry read as null");
+        assert!(
+            entries[1..].iter().all(|p| !p.is_null()),
+            "an entry read as null"
+        );
         // A garbage block beside the live ones, so that the collection below deletes something.
-        let garbage = names.block(3, &Pointer { version: 1, attempt: [9; 16], seq: 1, crc: 0 });
-        crate::runtime::block_on(store.put(&garbage, Bytes::from_static(b"x"), crate::store::PutMode::Overwrite)).unwrap();
+        let garbage = names.block(
+            3,
+            &Pointer {
+                version: 1,
+                attempt: [9; 16],
+                seq: 1,
+                crc: 0,
+            },
+        );
+        crate::runtime::block_on(store.put(
+            &garbage,
+            Bytes::from_static(b"x"),
+            crate::store::PutMode::Overwrite,
+        ))
+        .unwrap();
         let dyn_store: crate::store::DynStore = store.clone();
         let report = crate::runtime::block_on(super::gc::collect(
             dyn_store,
@@ -546,7 +585,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(report.objects_deleted, 1);
-        let blocks: Vec<String> = store.keys().into_iter().filter(|k| k.contains("/.b/")).collect();
+        let blocks: Vec<String> = store
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains("/.b/"))
+            .collect();
         assert_eq!(blocks.len(), 3, "GC deleted a live block: {blocks:?}");
         assert!(!blocks.contains(&garbage));
     }
@@ -563,16 +606,42 @@ mod tests {
         let snap = Snapshot { root };
         let mut cache = SegmentCache::default();
         for k in 0..2047 {
-            cache.insert(format!("filler-{k}"), Arc::new(vec![Pointer::default(); 1024]));
+            cache.insert(
+                format!("filler-{k}"),
+                Arc::new(vec![Pointer::default(); 1024]),
+            );
         }
-        cache.insert("filler-last".into(), Arc::new(vec![Pointer::default(); 512]));
-        let changed = vec![(5, Bytes::from(vec![1u8; 512])), (2 * 1024 + 5, Bytes::from(vec![2u8; 512]))];
-        let layout = Layout { page_size: 512, block_size: 512, file_size: count * 512 };
-        let p = crate::runtime::block_on(prepare(&*store, &names, Some(&snap), &mut cache, changed, layout)).unwrap();
-        let MapRef::Segments(segs) = &p.root.map else { panic!("inline map") };
+        cache.insert(
+            "filler-last".into(),
+            Arc::new(vec![Pointer::default(); 512]),
+        );
+        let changed = vec![
+            (5, Bytes::from(vec![1u8; 512])),
+            (2 * 1024 + 5, Bytes::from(vec![2u8; 512])),
+        ];
+        let layout = Layout {
+            page_size: 512,
+            block_size: 512,
+            file_size: count * 512,
+        };
+        let p = crate::runtime::block_on(prepare(
+            &*store,
+            &names,
+            Some(&snap),
+            &mut cache,
+            changed,
+            layout,
+        ))
+        .unwrap();
+        let MapRef::Segments(segs) = &p.root.map else {
+            panic!("inline map")
+        };
         for s in [0u64, 2] {
             let entries = cache.get(&names.segment(s, &segs[s as usize])).unwrap();
-            assert!(entries[1..].iter().all(|e| !e.is_null()), "segment {s} lost entries");
+            assert!(
+                entries[1..].iter().all(|e| !e.is_null()),
+                "segment {s} lost entries"
+            );
         }
     }
 }
