@@ -358,7 +358,7 @@ const commandsArb = fc.commands(
     fc.integer({ min: 1, max: 3 }).map((k) => new GcCommand(k)),
     fc.nat(100).map((p) => new TimeTravelCommand(p)),
   ],
-  { maxCommands: 25 },
+  { maxCommands: 40, size: 'medium' },
 )
 
 let runs = 0

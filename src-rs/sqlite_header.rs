@@ -70,4 +70,18 @@ mod tests {
         assert_eq!(file_size(&header(256, 3, 7, 7)), None);
         assert_eq!(file_size(b"not a database"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_bytes_give_a_valid_size_or_none(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            if let Some(p) = page_size(&bytes) {
+                proptest::prop_assert!(p.is_power_of_two() && (512..=65536).contains(&p));
+            }
+            if let Some(size) = file_size(&bytes) {
+                proptest::prop_assert!(size > 0 && size <= (u32::MAX as u64) * 65536);
+            }
+            let _ = is_wal(&bytes);
+            let _ = has_magic(&bytes);
+        }
+    }
 }

@@ -425,6 +425,10 @@ fn fail(cmd: Command, e: Error) {
 /// lost commit race, ...). Every kind of `SQLITE_BUSY` is reported as `SQLITE_BUSY`: the
 /// transaction can be run again.
 fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
+    let sqlite_code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+        _ => None,
+    };
     let mut err = Error::from(e);
     const FROM_VFS: [&str; 7] = [
         "SQLITE_IOERR",
@@ -445,7 +449,8 @@ fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
         err.message = format!("{} [{}]", err.message, err.code);
         err.code = "SQLITE_BUSY".into();
     }
-    match ctx.take_error() {
+    let detail = sqlite_code.and_then(|c| ctx.take_error(c));
+    match detail {
         Some(detail) if FROM_VFS.iter().any(|c| err.code.starts_with(c)) => {
             Error::new(detail.code, format!("{} [{}]", detail.message, err.code))
         }

@@ -66,6 +66,11 @@ pub struct ListPage {
 pub trait ObjectStore: Send + Sync {
     /// A short name of where the objects live, for error messages (`s3://bucket`).
     fn location(&self) -> String;
+    /// Which store this is, for process-wide tables (probes, locks, known versions, the disk
+    /// cache): two endpoints may have buckets of the same name.
+    fn identity(&self) -> String {
+        self.location()
+    }
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>>;
     /// Returns the new object's ETag.
     fn put<'a>(

@@ -47,6 +47,8 @@ impl std::fmt::Debug for StaticCredentials {
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// The endpoint in effect (`None`: AWS), part of the store's identity.
+    endpoint: Option<String>,
 }
 
 /// The endpoint in effect: the option, else the SDKs' environment variables.
@@ -98,7 +100,7 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .force_path_style(config.force_path_style.unwrap_or(endpoint.is_some()));
-        if let Some(endpoint) = endpoint {
+        if let Some(endpoint) = &endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         if sdk.region().is_none() {
@@ -107,6 +109,7 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
+            endpoint,
         })
     }
 
@@ -219,6 +222,14 @@ fn ms(t: Option<&aws_smithy_types::DateTime>) -> Option<i64> {
 impl ObjectStore for S3Store {
     fn location(&self) -> String {
         format!("s3://{}", self.bucket)
+    }
+
+    fn identity(&self) -> String {
+        format!(
+            "{} s3://{}",
+            self.endpoint.as_deref().unwrap_or("aws"),
+            self.bucket
+        )
     }
 
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {

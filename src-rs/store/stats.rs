@@ -78,6 +78,10 @@ impl ObjectStore for CountingStore {
         self.inner.location()
     }
 
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             self.stats.get.fetch_add(1, Relaxed);

@@ -118,7 +118,7 @@ fn code_of(file: &S3File, result: Result<(), VfsError>) -> c_int {
         Ok(()) => ffi::SQLITE_OK,
         Err(e) => {
             if let Some(detail) = e.detail {
-                file.ctx().set_error(detail);
+                file.ctx().set_error(e.code, detail);
             }
             e.code
         }
@@ -152,7 +152,7 @@ unsafe extern "C" fn x_open(
             guarded_open(|| match JournalFile::open(ctx.clone()) {
                 Ok(j) => Ok(S3File::Journal(j)),
                 Err(e) => {
-                    ctx.set_error(e);
+                    ctx.set_error(ffi::SQLITE_CANTOPEN, e);
                     Err(ffi::SQLITE_CANTOPEN)
                 }
             })
@@ -195,7 +195,7 @@ unsafe extern "C" fn x_delete(
         Lookup::Journal(ctx) => guarded(ffi::SQLITE_IOERR_DELETE, || match delete_journal(&ctx) {
             Ok(()) => ffi::SQLITE_OK,
             Err(e) => {
-                ctx.set_error(e);
+                ctx.set_error(ffi::SQLITE_IOERR_DELETE, e);
                 ffi::SQLITE_IOERR_DELETE
             }
         }),
@@ -372,6 +372,9 @@ unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int
             return ffi::SQLITE_MISUSE;
         };
         let result = f.lock(level);
+        if result.is_ok() {
+            f.ctx().clear_busy_error();
+        }
         code_of(f, result)
     })
 }

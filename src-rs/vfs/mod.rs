@@ -35,7 +35,7 @@ pub struct DbContext {
     pub call_epoch: AtomicU64,
     pub journal: Mutex<JournalState>,
     /// The detailed error behind the last SQLite I/O error code we returned.
-    last_error: Mutex<Option<Error>>,
+    last_error: Mutex<Option<(i32, Error)>>,
     pub layout: LayoutKind,
     pub versioned: VersionedOptions,
     /// Versioned layout: the newest version as the open-time LIST found it (`Some(None)`: none
@@ -128,17 +128,34 @@ impl DbContext {
         self.call_epoch.load(Ordering::Relaxed)
     }
 
-    pub fn set_error(&self, e: Error) {
-        *self.last_error.lock().unwrap() = Some(e);
+    /// Keeps the error behind the SQLite code `code` a VFS callback returned.
+    pub fn set_error(&self, code: i32, e: Error) {
+        *self.last_error.lock().unwrap() = Some((code, e));
     }
 
-    pub fn take_error(&self) -> Option<Error> {
-        self.last_error.lock().unwrap().take()
+    /// The error behind an SQLite error of (extended) code `code`: only one recorded for the same
+    /// primary code, so a detail SQLite swallowed (a recovered BUSY) never relabels a later,
+    /// unrelated error.
+    pub fn take_error(&self, code: i32) -> Option<Error> {
+        let (kept, e) = self.last_error.lock().unwrap().take()?;
+        (kept & 0xff == code & 0xff).then_some(e)
     }
 
-    /// Key of the in-process lock table.
+    /// A lock callback succeeded: a lock error recorded earlier in this call was recovered from.
+    pub fn clear_busy_error(&self) {
+        let mut guard = self.last_error.lock().unwrap();
+        if guard
+            .as_ref()
+            .is_some_and(|(c, _)| c & 0xff == rusqlite::ffi::SQLITE_BUSY)
+        {
+            *guard = None;
+        }
+    }
+
+    /// Key of the in-process lock table and of the known versions: the store (endpoint and
+    /// bucket) and the prefix.
     pub fn lock_key(&self) -> String {
-        format!("{}\n{}", self.bucket, self.prefix)
+        format!("{}\n{}", self.store.identity(), self.prefix)
     }
 
     pub fn journal_state(&self) -> JournalState {
@@ -168,8 +185,14 @@ impl Drop for Registration {
 
 pub fn register_database(ctx: Arc<DbContext>) -> Result<Registration> {
     ensure_registered()?;
+    // Unguessable: SQL text run on one database (`ATTACH 's3vfs-2.db'`, `VACUUM INTO`) must not
+    // reach another open database of the process, with its bucket and credentials.
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let file_name = format!("s3vfs-{id}.db");
+    let secret: String = crate::layout::versioned::new_attempt_id()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file_name = format!("s3vfs-{id}-{secret}.db");
     REGISTRY
         .lock()
         .unwrap()

@@ -329,7 +329,7 @@ impl VersionedFile {
     /// Once per process and store, before the first write: a create on a scratch key must fail
     /// when repeated. A store that ignores `If-None-Match` cannot detect concurrent writers.
     fn probe_conditional_writes(&self) -> Result<()> {
-        let location = self.ctx.store.location();
+        let location = self.ctx.store.identity();
         if self.ctx.versioned.single_writer
             || PROBED
                 .lock()

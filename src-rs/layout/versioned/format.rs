@@ -26,6 +26,13 @@ pub const ROOT_ID_LEN: u64 = 32;
 /// Root flag: the version was pruned by GC; only the header is left, so that its key can never be
 /// created again by a stale writer.
 pub const FLAG_PRUNED: u32 = 1;
+/// Every flag this version understands.
+const KNOWN_FLAGS: u32 = FLAG_PRUNED;
+
+pub const MIN_BLOCK_SIZE: u64 = 512;
+pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
+/// SQLite's largest database: 2^32 pages of 64 KiB.
+pub const MAX_FILE_SIZE: u64 = 1 << 48;
 
 pub type AttemptId = [u8; 16];
 
@@ -190,7 +197,7 @@ impl Root {
             _ => return Err(corrupt(what, "unknown map kind")),
         };
         let start0 = ROOT_HEADER_LEN + count * ENTRY_LEN;
-        Ok(Root {
+        let root = Root {
             attempt: b[8..24].try_into().unwrap(),
             version: u64_at(b, 24),
             parent: u64_at(b, 32),
@@ -202,7 +209,51 @@ impl Root {
             segment_len: u32_at(b, 80),
             map,
             block0: Bytes::copy_from_slice(&b[start0..start0 + block0_len]),
-        })
+        };
+        root.validate(what)?;
+        Ok(root)
+    }
+
+    /// Bounds and cross-checks every field a reader relies on: a planted or future-format root
+    /// is refused here, before anything allocates from its sizes or reads its blocks as pages.
+    fn validate(&self, what: &str) -> Result<()> {
+        let unknown = self.flags & !KNOWN_FLAGS;
+        if unknown != 0 {
+            // Compression, encryption, ...: a newer writer's format. Reading its blocks as raw
+            // pages would return garbage, and writing on top would republish it as plain.
+            return Err(Error::new(
+                codes::UNSUPPORTED,
+                format!(
+                    "{what}: written by a newer version of sqlite-s3vfs (format flags                      {unknown:#x}); upgrade to read or write this database"
+                ),
+            ));
+        }
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) {
+            return Err(corrupt(what, "block size out of range"));
+        }
+        if !(1024..=65536).contains(&self.segment_len) {
+            return Err(corrupt(what, "segment length out of range"));
+        }
+        if self.page_size != 0
+            && !(self.page_size.is_power_of_two() && (512..=65536).contains(&self.page_size))
+        {
+            return Err(corrupt(what, "page size out of range"));
+        }
+        if self.file_size > MAX_FILE_SIZE {
+            return Err(corrupt(what, "file size out of range"));
+        }
+        if self.is_pruned() {
+            return Ok(());
+        }
+        let count = self.file_size.div_ceil(self.block_size);
+        let enough = match &self.map {
+            MapRef::Inline(entries) => entries.len() as u64 >= count,
+            MapRef::Segments(segs) => segs.len() as u64 >= count.div_ceil(self.segment_len as u64),
+        };
+        if !enough {
+            return Err(corrupt(what, "the block map is shorter than the file"));
+        }
+        Ok(())
     }
 
     pub fn is_pruned(&self) -> bool {
@@ -296,5 +347,95 @@ mod tests {
         assert!(decode_segment(&bytes, "s").is_err());
         let t = root.tombstone();
         assert!(Root::decode(&t.encode(), "t").unwrap().is_pruned());
+    }
+
+    /// Damage the body behind a valid seal would not be caught by the CRC: re-seal after mutating.
+    fn resealed(mut body: Vec<u8>) -> Vec<u8> {
+        body.truncate(body.len().saturating_sub(4));
+        seal(body).to_vec()
+    }
+
+    fn sample_root() -> Root {
+        Root {
+            attempt: [3; 16],
+            version: 9,
+            parent: 8,
+            flags: 0,
+            page_size: 4096,
+            block_size: 4096,
+            file_size: 5 * 4096,
+            created_ms: 1,
+            segment_len: 1024,
+            map: MapRef::Inline((0..5).map(pointer).collect()),
+            block0: Bytes::from(vec![1u8; 100]),
+        }
+    }
+
+    #[test]
+    fn roots_with_unknown_flags_or_impossible_sizes_are_refused() {
+        let mut r = sample_root();
+        r.flags = 2;
+        assert_eq!(Root::decode(&r.encode(), "r").unwrap_err().code, codes::UNSUPPORTED);
+        let mut r = sample_root();
+        r.file_size = 1 << 40;
+        r.block_size = 512;
+        assert_eq!(Root::decode(&r.encode(), "r").unwrap_err().code, codes::CORRUPT_OBJECT);
+        for (block, seg) in [(0, 1024), (4096, 0), (2u64 << 30, 1024), (4096, 1 << 20)] {
+            let mut r = sample_root();
+            r.block_size = block;
+            r.segment_len = seg;
+            assert!(Root::decode(&r.encode(), "r").is_err(), "{block}/{seg}");
+        }
+        // A tombstone keeps its sizes but needs no map.
+        let t = sample_root().tombstone();
+        assert!(Root::decode(&t.encode(), "t").unwrap().is_pruned());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn any_bytes_decode_to_a_root_or_an_error(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = Root::decode(&bytes, "r");
+            let _ = Root::decode(&resealed(bytes.clone()), "r");
+            let _ = decode_segment(&bytes, "s");
+            let _ = decode_segment(&resealed(bytes.clone()), "s");
+            let _ = root_identity(&bytes);
+        }
+
+        #[test]
+        fn mutated_roots_decode_to_a_valid_root_or_an_error(
+            at in 0usize..400,
+            value in proptest::prelude::any::<u8>(),
+            cut in 0usize..8,
+        ) {
+            let mut body = sample_root().encode().to_vec();
+            let at = at % body.len();
+            body[at] = value;
+            body.truncate(body.len() - cut);
+            if let Ok(root) = Root::decode(&resealed(body), "r") {
+                // What decodes is usable: its map covers its file, its sizes are in range.
+                proptest::prop_assert!(root.validate("r").is_ok());
+                let count = root.file_size.div_ceil(root.block_size);
+                if let MapRef::Inline(e) = &root.map {
+                    proptest::prop_assert!(root.is_pruned() || e.len() as u64 >= count);
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_segments_decode_to_entries_or_an_error(
+            n in 0usize..50,
+            at in 0usize..2000,
+            value in proptest::prelude::any::<u8>(),
+        ) {
+            let entries: Vec<Pointer> = (0..n as u64).map(pointer).collect();
+            let mut body = encode_segment(&entries).to_vec();
+            let at = at % body.len();
+            body[at] = value;
+            if let Ok(decoded) = decode_segment(&resealed(body), "s") {
+                proptest::prop_assert!(decoded.len() <= n + 1);
+            }
+        }
     }
 }
