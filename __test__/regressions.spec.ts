@@ -5,6 +5,7 @@ import test, { type ExecutionContext } from 'ava'
 import { DeleteObjectCommand } from '@aws-sdk/client-s3'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readdirSync, rmSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
 import { FaultProxy } from './helpers/fault-proxy'
@@ -486,6 +487,130 @@ test('red team: a sqlite-s3vfs import whose block 0 landed unanswered keeps its 
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 300 })
   await db.close()
+})
+
+/** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
+function crc32c(data: Buffer): number {
+  let crc = ~0
+  for (const byte of data) {
+    crc ^= byte
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1
+  }
+  return ~crc >>> 0
+}
+
+/** Rewrites an object of the versioned layout (body + CRC-32C) after `edit` changed its body. */
+function resealed(object: Buffer, edit: (body: Buffer) => Buffer): Buffer {
+  const body = edit(Buffer.from(object.subarray(0, object.length - 4)))
+  const crc = Buffer.alloc(4)
+  crc.writeUInt32LE(crc32c(body))
+  return Buffer.concat([body, crc])
+}
+
+test('review #15: a root with unknown format flags is refused, and nothing is written over it', async (t) => {
+  const prefix = freshPrefix('future-root')
+  const db = new S3Database(bucket, prefix, options())
+  await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
+  await db.close()
+  const key = rootKey(prefix, 2)
+  const root = await getObject(bucket, key)
+  // Flags at offset 40: bit 1 is a feature this version does not know (say, compression).
+  await putObject(
+    bucket,
+    key,
+    resealed(root, (b) => (b.writeUInt32LE(2, 40), b)),
+  )
+  const r = new S3Database(bucket, prefix, options())
+  const e = await t.throwsAsync(r.get('SELECT x FROM t'))
+  t.is(e!.code, 'ERR_UNSUPPORTED')
+  await t.throwsAsync(r.run('INSERT INTO t VALUES (2)'))
+  t.is((await listObjects(bucket, `${prefix}/!r/`)).length, 2, 'no version written on top')
+  await r.close()
+})
+
+test('review #15: a planted root with an impossible size is a clean error for reads, serialize and GC', async (t) => {
+  const prefix = freshPrefix('huge-root')
+  const db = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
+  await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
+  await db.close()
+  const key = rootKey(prefix, 2)
+  const root = await getObject(bucket, key)
+  // 2^40 bytes in 512-byte blocks with the same small inline map: 2^31 entries claimed.
+  await putObject(
+    bucket,
+    key,
+    resealed(root, (b) => {
+      b.writeBigUInt64LE(512n, 48)
+      b.writeBigUInt64LE(1n << 40n, 56)
+      return b
+    }),
+  )
+  const r = new S3Database(bucket, prefix, options())
+  t.is((await t.throwsAsync(r.get('SELECT x FROM t')))!.code, 'SQLITE_CORRUPT')
+  const chunks: Buffer[] = []
+  const e = await t.throwsAsync(
+    (async () => {
+      for await (const c of r.serialize()) chunks.push(c as Buffer)
+    })(),
+  )
+  t.is(e!.code, 'SQLITE_CORRUPT')
+  t.is((await t.throwsAsync(S3Database.gc(bucket, prefix, options())))!.code, 'SQLITE_CORRUPT')
+  await r.close()
+})
+
+test('review #15: a map segment shorter than its place is SQLITE_CORRUPT, never zero pages', async (t) => {
+  const prefix = freshPrefix('short-segment')
+  const db = new S3Database(bucket, prefix, options({ blockSize: 512 }))
+  // About 1,300 blocks of 512 bytes: a map in segments of 1,024 entries.
+  await db.exec(`PRAGMA page_size=512; CREATE TABLE t(x); INSERT INTO t SELECT randomblob(400) FROM ${series(1300)}`)
+  await db.close()
+  const segments = (await listObjects(bucket, `${prefix}/.m/`)).map((o) => o.key).filter((k) => k.includes('/.m/00000001/'))
+  t.true(segments.length > 0)
+  for (const key of segments) {
+    const seg = await getObject(bucket, key)
+    // Keep 10 of its entries (magic 8 bytes, count u32, 32 bytes an entry).
+    await putObject(
+      bucket,
+      key,
+      resealed(seg, (b) => (b.writeUInt32LE(10, 8), b.subarray(0, 12 + 10 * 32))),
+    )
+  }
+  const r = new S3Database(bucket, prefix, options())
+  const e = await t.throwsAsync(r.get('SELECT count(*) AS n, sum(length(x)) AS s FROM t'))
+  t.is(e!.code, 'SQLITE_CORRUPT')
+  await r.close()
+})
+
+test('review #17: SQL text cannot ATTACH another open database of the process by guessing its name', async (t) => {
+  const a = new S3Database(bucket, freshPrefix('attach-a'), options())
+  const b = new S3Database(bucket, freshPrefix('attach-b'), options())
+  await a.exec('CREATE TABLE t(x)')
+  await b.exec('CREATE TABLE secret(x); INSERT INTO secret VALUES (42)')
+  const before = new Set(readdirSync('.'))
+  try {
+    for (let n = 1; n <= 60; n++) {
+      // An unknown name is an ordinary (empty, local) file: never database b.
+      await a.exec(`ATTACH 's3vfs-${n}.db' AS o`)
+      const e = await t.throwsAsync(a.all('SELECT x FROM o.secret'))
+      t.regex(e!.message, /no such table/)
+      await a.exec('DETACH o')
+    }
+  } finally {
+    for (const f of readdirSync('.')) if (!before.has(f) && /^s3vfs-\d+\.db$/.test(f)) rmSync(f)
+  }
+  await Promise.all([a.close(), b.close()])
+})
+
+test('review #19: the conditional-write probe is per endpoint, not per bucket name', async (t) => {
+  const prefix = freshPrefix('probe-endpoint')
+  const direct = new S3Database(bucket, prefix, options())
+  await direct.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
+  const { proxy, via } = await faultProxy(t)
+  proxy.stripIfNoneMatch = true
+  const other = new S3Database(bucket, prefix, via())
+  const e = await t.throwsAsync(other.run('INSERT INTO t VALUES (2)'))
+  t.is(e!.code, 'ERR_CONDITIONAL_WRITES_UNSUPPORTED')
+  await Promise.all([direct.close(), other.close()])
 })
 
 function escape(s: string): string {

@@ -51,6 +51,8 @@ export class FaultProxy {
   /** Every request seen, in order: `KIND key`. */
   readonly log: string[] = []
   url = ''
+  /** Drop `If-None-Match` from PUTs: the proxy then plays a store without conditional writes. */
+  stripIfNoneMatch = false
 
   private constructor() {
     const upstream = new URL(endpoint)
@@ -70,8 +72,10 @@ export class FaultProxy {
         req.socket.destroy()
         return
       }
+      const headers = { ...req.headers }
+      if (this.stripIfNoneMatch && req.method === 'PUT') delete headers['if-none-match']
       const up = http.request(
-        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent: this.#agent },
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent: this.#agent },
         (ur) => {
           if (rule?.action === 'reset') {
             // The server applied the request; its answer never arrives.

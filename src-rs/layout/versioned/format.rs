@@ -375,11 +375,17 @@ mod tests {
     fn roots_with_unknown_flags_or_impossible_sizes_are_refused() {
         let mut r = sample_root();
         r.flags = 2;
-        assert_eq!(Root::decode(&r.encode(), "r").unwrap_err().code, codes::UNSUPPORTED);
+        assert_eq!(
+            Root::decode(&r.encode(), "r").unwrap_err().code,
+            codes::UNSUPPORTED
+        );
         let mut r = sample_root();
         r.file_size = 1 << 40;
         r.block_size = 512;
-        assert_eq!(Root::decode(&r.encode(), "r").unwrap_err().code, codes::CORRUPT_OBJECT);
+        assert_eq!(
+            Root::decode(&r.encode(), "r").unwrap_err().code,
+            codes::CORRUPT_OBJECT
+        );
         for (block, seg) in [(0, 1024), (4096, 0), (2u64 << 30, 1024), (4096, 1 << 20)] {
             let mut r = sample_root();
             r.block_size = block;
