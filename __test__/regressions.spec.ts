@@ -507,19 +507,20 @@ function resealed(object: Buffer, edit: (body: Buffer) => Buffer): Buffer {
   return Buffer.concat([body, crc])
 }
 
-test('review #15: a root with unknown format flags is refused, and nothing is written over it', async (t) => {
-  const prefix = freshPrefix('future-root')
-  const db = new S3Database(bucket, prefix, options())
+/** A versioned database at version 2 whose root is then rewritten by `edit` (with a valid CRC). */
+async function plantedHead(label: string, edit: (body: Buffer) => Buffer): Promise<string> {
+  const prefix = freshPrefix(label)
+  const db = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
   await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
   await db.close()
   const key = rootKey(prefix, 2)
-  const root = await getObject(bucket, key)
+  await putObject(bucket, key, resealed(await getObject(bucket, key), edit))
+  return prefix
+}
+
+test('review #15: a root with unknown format flags is refused, and nothing is written over it', async (t) => {
   // Flags at offset 40: bit 1 is a feature this version does not know (say, compression).
-  await putObject(
-    bucket,
-    key,
-    resealed(root, (b) => (b.writeUInt32LE(2, 40), b)),
-  )
+  const prefix = await plantedHead('future-root', (b) => (b.writeUInt32LE(2, 40), b))
   const r = new S3Database(bucket, prefix, options())
   const e = await t.throwsAsync(r.get('SELECT x FROM t'))
   t.is(e!.code, 'ERR_UNSUPPORTED')
@@ -529,22 +530,12 @@ test('review #15: a root with unknown format flags is refused, and nothing is wr
 })
 
 test('review #15: a planted root with an impossible size is a clean error for reads, serialize and GC', async (t) => {
-  const prefix = freshPrefix('huge-root')
-  const db = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
-  await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
-  await db.close()
-  const key = rootKey(prefix, 2)
-  const root = await getObject(bucket, key)
   // 2^40 bytes in 512-byte blocks with the same small inline map: 2^31 entries claimed.
-  await putObject(
-    bucket,
-    key,
-    resealed(root, (b) => {
-      b.writeBigUInt64LE(512n, 48)
-      b.writeBigUInt64LE(1n << 40n, 56)
-      return b
-    }),
-  )
+  const prefix = await plantedHead('huge-root', (b) => {
+    b.writeBigUInt64LE(512n, 48)
+    b.writeBigUInt64LE(1n << 40n, 56)
+    return b
+  })
   const r = new S3Database(bucket, prefix, options())
   t.is((await t.throwsAsync(r.get('SELECT x FROM t')))!.code, 'SQLITE_CORRUPT')
   const chunks: Buffer[] = []
