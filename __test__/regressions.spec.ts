@@ -70,7 +70,7 @@ test('review #2: an import refused after its root was sent keeps its blocks (ide
   const { proxy, via: viaProxy } = await faultProxy(t)
   // Lands unanswered, the resend gets a real 412, and the read of the root's identity is denied.
   proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
-  proxy.add({ kind: 'GET', key: /\/!r\//, action: 'status', status: 403 })
+  proxy.add({ kind: 'GET', key: /\/!r\//, ranged: true, action: 'status', status: 403 })
   try {
     const e = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [file], viaProxy({ blockSize: 4096 })))
     t.is(e!.code, 'ERR_COMMIT_UNKNOWN')
@@ -486,6 +486,47 @@ test('red team: a sqlite-s3vfs import whose block 0 landed unanswered keeps its 
   const db = new S3Database(bucket, prefix, options())
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 300 })
+  await db.close()
+})
+
+test('review #10: after ERR_COMMIT_UNKNOWN, settle() tells whether the commit landed', async (t) => {
+  const prefix = freshPrefix('settle')
+  const { proxy, via } = await faultProxy(t)
+  const db = new S3Database(bucket, prefix, via({ blockSize: 4096 }))
+  await db.exec('CREATE TABLE t(x)')
+  t.is(await db.settle(), 'none')
+  // The root lands, its answer is lost, every resend is answered 503.
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+  t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (1)')))!.code, 'ERR_COMMIT_UNKNOWN')
+  proxy.clear()
+  t.is(await db.settle(), 'committed')
+  t.is(await db.settle(), 'none')
+  t.deepEqual(await db.all('SELECT x FROM t'), [{ x: 1 }])
+  // Nothing landed, and another writer took the version meanwhile: lost.
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, count: 8, action: 'status', status: 503 })
+  t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (2)')))!.code, 'ERR_COMMIT_UNKNOWN')
+  proxy.clear()
+  const other = new S3Database(bucket, prefix, options())
+  await other.run('INSERT INTO t VALUES (3)')
+  t.is(await db.settle(), 'lost')
+  t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 1 }, { x: 3 }])
+  await Promise.all([db.close(), other.close()])
+})
+
+test('review #10: a root that landed then could not be read back is unknown, and never applied twice', async (t) => {
+  const prefix = freshPrefix('unknown-403')
+  const { proxy, via } = await faultProxy(t)
+  const db = new S3Database(bucket, prefix, via({ blockSize: 4096 }))
+  await db.exec('CREATE TABLE t(x)')
+  // Lands unanswered; the resend gets a real 412; the read of the root's identity is denied.
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
+  proxy.add({ kind: 'GET', key: /\/!r\//, ranged: true, action: 'status', status: 403 })
+  t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (1)')))!.code, 'ERR_COMMIT_UNKNOWN')
+  proxy.clear()
+  // The next write settles the first (it landed) before anything else: one copy of the row.
+  await db.run('INSERT INTO t VALUES (2)')
+  t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 1 }, { x: 2 }])
   await db.close()
 })
 

@@ -32,6 +32,9 @@ pub mod codes {
     pub const CORRUPT_OBJECT: &str = "SQLITE_CORRUPT";
     /// A commit's root create may have landed; the connection settles it before its next commit.
     pub const COMMIT_UNKNOWN: &str = "ERR_COMMIT_UNKNOWN";
+    /// A commit of unknown outcome whose root can no longer be read back (GC collected its
+    /// version): whether it committed cannot be decided any more.
+    pub const COMMIT_UNDECIDABLE: &str = "ERR_COMMIT_UNDECIDABLE";
     /// The store does not honour `If-None-Match: *`, so concurrent writers cannot be detected.
     pub const NO_CONDITIONAL_WRITES: &str = "ERR_CONDITIONAL_WRITES_UNSUPPORTED";
     /// A write to a database opened at an older version (time travel).

@@ -1,4 +1,4 @@
-//! sqlite-s3vfs: SQLite databases stored in S3, for Node.js. See DESIGN.md for the layers:
+//! sqlite-s3vfs: SQLite databases stored in S3, for Node.js. See ARCHITECTURE.md for the layers:
 //! napi -> connection -> vfs -> blocks -> layout -> store, with `runtime` bridging sync and async.
 
 #![deny(clippy::all)]
@@ -7,6 +7,7 @@
 extern crate napi_derive;
 
 pub mod blocks;
+pub mod clock;
 pub mod connection;
 pub mod error;
 pub mod layout;

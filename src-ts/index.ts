@@ -587,6 +587,20 @@ export class S3Database implements Queryable {
     }
   }
 
+  /**
+   * Versioned layout: after a commit failed with `ERR_COMMIT_UNKNOWN` (the store stopped
+   * answering after the commit was sent), tells whether it landed: `'committed'` (do not run the
+   * transaction again), `'lost'` (nothing of it is visible: run it again if still wanted) or
+   * `'none'` (no commit of unknown outcome is pending). Rejects with `ERR_COMMIT_UNKNOWN` while
+   * the store still cannot tell (call again later), or `ERR_COMMIT_UNDECIDABLE` when the version
+   * was garbage-collected before it could be settled. The next write on this connection settles
+   * it first anyway.
+   */
+  async settle(): Promise<'committed' | 'lost' | 'none'> {
+    await this.#turn()
+    return (await guard(this.#native.settle())) as 'committed' | 'lost' | 'none'
+  }
+
   /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */
   get version(): number {
     return this.#native.version()

@@ -12,6 +12,8 @@ export type RequestKind = 'GET' | 'HEAD' | 'PUT' | 'PUT_INM' | 'DELETE' | 'LIST'
 export interface FaultRule {
   kind?: RequestKind
   key?: RegExp
+  /** Only requests with (true) or without (false) a `Range` header. */
+  ranged?: boolean
   /** The first matching request (1-based) the fault applies to. Default 1. */
   nth?: number
   /** How many matching requests, from the nth on, get the fault. Default: every one. */
@@ -59,7 +61,7 @@ export class FaultProxy {
     this.#server = http.createServer((req, res) => {
       const { kind, key } = kindOf(req)
       this.log.push(`${kind} ${key}`)
-      const rule = this.#match(kind, key)
+      const rule = this.#match(kind, key, req.headers.range !== undefined)
       if (rule?.action === 'status') {
         const status = rule.status ?? 503
         const code = S3_CODES[status] ?? `HTTP${status}`
@@ -108,10 +110,11 @@ export class FaultProxy {
     this.#rules = []
   }
 
-  #match(kind: RequestKind, key: string): ActiveRule | undefined {
+  #match(kind: RequestKind, key: string, ranged: boolean): ActiveRule | undefined {
     let hit: ActiveRule | undefined
     for (const r of this.#rules) {
       if (r.kind !== undefined && r.kind !== kind) continue
+      if (r.ranged !== undefined && r.ranged !== ranged) continue
       if (r.key !== undefined && !r.key.test(key)) continue
       r.seen++
       const nth = r.nth ?? 1

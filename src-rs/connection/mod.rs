@@ -130,6 +130,8 @@ pub enum Command {
     },
     IterClose(u64, Reply<()>),
     Store(Reply<StoreHandle>),
+    /// Decides this connection's commit of unknown outcome, if any.
+    Settle(Reply<vfs::versioned::Settled>),
     Close(Reply<()>),
 }
 
@@ -418,6 +420,9 @@ fn fail(cmd: Command, e: Error) {
         Command::Store(r) => {
             r.send(Err(e));
         }
+        Command::Settle(r) => {
+            r.send(Err(e));
+        }
     }
 }
 
@@ -519,6 +524,9 @@ impl Session<'_> {
             }
             Command::Store(r) => {
                 r.send(self.store_handle());
+            }
+            Command::Settle(r) => {
+                r.send(vfs::versioned::settle(&self.db.ctx));
             }
             Command::Close(r) => return Exit::Close(r),
         }

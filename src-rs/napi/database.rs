@@ -61,6 +61,19 @@ impl NativeDatabase {
         self.conn.call(Command::Open).await.js()
     }
 
+    /// `'committed'`, `'lost'` or `'none'` (no commit of unknown outcome).
+    #[napi]
+    pub async fn settle(&self) -> napi::Result<String> {
+        use crate::vfs::versioned::Settled;
+        let verdict = self.conn.call(Command::Settle).await.js()?;
+        Ok(match verdict {
+            Settled::Nothing => "none",
+            Settled::Committed(_) => "committed",
+            Settled::Lost(_) => "lost",
+        }
+        .into())
+    }
+
     #[napi]
     pub async fn exec(&self, sql: String) -> napi::Result<()> {
         self.conn.call(|r| Command::Exec(sql, r)).await.js()

@@ -5,6 +5,7 @@
 //! `overwrite` is set) the input is first spooled to a local temp file and validated in full, so
 //! bad input never touches the existing database.
 
+use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
 use crate::layout::versioned::commit::{fresh_map, publish_root, Layout, Outcome, Prepared};
@@ -17,7 +18,6 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Instant;
 use tokio::task::JoinHandle;
 
 pub struct DeserializeOptions {
@@ -37,7 +37,7 @@ struct VersionedImport {
     names: Names,
     /// The version this import creates, its attempt id, and its upload numbers.
     uploads: Uploads,
-    observed: Instant,
+    observed: Stamp,
     /// Map entries of the blocks uploaded so far (index = block).
     entries: Vec<Pointer>,
 }
@@ -106,7 +106,7 @@ impl Deserializer {
             Some(head) => Some(VersionedImport {
                 names: Names::new(opts.prefix.clone()),
                 uploads: Uploads::new(head.unwrap_or(0) + 1, new_attempt_id()?, 0),
-                observed: Instant::now(),
+                observed: Stamp::now(),
                 entries: Vec::new(),
             }),
             None => None,

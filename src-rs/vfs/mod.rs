@@ -34,6 +34,9 @@ pub struct DbContext {
     /// call, however many lock cycles SQLite makes within it.
     pub call_epoch: AtomicU64,
     pub journal: Mutex<JournalState>,
+    /// Versioned layout: a commit whose outcome is unknown (`ERR_COMMIT_UNKNOWN`). It is settled
+    /// (its same bytes resent, or its root read back) before the next write, or by `db.settle()`.
+    pub unknown_commit: Mutex<Option<crate::layout::versioned::commit::Prepared>>,
     /// The detailed error behind the last SQLite I/O error code we returned.
     last_error: Mutex<Option<(i32, Error)>>,
     pub layout: LayoutKind,
@@ -107,6 +110,7 @@ impl DbContext {
             disk_cache,
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
+            unknown_commit: Mutex::new(None),
             last_error: Mutex::new(None),
             layout,
             versioned,

@@ -7,6 +7,7 @@ use super::file::{new_blocks, read_into, VfsError, VfsResult};
 use super::locks::{LockLevel, Locks};
 use super::DbContext;
 use crate::blocks::{BlockFile, Naming};
+use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::commit::{self, Layout, Outcome, Prepared};
 use crate::layout::versioned::format::Root;
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use rusqlite::ffi;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a "v+1 does not exist" answer is trusted before a LIST looks for the head instead
 /// (GC's horizon minus a margin: past it, root(v+1) may have been created and pruned).
@@ -62,14 +63,12 @@ pub struct VersionedFile {
     locks: Locks,
     loaded: bool,
     /// When v+1 was last seen absent (t_obs).
-    observed_at: Option<Instant>,
+    observed_at: Option<Stamp>,
     /// The API call during which the pin was last confirmed current.
     observed_epoch: u64,
     /// Published during this lock session (a later truncate to the published size is a no-op).
     published: bool,
     batch: Option<Batch>,
-    /// A commit whose outcome is unknown: resent (same bytes) before anything else is written.
-    unknown: Option<Prepared>,
 }
 
 impl VersionedFile {
@@ -92,7 +91,6 @@ impl VersionedFile {
             observed_epoch: 0,
             published: false,
             batch: None,
-            unknown: None,
         }
     }
 
@@ -239,7 +237,7 @@ impl VersionedFile {
             None if !self.loaded => self.pin(None),
             None => {}
         }
-        self.observed_at = Some(Instant::now());
+        self.observed_at = Some(Stamp::now());
         self.observed_epoch = epoch;
         Ok(())
     }
@@ -272,25 +270,14 @@ impl VersionedFile {
         }
         self.probe_conditional_writes()
             .map_err(VfsError::io(ffi::SQLITE_IOERR_LOCK))?;
-        if let Some(mut prepared) = self.unknown.take() {
-            // Settle the earlier commit first: resend its bytes until the answer is definite.
-            let mut observed = self.observed_at;
-            let store = self.ctx.store.clone();
-            match block_on(commit::publish_root(
-                store,
-                &self.names,
-                &mut prepared,
-                &mut observed,
-                self.ctx.concurrency,
-            )) {
-                Ok(Outcome::Committed) => raise_known(&self.ctx.lock_key(), prepared.root.version),
-                Ok(Outcome::Lost) => {}
-                Err(e) => {
-                    self.unknown = Some(prepared);
-                    return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e));
-                }
+        // Settle an earlier commit of unknown outcome first: nothing is written before it is
+        // known whether it landed.
+        match settle(&self.ctx) {
+            Ok(Settled::Nothing) => {}
+            Ok(Settled::Committed(_) | Settled::Lost(_)) => {
+                return Err(self.lost("an earlier commit was settled"))
             }
-            return Err(self.lost("an earlier commit was settled"));
+            Err(e) => return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e)),
         }
         if self.observed_epoch != self.ctx.epoch()
             || self.version() < known_version(&self.ctx.lock_key())
@@ -302,7 +289,7 @@ impl VersionedFile {
                 raise_known(&self.ctx.lock_key(), n.version());
                 return Err(self.lost("a newer version exists"));
             }
-            self.observed_at = Some(Instant::now());
+            self.observed_at = Some(Stamp::now());
             self.observed_epoch = self.ctx.epoch();
         }
         Ok(())
@@ -469,7 +456,7 @@ impl VersionedFile {
                 };
                 self.pin(Some(Arc::new(snap)));
                 self.blocks.cache_uploaded(uploaded);
-                self.observed_at = Some(Instant::now());
+                self.observed_at = Some(Stamp::now());
                 self.observed_epoch = self.ctx.epoch();
                 self.published = true;
                 Ok(())
@@ -483,7 +470,7 @@ impl VersionedFile {
                 // The root may have landed: remember it, and never report an I/O error (SQLite
                 // would take its journal fallback and publish the transaction a second time).
                 if e.code == codes::COMMIT_UNKNOWN {
-                    self.unknown = Some(prepared);
+                    *self.ctx.unknown_commit.lock().unwrap() = Some(prepared);
                 }
                 self.blocks.discard();
                 self.observed_at = None;
@@ -494,6 +481,45 @@ impl VersionedFile {
                 })
             }
             Err(e) => Err(VfsError::io(ffi::SQLITE_IOERR_WRITE)(e)),
+        }
+    }
+}
+
+/// What settling a commit of unknown outcome found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// No commit of this connection is of unknown outcome.
+    Nothing,
+    /// The commit of this version landed.
+    Committed(u64),
+    /// It did not: nothing of it is visible (redo the transaction if it is still wanted).
+    Lost(u64),
+}
+
+/// Decides the connection's commit of unknown outcome, if there is one: its root is read back
+/// (and, while the attempt is recent enough to be safe, its same bytes resent) until the answer
+/// is definite. An error means it is still unknown; the commit stays pending.
+pub fn settle(ctx: &DbContext) -> Result<Settled> {
+    let Some(mut prepared) = ctx.unknown_commit.lock().unwrap().take() else {
+        return Ok(Settled::Nothing);
+    };
+    let version = prepared.root.version;
+    match block_on(commit::settle_root(
+        ctx.store.clone(),
+        &Names::new(ctx.prefix.clone()),
+        &mut prepared,
+        ctx.concurrency,
+    )) {
+        Ok(Outcome::Committed) => {
+            raise_known(&ctx.lock_key(), version);
+            Ok(Settled::Committed(version))
+        }
+        Ok(Outcome::Lost) => Ok(Settled::Lost(version)),
+        Err(e) => {
+            if e.code == codes::COMMIT_UNKNOWN {
+                *ctx.unknown_commit.lock().unwrap() = Some(prepared);
+            }
+            Err(e)
         }
     }
 }

@@ -6,12 +6,13 @@ use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads};
 use super::{
     load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, INLINE_MAP_MAX,
 };
+use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::store::{is_transient, GetOptions, GetOutcome, ObjectStore, PutMode};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest a commit may rely on an observation that its base is the newest version (D in
 /// DESIGN.md): GC's horizon must exceed it by the 15 minutes S3 accepts a signed request for.
@@ -30,9 +31,11 @@ pub struct Prepared {
     /// How many of `uploads` (the first ones) are blocks; the rest are map segments.
     blocks: usize,
     /// When the newest object of this attempt was uploaded.
-    pub uploaded_at: Option<Instant>,
+    pub uploaded_at: Option<Stamp>,
     /// The root was sent at least once (it may have landed, even if no answer said so).
     pub sent: bool,
+    /// When the root was first sent.
+    pub first_sent_at: Option<Stamp>,
 }
 
 #[derive(Debug)]
@@ -210,6 +213,7 @@ impl Prepared {
             blocks,
             uploaded_at: None,
             sent: false,
+            first_sent_at: None,
         }
     }
 
@@ -261,7 +265,7 @@ pub async fn upload(
     .try_collect::<Vec<()>>()
     .await?;
     p.uploads = uploads;
-    p.uploaded_at = Some(Instant::now());
+    p.uploaded_at = Some(Stamp::now());
     Ok(())
 }
 
@@ -272,7 +276,7 @@ pub async fn publish_root(
     store: Arc<dyn ObjectStore>,
     names: &Names,
     p: &mut Prepared,
-    observed: &mut Option<Instant>,
+    observed: &mut Option<Stamp>,
     concurrency: usize,
 ) -> Result<Outcome> {
     let version = p.root.version;
@@ -288,7 +292,7 @@ pub async fn publish_root(
             if newer_than(&*store, names, version - 1).await?.is_some() {
                 return Ok(Outcome::Lost);
             }
-            *observed = Some(Instant::now());
+            *observed = Some(Stamp::now());
         }
         if p.uploaded_at.is_none_or(|t| t.elapsed() > MAX_BASE_AGE) {
             // GC spares an attempt's objects for its horizon after the newest one: renew them.
@@ -302,6 +306,7 @@ pub async fn publish_root(
             }
         }
         let sent_before = std::mem::replace(&mut p.sent, true);
+        p.first_sent_at.get_or_insert_with(Stamp::now);
         match store
             .put(&p.root_key, p.root_bytes.clone(), PutMode::Create)
             .await
@@ -331,13 +336,54 @@ pub async fn publish_root(
         }
     }
     let why = last_error.map(|e| e.message).unwrap_or_default();
-    Err(Error::new(
+    Err(commit_unknown(version, &why))
+}
+
+fn commit_unknown(version: u64, why: &str) -> Error {
+    Error::new(
         codes::COMMIT_UNKNOWN,
         format!(
-            "the commit of version {version} may or may not have been published ({why}); it is \
-             not retried automatically: the next commit on this connection settles it first"
+            "the commit of version {version} may or may not have been published ({why}); do not \
+             run the transaction again yet: db.settle() tells whether it committed (the next \
+             write on this connection settles it first)"
         ),
-    ))
+    )
+}
+
+/// Decides an attempt whose root create had an unknown outcome. While the attempt is recent
+/// (first sent within `MAX_BASE_AGE`), its same bytes are resent, as `publish_root` does. Later,
+/// a resend could recreate a root that GC pruned and whose tombstone is gone, over a history
+/// that moved on: then only reading the root back decides, and a root that is gone while later
+/// versions exist cannot be decided any more (`COMMIT_UNDECIDABLE`).
+pub async fn settle_root(
+    store: Arc<dyn ObjectStore>,
+    names: &Names,
+    p: &mut Prepared,
+    concurrency: usize,
+) -> Result<Outcome> {
+    let version = p.root.version;
+    let recent = p.first_sent_at.is_none_or(|t| t.elapsed() <= MAX_BASE_AGE);
+    if recent {
+        let mut observed = None;
+        return publish_root(store, names, p, &mut observed, concurrency).await;
+    }
+    match read_identity(&*store, &p.root_key).await {
+        Ok(Some(a)) if a == p.root.attempt => Ok(Outcome::Committed),
+        Ok(Some(_)) => Ok(Outcome::Lost),
+        Ok(None) => match super::find_head(&*store, names).await {
+            Ok(Some(head)) if head.version() >= version => Err(Error::new(
+                codes::COMMIT_UNDECIDABLE,
+                format!(
+                    "version {version} was garbage-collected before its commit could be \
+                     settled: whether this connection's commit is in the history cannot be told"
+                ),
+            )),
+            // Nothing was ever published at this version: ours did not land.
+            Ok(_) => Ok(Outcome::Lost),
+            Err(e) => Err(commit_unknown(version, &e.message)),
+        },
+        Err(e) => Err(commit_unknown(version, &e.message)),
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -388,7 +434,7 @@ mod tests {
             .await
             .unwrap();
         upload(dyn_store.clone(), &mut p, 4).await.unwrap();
-        let mut observed = Some(Instant::now());
+        let mut observed = Some(Stamp::now());
         let outcome = publish_root(dyn_store, &names, &mut p, &mut observed, 4).await;
         (p, outcome)
     }
@@ -470,7 +516,7 @@ mod tests {
             assert_eq!(err.code, codes::COMMIT_UNKNOWN);
             // Resending the same bytes later settles it.
             let dyn_store: Arc<dyn ObjectStore> = store.clone();
-            let mut observed = Some(Instant::now());
+            let mut observed = Some(Stamp::now());
             let settled = publish_root(dyn_store, &Names::new("db"), &mut p, &mut observed, 4)
                 .await
                 .unwrap();
@@ -496,6 +542,47 @@ mod tests {
                 .await
                 .unwrap();
             assert!(matches!(settled, Outcome::Committed), "{settled:?}");
+        });
+    }
+
+    #[test]
+    fn an_old_unknown_commit_is_settled_by_reading_back_never_by_a_resend() {
+        rt().block_on(async {
+            // Review #10 (b): the create never landed; a day later, rivals published v1..v3 and GC
+            // deleted root(1)'s tombstone. A resend would create a ghost root(1).
+            let store = Arc::new(MemoryStore::new());
+            for _ in 0..ROOT_ATTEMPTS {
+                store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            }
+            let (mut p, outcome) = attempt(&store, None).await;
+            assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
+            p.first_sent_at = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
+            let names = Names::new("db");
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            // Nothing published at version 1 yet: ours did not land, and nothing is resent.
+            let lost = settle_root(dyn_store.clone(), &names, &mut p, 4)
+                .await
+                .unwrap();
+            assert!(matches!(lost, Outcome::Lost));
+            assert!(store.keys().iter().all(|k| !k.contains("/!r/")));
+            // Rivals moved on and root(1) is gone: undecidable, and still no ghost.
+            for _ in 0..3 {
+                let head = crate::layout::versioned::find_head(&*store, &names)
+                    .await
+                    .unwrap();
+                let (_, o) = attempt(&store, head.as_ref()).await;
+                assert!(matches!(o, Ok(Outcome::Committed)));
+            }
+            store.delete(&names.root(1)).await.unwrap();
+            let e = settle_root(dyn_store.clone(), &names, &mut p, 4)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, codes::COMMIT_UNDECIDABLE);
+            assert!(store
+                .get(&names.root(1), GetOptions::default())
+                .await
+                .map(|o| matches!(o, GetOutcome::NotFound))
+                .unwrap());
         });
     }
 }
