@@ -527,16 +527,22 @@ class S3Database {
     /** A Writable for `pipeline()` that imports what is written to it (see `deserialize`). */
     static createDeserializeStream(bucket, prefix, options) {
         const sink = new Importer(bucket, prefix, options);
+        let finished = false;
         return new node_stream_1.Writable({
             write(chunk, _encoding, callback) {
                 sink.write(chunk).then(() => callback(), (e) => callback(toError(e)));
             },
             final(callback) {
-                sink.finish().then(() => callback(), (e) => callback(toError(e)));
+                sink.finish().then(() => {
+                    finished = true;
+                    callback();
+                }, (e) => callback(toError(e)));
             },
             destroy(error, callback) {
-                if (error === null)
-                    return callback(null);
+                // Destroyed before the import finished, with or without an error: what it uploaded goes
+                // (the native side keeps anything a sent root or block 0 may reference).
+                if (finished)
+                    return callback(error);
                 sink.abort().then(() => callback(error), () => callback(error));
             },
         });

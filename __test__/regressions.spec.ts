@@ -530,6 +530,35 @@ test('review #10: a root that landed then could not be read back is unknown, and
   await db.close()
 })
 
+test('review #14: read-ahead never holds more than half the cache, whatever the block size', async (t) => {
+  const prefix = freshPrefix('big-blocks')
+  const w = new S3Database(bucket, prefix, options({ blockSize: 1 << 20 }))
+  await w.exec(`CREATE TABLE t(x); INSERT INTO t SELECT randomblob(3000) FROM ${series(4000)}`)
+  await w.close()
+  // 12 MiB in 1 MiB blocks, read by a scan through a 4 MiB cache: at most 2 blocks ahead.
+  const r = new S3Database(bucket, prefix, options({ cacheSize: 4 << 20, readAhead: 32 }))
+  t.deepEqual(await r.get('SELECT count(*) AS n FROM t'), { n: 4000 })
+  t.deepEqual(await r.get('SELECT sum(length(x)) AS n FROM t'), { n: 4000 * 3000 })
+  // Each scan reads each block once: nothing fetched ahead is thrown away for want of room.
+  const { bytes } = (await r.get<{ bytes: number }>('SELECT page_count * page_size AS bytes FROM pragma_page_count, pragma_page_size'))!
+  const s = r.stats()
+  t.true(s.bytesDown <= 2 * bytes * 1.1, `${s.bytesDown} bytes read for two scans of ${bytes}`)
+  await r.close()
+})
+
+test('review #20: a deserialize stream destroyed without an error leaves nothing behind', async (t) => {
+  for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
+    const prefix = freshPrefix(`destroyed-${layout}`)
+    const file = await sourceDatabase(2000)
+    const sink = S3Database.createDeserializeStream(bucket, prefix, options({ layout, blockSize: 4096 }))
+    await new Promise<void>((ok, fail) => sink.write(file.subarray(0, file.length >> 1), (e) => (e ? fail(e) : ok())))
+    sink.destroy()
+    await once(sink, 'close')
+    await sleep(200)
+    t.deepEqual(await listObjects(bucket, `${prefix}/`), [], layout)
+  }
+})
+
 /** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
 function crc32c(data: Buffer): number {
   let crc = ~0

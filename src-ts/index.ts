@@ -706,6 +706,7 @@ export class S3Database implements Queryable {
   /** A Writable for `pipeline()` that imports what is written to it (see `deserialize`). */
   static createDeserializeStream(bucket: string, prefix: string, options?: DeserializeOptions): Writable {
     const sink = new Importer(bucket, prefix, options)
+    let finished = false
     return new Writable({
       write(chunk: Uint8Array, _encoding, callback) {
         sink.write(chunk).then(
@@ -715,12 +716,17 @@ export class S3Database implements Queryable {
       },
       final(callback) {
         sink.finish().then(
-          () => callback(),
+          () => {
+            finished = true
+            callback()
+          },
           (e) => callback(toError(e)),
         )
       },
       destroy(error, callback) {
-        if (error === null) return callback(null)
+        // Destroyed before the import finished, with or without an error: what it uploaded goes
+        // (the native side keeps anything a sent root or block 0 may reference).
+        if (finished) return callback(error)
         sink.abort().then(
           () => callback(error),
           () => callback(error),

@@ -32,6 +32,10 @@ impl BlockCache {
         Some(data.clone())
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.entries.contains_key(key)
     }

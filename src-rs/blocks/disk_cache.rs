@@ -13,7 +13,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -24,6 +24,8 @@ pub struct DiskCache {
     /// every eviction).
     used: AtomicU64,
     accounting: Mutex<()>,
+    /// An eviction is queued or running.
+    evicting: AtomicBool,
 }
 
 impl DiskCache {
@@ -44,6 +46,7 @@ impl DiskCache {
             max_bytes,
             used: AtomicU64::new(0),
             accounting: Mutex::new(()),
+            evicting: AtomicBool::new(false),
         };
         cache.used.store(cache.measure().0, Relaxed);
         cache
@@ -76,12 +79,11 @@ impl DiskCache {
         Some(data)
     }
 
-    /// Keeps an object's bytes; failures (a full or vanished disk) only cost a later miss.
-    pub fn put(&self, location: &str, key: &str, data: &[u8]) {
+    /// Keeps an object's bytes; failures (a full or vanished disk) only cost a later miss. The
+    /// caller puts only bytes it just read from the store because what was kept here (if
+    /// anything) failed verification: a damaged file is replaced, never kept.
+    pub fn put(self: &Arc<Self>, location: &str, key: &str, data: &[u8]) {
         let path = self.path(location, key);
-        if path.exists() {
-            return;
-        }
         let Some(parent) = path.parent() else {
             return;
         };
@@ -90,8 +92,9 @@ impl DiskCache {
             std::process::id(),
             rand_u64().unwrap_or(0)
         ));
-        let written = fs::create_dir_all(parent)
-            .and_then(|_| fs::File::create(&tmp))
+        let replaced = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let written = private_dir(parent)
+            .and_then(|_| private_file(&tmp))
             .and_then(|mut f| f.write_all(data))
             .and_then(|_| fs::rename(&tmp, &path));
         if written.is_err() {
@@ -100,10 +103,27 @@ impl DiskCache {
         }
         // Accounting under the lock, after the rename: an eviction's measurement either saw this
         // file or comes before this addition.
-        let _guard = self.accounting.lock().unwrap();
-        let used = self.used.fetch_add(data.len() as u64, Relaxed) + data.len() as u64;
-        if used > self.max_bytes {
-            self.evict();
+        let over = {
+            let _guard = self.accounting.lock().unwrap();
+            let used = (self.used.load(Relaxed) + data.len() as u64).saturating_sub(replaced);
+            self.used.store(used, Relaxed);
+            used > self.max_bytes
+        };
+        // Eviction walks the whole directory: on a blocking thread, never on one of the
+        // runtime's I/O workers (every S3 request of the process would wait for it).
+        if over && !self.evicting.swap(true, Relaxed) {
+            let cache = self.clone();
+            let evict = move || {
+                let _guard = cache.accounting.lock().unwrap();
+                cache.evict();
+                cache.evicting.store(false, Relaxed);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(evict);
+                }
+                Err(_) => evict(),
+            }
         }
     }
 
@@ -138,6 +158,23 @@ impl DiskCache {
         }
         self.used.store(total, Relaxed);
     }
+}
+
+/// Cached database content is readable by this user only (a shared `/tmp` has other users).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 fn rand_u64() -> Option<u64> {

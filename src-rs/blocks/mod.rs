@@ -72,6 +72,8 @@ pub struct BlockFile {
     /// The ETag of the `upload_last` block as we last wrote or read it.
     last_block_etag: Option<String>,
     read_ahead: ReadAhead,
+    /// The read-ahead window the options asked for (capped by the cache for each block size).
+    read_ahead_wanted: u64,
     /// GETs under way (prefetched or wanted now), by block, with the key they read.
     inflight: HashMap<u64, (String, JoinHandle<Result<Fetched>>)>,
     /// Bounds this file's GETs in flight to `concurrency`.
@@ -114,7 +116,12 @@ impl BlockFile {
             concurrency: opts.concurrency.max(1),
             upload_last: opts.upload_last,
             last_block_etag: None,
-            read_ahead: ReadAhead::new(opts.read_ahead),
+            read_ahead: ReadAhead::new(read_ahead_cap(
+                opts.read_ahead,
+                opts.cache_bytes,
+                opts.block_size,
+            )),
+            read_ahead_wanted: opts.read_ahead,
             inflight: HashMap::new(),
             permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
             disk: opts.disk,
@@ -182,6 +189,11 @@ impl BlockFile {
         // An existing database keeps the block size it was written with, whatever the options say.
         if let Some(s) = &snapshot {
             if s.root.block_size != self.block_size {
+                self.read_ahead = ReadAhead::new(read_ahead_cap(
+                    self.read_ahead_wanted,
+                    self.cache.capacity(),
+                    s.root.block_size,
+                ));
                 self.block_size = s.root.block_size;
                 self.forget_inflight();
             }
@@ -772,6 +784,13 @@ impl BlockFile {
             }
         }
     }
+}
+
+/// Read-ahead holds its blocks in the cache until they are read: never more than half of it
+/// (blocks of an existing database may be far larger than the options expected, and a window of
+/// 32 blocks of 64 MiB would be 2 GiB in flight, thrown away for want of room).
+fn read_ahead_cap(blocks: u64, cache_bytes: usize, block_size: u64) -> u64 {
+    blocks.min(cache_bytes as u64 / block_size.max(1) / 2)
 }
 
 /// Copies `src[within..]` into `dst`, where only the first `valid` bytes of `src` are file

@@ -8,7 +8,9 @@
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
-use crate::layout::versioned::commit::{fresh_map, publish_root, Layout, Outcome, Prepared};
+use crate::layout::versioned::commit::{
+    fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
+};
 use crate::layout::versioned::format::{Pointer, Uploads};
 use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
@@ -40,6 +42,21 @@ struct VersionedImport {
     observed: Stamp,
     /// Map entries of the blocks uploaded so far (index = block).
     entries: Vec<Pointer>,
+    /// When the last block upload started, and the longest pause between two so far. GC spares
+    /// an attempt's objects while its newest one is younger than the horizon; a pause longer than
+    /// `MAX_BASE_AGE` (the horizon is at least three times that) means earlier blocks may be
+    /// gone, so they are checked before the root names them.
+    last_upload: Option<Stamp>,
+    longest_pause: std::time::Duration,
+}
+
+impl VersionedImport {
+    fn note_upload(&mut self) {
+        if let Some(last) = self.last_upload {
+            self.longest_pause = self.longest_pause.max(last.elapsed());
+        }
+        self.last_upload = Some(Stamp::now());
+    }
 }
 
 pub struct Deserializer {
@@ -108,6 +125,8 @@ impl Deserializer {
                 uploads: Uploads::new(head.unwrap_or(0) + 1, new_attempt_id()?, 0),
                 observed: Stamp::now(),
                 entries: Vec::new(),
+                last_upload: None,
+                longest_pause: std::time::Duration::ZERO,
             }),
             None => None,
         };
@@ -238,6 +257,7 @@ impl Deserializer {
         let store = self.store.clone();
         let key = match self.versioned.as_mut() {
             Some(v) => {
+                v.note_upload();
                 let p = v.uploads.next(crc32c::crc32c(&data));
                 v.entries.resize(i as usize + 1, Pointer::default());
                 v.entries[i as usize] = p;
@@ -373,6 +393,7 @@ impl Deserializer {
     /// Versioned layout: the map and the root of the imported version; the root's create is
     /// the moment the import becomes visible.
     async fn publish_version(&mut self) -> Result<()> {
+        self.check_blocks_survived_pauses().await?;
         let v = self.versioned.as_mut().expect("versioned import");
         let block0 = self.block0.take().unwrap_or_default();
         let count = self.total.div_ceil(self.block_size) as usize;
@@ -416,6 +437,49 @@ impl Deserializer {
                 ),
             )),
         }
+    }
+
+    /// After a pause long enough that GC may have taken this import's early blocks for an
+    /// abandoned attempt's: every block must still be there before a root names it.
+    async fn check_blocks_survived_pauses(&mut self) -> Result<()> {
+        let Some(v) = self.versioned.as_mut() else {
+            return Ok(());
+        };
+        v.note_upload();
+        if v.longest_pause <= MAX_BASE_AGE {
+            return Ok(());
+        }
+        let keys: Vec<String> = v
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_null())
+            .map(|(i, p)| v.names.block(i as u64, p))
+            .collect();
+        let store = self.store.clone();
+        let missing = futures::stream::iter(keys.into_iter().map(|key| {
+            let store = store.clone();
+            async move { store.head(&key).await.map(|m| m.is_none().then_some(key)) }
+        }))
+        .buffer_unordered(self.opts.concurrency.max(1))
+        .filter_map(|r| async move { r.transpose() })
+        .collect::<Vec<Result<String>>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<String>>>()?;
+        if let Some(key) = missing.first() {
+            return Err(Error::new(
+                codes::VERSION_GONE,
+                format!(
+                    "{}: the import paused for {} s, and {} of its blocks (e.g. {key}) were \
+                     garbage-collected meanwhile; nothing was published: run the import again",
+                    self.place,
+                    v.longest_pause.as_secs(),
+                    missing.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Deletes what this import uploaded (never the blocks of a database that was there before:
@@ -489,4 +553,93 @@ fn tempfile() -> Result<std::fs::File> {
         .map_err(|e| Error::new("ERR_SPOOL", format!("creating a temp file: {e}")))?;
     let _ = std::fs::remove_file(&path);
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::ObjectStore;
+    use std::sync::Arc;
+
+    /// A real SQLite file of about `pages` pages of 4096 bytes.
+    fn sqlite_file(pages: u32) -> Vec<u8> {
+        let path = std::env::temp_dir().join(format!("s3vfs-import-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA page_size=4096; CREATE TABLE t(x BLOB)")
+            .unwrap();
+        for _ in 0..pages {
+            conn.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        drop(conn);
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        bytes
+    }
+
+    async fn import_with_pause(
+        store: &Arc<MemoryStore>,
+        file: &[u8],
+        collect: bool,
+    ) -> Result<u64> {
+        let dyn_store: DynStore = store.clone();
+        let mut d = Deserializer::start(
+            dyn_store,
+            DeserializeOptions {
+                prefix: "db".into(),
+                block_size: Some(4096),
+                concurrency: 4,
+                overwrite: false,
+                layout: None,
+            },
+        )
+        .await?;
+        let half = file.len() / 2;
+        d.write(&file[..half]).await?;
+        while !d.uploads.is_empty() {
+            d.wait_one().await?;
+        }
+        // The source stalls longer than the base age (as if for an hour)...
+        let v = d.versioned.as_mut().unwrap();
+        v.last_upload = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
+        if collect {
+            // ... and GC took the attempt's early blocks for an abandoned attempt's.
+            for key in store.keys().into_iter().filter(|k| k.contains("/.b/")) {
+                store.delete(&key).await?;
+            }
+        }
+        d.write(&file[half..]).await?;
+        d.finish().await
+    }
+
+    #[test]
+    fn an_import_paused_past_the_gc_horizon_never_publishes_over_collected_blocks() {
+        // Review #12.
+        let file = sqlite_file(40);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            let e = import_with_pause(&store, &file, true).await.unwrap_err();
+            assert_eq!(e.code, codes::VERSION_GONE, "{e:?}");
+            assert!(
+                store.keys().iter().all(|k| !k.contains("/!r/")),
+                "a root was published"
+            );
+            // The same pause with nothing collected: the blocks are checked and the import lands.
+            let store = Arc::new(MemoryStore::new());
+            assert_eq!(
+                import_with_pause(&store, &file, false).await.unwrap(),
+                file.len() as u64
+            );
+            assert_eq!(
+                store.keys().iter().filter(|k| k.contains("/!r/")).count(),
+                1
+            );
+        });
+    }
 }

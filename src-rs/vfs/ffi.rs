@@ -405,7 +405,15 @@ unsafe extern "C" fn x_file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR, || {
+    // A panic inside a publish may come after the root was sent: never an IOERR there (SQLite
+    // would take its journal fallback and publish the transaction a second time).
+    let on_panic = match op {
+        ffi::SQLITE_FCNTL_COMMIT_PHASETWO | ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE => {
+            ffi::SQLITE_PROTOCOL
+        }
+        _ => ffi::SQLITE_IOERR,
+    };
+    guarded(on_panic, || {
         let f = file_of(file);
         match op {
             ffi::SQLITE_FCNTL_PRAGMA => {
