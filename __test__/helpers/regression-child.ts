@@ -30,6 +30,15 @@ async function main() {
     const after = (await b.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
     say({ count, wrote: true, after })
     await b.close()
+  } else if (mode === 'serialize-closed') {
+    // Review #13: a stream made on a closed database and read only later (as Upload does).
+    await a.close()
+    const s = a.serialize()
+    await new Promise((r) => setTimeout(r, 50))
+    s.resume()
+    const error = await new Promise<unknown>((r) => s.on('error', r))
+    say({ error: (error as SqliteS3Error).code })
+    return
   } else if (mode === 'abandon-many') {
     // Dropped iterators are reclaimed as V8 collects them (here every 500; at most
     // MAX_OPEN_ITERATORS can be open between two collections, see regressions.spec.ts).
