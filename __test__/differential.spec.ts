@@ -5,7 +5,8 @@
 // oracle's; at the end `integrity_check` must be ok. fast-check generates, shrinks a failure to
 // a short sequence and prints its seed and path.
 //
-// Replay a failure: DIFF_SEED=<seed> DIFF_PATH=<path> npm test -- -m 'differential*'
+// Replay a failure with the three values it prints (seed, path, and the commands' replayPath):
+//   DIFF_SEED=<seed> DIFF_PATH=<path> DIFF_REPLAY=<replayPath> npm test -- -m 'differential*'
 // Longer runs: DIFF_MINUTES=60 (npm run test:long sets it), DIFF_RUNS=<n>.
 import test from 'ava'
 import Database from 'better-sqlite3'
@@ -119,6 +120,7 @@ function applyOracle(m: Model, w: Write): void {
 }
 
 async function check(m: Model, r: Real, label: string): Promise<void> {
+  steps++
   const want = oracleRows(m)
   for (let c = 0; c < r.conns.length; c++) {
     const got = await r.conns[c].all(ROWS)
@@ -360,7 +362,7 @@ const commandsArb = fc.commands(
     fc.integer({ min: 1, max: 3 }).map((k) => new GcCommand(k)),
     fc.nat(100).map((p) => new TimeTravelCommand(p)),
   ],
-  { maxCommands: 40, size: 'medium' },
+  { maxCommands: 40, size: 'medium', replayPath: process.env.DIFF_REPLAY },
 )
 
 let runs = 0
@@ -391,15 +393,7 @@ test('differential: random operation sequences match better-sqlite3 under random
       const model: Model = { oracle, layout: config.layout, versions: new Map() }
       const real: Real = { conns, prefix, options: o }
       try {
-        await fc.asyncModelRun(
-          () => ({ model, real }),
-          [...cmds].map((c) => ({
-            ...c,
-            run: async (m: Model, r: Real) => (steps++, c.run(m, r)),
-            check: c.check,
-            toString: c.toString,
-          })) as never,
-        )
+        await fc.asyncModelRun(() => ({ model, real }), cmds)
         for (const [c, db] of real.conns.entries()) {
           const ok = await db.get('PRAGMA integrity_check')
           if (JSON.stringify(ok) !== JSON.stringify({ integrity_check: 'ok' })) throw new Error(`connection ${c}: ${JSON.stringify(ok)}`)
