@@ -545,7 +545,8 @@ test('review #14: read-ahead never holds more than half the cache, whatever the 
 test('review #20: a deserialize stream destroyed without an error leaves nothing behind', async (t) => {
   for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
     const prefix = freshPrefix(`destroyed-${layout}`)
-    const file = await sourceDatabase(2000)
+    // Large enough that the first half reaches the native side (it batches 1 MiB).
+    const file = await sourceDatabase(20_000, 300)
     const sink = S3Database.createDeserializeStream(bucket, prefix, options({ layout, blockSize: 4096 }))
     await new Promise<void>((ok, fail) => sink.write(file.subarray(0, file.length >> 1), (e) => (e ? fail(e) : ok())))
     sink.destroy()
@@ -635,6 +636,8 @@ test('review #15: a map segment shorter than its place is SQLITE_CORRUPT, never 
   const r = new S3Database(bucket, prefix, options())
   const e = await t.throwsAsync(r.get('SELECT count(*) AS n, sum(length(x)) AS s FROM t'))
   t.is(e!.code, 'SQLITE_CORRUPT')
+  // Named as the damaged object, not found later by SQLite in pages read as zeros.
+  t.regex(e!.message, /map segment has 10 entries/)
   await r.close()
 })
 
