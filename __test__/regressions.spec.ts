@@ -556,6 +556,39 @@ test('review #20: a deserialize stream destroyed without an error leaves nothing
   }
 })
 
+test('review #5: pages read during another process commit do not outlive it in SQLite cache (sqlite-s3vfs)', async (t) => {
+  const prefix = freshPrefix('torn-window')
+  const o = options({ layout: 'sqlite-s3vfs', blockSize: 4096 })
+  const w = new S3Database(bucket, prefix, o)
+  await w.exec(
+    `PRAGMA page_size=4096; CREATE TABLE j(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO j SELECT n, randomblob(900) FROM ${series(40)}`,
+  )
+  const q = 'SELECT count(*) AS n, sum(length(v)) AS s FROM j'
+  const r = new S3Database(bucket, prefix, o)
+  t.deepEqual(await r.get(q), { n: 40, s: 40 * 900 })
+  const image = async () => {
+    const out = new Map<string, Buffer>()
+    for (const obj of await listObjects(bucket, `${prefix}/`)) out.set(obj.key, await getObject(bucket, obj.key))
+    return out
+  }
+  const before = await image()
+  await w.run('UPDATE j SET v = randomblob(10) WHERE id = 40')
+  const after = await image()
+  const changed = [...after.keys()].filter((k) => !k.endsWith('/0000000000') && !after.get(k)!.equals(before.get(k) ?? Buffer.alloc(0)))
+  t.true(changed.length > 0)
+  // The writer's commit in flight, as another process leaves it: block 0 already new, the other
+  // changed blocks still old, its journal in S3 with a non-zero header.
+  for (const k of changed) await putObject(bucket, k, before.get(k)!)
+  await putObject(bucket, `${prefix}-journal/0000000000`, Buffer.alloc(512, 7))
+  await r.get(q) // may be half old, half new
+  // The commit completes; block 0 does not change again.
+  for (const k of changed) await putObject(bucket, k, after.get(k)!)
+  await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `${prefix}-journal/0000000000` }))
+  t.deepEqual(await r.get(q), { n: 40, s: 39 * 900 + 10 })
+  t.deepEqual(await r.get(q), { n: 40, s: 39 * 900 + 10 })
+  await Promise.all([w.close(), r.close()])
+})
+
 /** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
 function crc32c(data: Buffer): number {
   let crc = ~0

@@ -112,7 +112,9 @@ impl S3File {
             }
             S3File::Db(f) => {
                 f.refresh_if_unlocked()?;
-                read_into(&mut f.blocks, offset, buf)
+                let read = read_into(&mut f.blocks, offset, buf);
+                f.disguise_counter(offset, buf);
+                read
             }
             S3File::Journal(f) => read_into(&mut f.blocks, offset, buf),
         }
@@ -277,6 +279,11 @@ pub struct DbFile {
     checked_epoch: u64,
     /// Another process's commit is in flight (its journal is in the store): read uncached.
     foreign_commit: bool,
+    /// While a foreign commit is in flight: what page 1's change counter reads as, new for each
+    /// check of the store. Pages read in that window may be half old, half new, and SQLite keeps
+    /// its page cache for as long as bytes 24..40 of page 1 do not change, which they would not
+    /// once the writer finishes (it wrote block 0 first): so they read differently every time.
+    disguise: Option<u32>,
 }
 
 impl DbFile {
@@ -293,6 +300,7 @@ impl DbFile {
             blocks,
             checked_epoch: 0,
             foreign_commit: false,
+            disguise: None,
         }
     }
 
@@ -345,6 +353,25 @@ impl DbFile {
                 j.hot = j.orphaned.is_some();
             }
         });
+    }
+
+    /// Replaces the change counter (bytes 24..28, and 92..96 when they matched it) in what a read
+    /// of the file returned, while a foreign commit is in flight (see `disguise`).
+    fn disguise_counter(&self, offset: u64, buf: &mut [u8]) {
+        let Some(value) = self.disguise else {
+            return;
+        };
+        let at = |pos: u64| (pos >= offset && pos + 4 <= offset + buf.len() as u64).then(|| (pos - offset) as usize);
+        let (Some(c), v) = (at(24), at(92)) else {
+            return;
+        };
+        let bytes = value.to_be_bytes();
+        if let Some(v) = v {
+            if buf[c..c + 4] == buf[v..v + 4] {
+                buf[v..v + 4].copy_from_slice(&bytes);
+            }
+        }
+        buf[c..c + 4].copy_from_slice(&bytes);
     }
 
     /// The `sqlite-s3vfs` layout's cache rule: at most once per API call, a conditional GET of
@@ -405,6 +432,13 @@ impl DbFile {
             _ => (false, false, 0, None),
         };
         self.foreign_commit = in_flight;
+        self.disguise = if in_flight {
+            Some(crate::layout::versioned::new_attempt_id().map_or(0, |a| {
+                u32::from_le_bytes([a[0], a[1], a[2], a[3]])
+            }))
+        } else {
+            None
+        };
         self.blocks.set_cache_enabled(!in_flight);
         self.ctx.update_journal(|j| {
             // Ours only while it is the very object we stored.
