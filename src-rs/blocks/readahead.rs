@@ -37,7 +37,8 @@ impl ReadAhead {
             Some(prev) if first == prev + 1 || (first <= prev && last > prev) => {
                 self.steps += 1;
                 if self.steps >= STEPS_BEFORE_PREFETCH {
-                    self.window = (self.window * 2).clamp(2, self.max_window);
+                    // At least 2, at most the cap (which may be 1: `clamp` would panic).
+                    self.window = (self.window * 2).max(2).min(self.max_window);
                 }
             }
             _ => {
@@ -60,6 +61,17 @@ impl ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_of_one_block_prefetches_one() {
+        // The cap follows the cache (half of it): a small cache and large blocks give 1.
+        let mut ra = ReadAhead::new(1);
+        for i in 1..3 {
+            ra.observe(i, i);
+        }
+        assert_eq!(ra.observe(3, 3), Some((4, 4)));
+        assert_eq!(ra.observe(4, 4), Some((5, 5)));
+    }
 
     #[test]
     fn a_sequential_stream_grows_its_window_up_to_the_cap() {
