@@ -62,6 +62,13 @@ export interface DatabaseOptions {
      * concurrent writers); only for stores without conditional writes and a single writer.
      */
     singleWriter?: boolean;
+    /**
+     * `sqlite-s3vfs` layout: how long (ms) another process's journal must stay unchanged, with no
+     * database block written meanwhile, before this connection takes its writer for dead and rolls
+     * it back. Raise it when writers can stall longer (one block upload cut short by a network
+     * stall, say). Default 60000.
+     */
+    hotJournalMs?: number;
 }
 export interface TransactionOptions {
     behavior?: 'deferred' | 'immediate' | 'exclusive';

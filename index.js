@@ -102,6 +102,7 @@ function nativeOptions(o) {
     check('iterateBatchSize', o.iterateBatchSize, 1);
     check('version', o.version, 1);
     check('maxStaleness', o.maxStaleness, 0);
+    check('hotJournalMs', o.hotJournalMs, 1000);
     if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`);
     }
@@ -117,6 +118,7 @@ function nativeOptions(o) {
         version: o.version,
         maxStaleness: o.maxStaleness,
         singleWriter: o.singleWriter,
+        hotJournalMs: o.hotJournalMs,
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

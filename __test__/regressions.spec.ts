@@ -589,6 +589,48 @@ test('review #5: pages read during another process commit do not outlive it in S
   await Promise.all([w.close(), r.close()])
 })
 
+test('review #8: a reader never rolls back a live writer journal, and rolls back a dead one (sqlite-s3vfs)', async (t) => {
+  const prefix = freshPrefix('live-journal')
+  const { proxy, via } = await faultProxy(t)
+  const q = 'SELECT count(*) AS n, sum(length(v)) AS s FROM j'
+  const w = new S3Database(bucket, prefix, via({ layout: 'sqlite-s3vfs', blockSize: 4096, s3: { maxAttempts: 1 } }))
+  await w.exec(
+    `PRAGMA page_size=4096; CREATE TABLE j(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO j SELECT n, zeroblob(900) FROM ${series(40)}`,
+  )
+  // A writer's commit stops half way: its journal is stored, every block but block 0 lands.
+  proxy.add({ kind: 'PUT', key: new RegExp(escape(prefix) + '/0000000000$'), action: 'status', status: 503 })
+  await t.throwsAsync(w.run('UPDATE j SET v = randomblob(10)'))
+  proxy.clear()
+  const journal = await listObjects(bucket, `${prefix}-journal/`)
+  t.true(journal.length > 0)
+  // A reader in another process (another connection here, with a short age for the test).
+  const r = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: 4096, hotJournalMs: 2500 }))
+  await r.get(q)
+  // While the writer keeps writing blocks (its LastModified moves on), its journal stays, however long.
+  const block = `${prefix}/0000000001`
+  const bytes = await getObject(bucket, block)
+  for (let i = 0; i < 8; i++) {
+    await sleep(600)
+    await putObject(bucket, block, bytes)
+    await r.get(q)
+  }
+  t.deepEqual(
+    (await listObjects(bucket, `${prefix}-journal/`)).map((o) => o.key),
+    journal.map((o) => o.key),
+    'a live writer journal is never rolled back',
+  )
+  // The writer is gone: once a whole age passes with no block written (from the check that saw
+  // its last block), the journal is rolled back.
+  for (let i = 0; i < 2; i++) {
+    await sleep(3000)
+    await r.get(q)
+  }
+  t.deepEqual(await r.get(q), { n: 40, s: 40 * 900 })
+  t.deepEqual(await r.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  t.deepEqual(await listObjects(bucket, `${prefix}-journal/`), [])
+  await Promise.all([w.close(), r.close()])
+})
+
 /** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
 function crc32c(data: Buffer): number {
   let crc = ~0

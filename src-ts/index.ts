@@ -68,6 +68,13 @@ export interface DatabaseOptions {
    * concurrent writers); only for stores without conditional writes and a single writer.
    */
   singleWriter?: boolean
+  /**
+   * `sqlite-s3vfs` layout: how long (ms) another process's journal must stay unchanged, with no
+   * database block written meanwhile, before this connection takes its writer for dead and rolls
+   * it back. Raise it when writers can stall longer (one block upload cut short by a network
+   * stall, say). Default 60000.
+   */
+  hotJournalMs?: number
 }
 
 export interface TransactionOptions {
@@ -229,6 +236,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('iterateBatchSize', o.iterateBatchSize, 1)
   check('version', o.version, 1)
   check('maxStaleness', o.maxStaleness, 0)
+  check('hotJournalMs', o.hotJournalMs, 1000)
   if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`)
   }
@@ -244,6 +252,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     version: o.version,
     maxStaleness: o.maxStaleness,
     singleWriter: o.singleWriter,
+    hotJournalMs: o.hotJournalMs,
   }
 }
 

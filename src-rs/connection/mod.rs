@@ -11,7 +11,7 @@ use crate::layout::{Found, LayoutKind};
 use crate::runtime::block_on;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{CountingStore, DynStore, Stats, StatsSnapshot};
-use crate::vfs::{self, DbContext, Pinned, Registration, VersionedOptions};
+use crate::vfs::{self, CompatOptions, DbContext, Pinned, Registration, VersionedOptions};
 use rusqlite::OpenFlags;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -39,6 +39,7 @@ pub struct DatabaseConfig {
     /// The layout of a new database (an existing one opens in the layout it holds).
     pub layout: Option<LayoutKind>,
     pub versioned: VersionedOptions,
+    pub compat: CompatOptions,
 }
 
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -337,6 +338,7 @@ impl Worker {
                 .map(|dir| DiskCache::shared(dir, c.cache_dir_bytes)),
             layout,
             c.versioned.clone(),
+            c.compat.clone(),
             head,
             self.pinned.clone(),
         ));

@@ -7,7 +7,7 @@ use crate::connection::{
 };
 use crate::layout::LayoutKind;
 use crate::store::s3::{S3Config, StaticCredentials};
-use crate::vfs::VersionedOptions;
+use crate::vfs::{CompatOptions, VersionedOptions, DEFAULT_HOT_JOURNAL_AGE};
 use std::time::Duration;
 
 #[napi(object)]
@@ -39,6 +39,7 @@ pub struct JsOptions {
     pub version: Option<f64>,
     pub max_staleness: Option<f64>,
     pub single_writer: Option<bool>,
+    pub hot_journal_ms: Option<f64>,
 }
 
 pub fn config(
@@ -58,6 +59,7 @@ pub fn config(
         version: None,
         max_staleness: None,
         single_writer: None,
+        hot_journal_ms: None,
     });
     let layout = o.layout.as_deref().map(LayoutKind::parse).transpose()?;
     let versioned = VersionedOptions {
@@ -99,6 +101,12 @@ pub fn config(
             .unwrap_or(DEFAULT_CACHE_DIR_BYTES),
         layout,
         versioned,
+        compat: CompatOptions {
+            hot_journal_age: o
+                .hot_journal_ms
+                .map(|ms| Duration::from_millis(ms.max(0.0) as u64))
+                .unwrap_or(DEFAULT_HOT_JOURNAL_AGE),
+        },
     })
 }
 

@@ -6,10 +6,11 @@ use super::locks::{LockLevel, Locks};
 use super::versioned::VersionedFile;
 use super::DbContext;
 use crate::blocks::{BlockFile, BlockFileOptions, Naming};
+use crate::clock::Stamp;
 use crate::error::Error;
 use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
 use crate::runtime::block_on;
-use crate::store::{delete_keys, now_ms, GetOptions, GetOutcome};
+use crate::store::{delete_keys, GetOptions, GetOutcome};
 use rusqlite::ffi;
 use std::sync::Arc;
 
@@ -33,10 +34,6 @@ impl VfsError {
 }
 
 pub type VfsResult<T> = Result<T, VfsError>;
-
-/// A journal with a non-zero header older than this was left by a dead writer; younger ones
-/// may belong to a live writer (which we must not roll back under its feet).
-const HOT_JOURNAL_AGE_MS: i64 = 60_000;
 
 /// Bytes of a rollback journal header that are zero when no transaction is in it.
 const JOURNAL_HEADER_LEN: u64 = 28;
@@ -284,6 +281,16 @@ pub struct DbFile {
     /// its page cache for as long as bytes 24..40 of page 1 do not change, which they would not
     /// once the writer finishes (it wrote block 0 first): so they read differently every time.
     disguise: Option<u32>,
+    /// Another process's journal as this connection has watched it (see `check_journal`).
+    watch: Option<JournalWatch>,
+}
+
+/// A foreign journal under watch: which object it is, since when this connection has seen it
+/// unchanged, and the newest database block's LastModified then (the store's clock).
+struct JournalWatch {
+    identity: (Option<String>, Option<i64>),
+    since: Stamp,
+    progress: Option<i64>,
 }
 
 impl DbFile {
@@ -301,6 +308,7 @@ impl DbFile {
             checked_epoch: 0,
             foreign_commit: false,
             disguise: None,
+            watch: None,
         }
     }
 
@@ -361,7 +369,9 @@ impl DbFile {
         let Some(value) = self.disguise else {
             return;
         };
-        let at = |pos: u64| (pos >= offset && pos + 4 <= offset + buf.len() as u64).then(|| (pos - offset) as usize);
+        let at = |pos: u64| {
+            (pos >= offset && pos + 4 <= offset + buf.len() as u64).then(|| (pos - offset) as usize)
+        };
         let (Some(c), v) = (at(24), at(92)) else {
             return;
         };
@@ -421,21 +431,25 @@ impl DbFile {
             range: Some((0, JOURNAL_HEADER_LEN)),
             if_none_match: None,
         };
-        let (present, in_flight, age_ms, etag) = match block_on(self.ctx.store.get(&key, opts))? {
-            GetOutcome::Found(obj) => {
-                let age = obj
-                    .last_modified_ms
-                    .map(|t| now_ms() - t)
-                    .unwrap_or(i64::MAX);
-                (true, obj.body.iter().any(|b| *b != 0), age, obj.etag)
-            }
-            _ => (false, false, 0, None),
+        let (present, in_flight, etag, modified) = match block_on(self.ctx.store.get(&key, opts))? {
+            GetOutcome::Found(obj) => (
+                true,
+                obj.body.iter().any(|b| *b != 0),
+                obj.etag,
+                obj.last_modified_ms,
+            ),
+            _ => (false, false, None, None),
         };
+        let dead = in_flight && self.writer_looks_dead((etag.clone(), modified))?;
+        if !in_flight {
+            self.watch = None;
+        }
         self.foreign_commit = in_flight;
         self.disguise = if in_flight {
-            Some(crate::layout::versioned::new_attempt_id().map_or(0, |a| {
-                u32::from_le_bytes([a[0], a[1], a[2], a[3]])
-            }))
+            Some(
+                crate::layout::versioned::new_attempt_id()
+                    .map_or(0, |a| u32::from_le_bytes([a[0], a[1], a[2], a[3]])),
+            )
         } else {
             None
         };
@@ -446,10 +460,51 @@ impl DbFile {
                 j.orphaned = None;
             }
             j.present = present;
-            j.hot = in_flight && (j.orphaned.is_some() || age_ms >= HOT_JOURNAL_AGE_MS);
+            j.hot = in_flight && (j.orphaned.is_some() || dead);
             j.size = None;
         });
         Ok(())
+    }
+
+    /// Whether the writer of a journal in flight looks dead: this connection has seen the same
+    /// journal object for `hot_journal_age` on its own clock, and no database block was written
+    /// meanwhile (compared on the store's clock only, so clock skew cannot make a live writer's
+    /// journal look old). A live writer keeps writing blocks while its journal stays; one whose
+    /// single block upload stalls longer than the age still looks dead (this layout has no lease).
+    fn writer_looks_dead(
+        &mut self,
+        identity: (Option<String>, Option<i64>),
+    ) -> crate::error::Result<bool> {
+        let age = self.ctx.compat.hot_journal_age;
+        match &self.watch {
+            Some(w) if w.identity == identity && w.since.elapsed() < age => return Ok(false),
+            Some(w) if w.identity == identity => {
+                let progress = self.newest_block_time()?;
+                if progress == w.progress {
+                    return Ok(true);
+                }
+                // The writer moved on: watch again from now.
+                self.watch = Some(JournalWatch {
+                    identity,
+                    since: Stamp::now(),
+                    progress,
+                });
+            }
+            _ => {
+                self.watch = Some(JournalWatch {
+                    identity,
+                    since: Stamp::now(),
+                    progress: self.newest_block_time()?,
+                });
+            }
+        }
+        Ok(false)
+    }
+
+    /// The newest LastModified among the database's blocks (one LIST per 1,000 blocks).
+    fn newest_block_time(&self) -> crate::error::Result<Option<i64>> {
+        let blocks = block_on(list_blocks(&*self.ctx.store, self.blocks.keys()))?;
+        Ok(blocks.iter().filter_map(|o| o.last_modified_ms).max())
     }
 }
 

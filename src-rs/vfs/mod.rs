@@ -41,6 +41,7 @@ pub struct DbContext {
     last_error: Mutex<Option<(i32, Error)>>,
     pub layout: LayoutKind,
     pub versioned: VersionedOptions,
+    pub compat: CompatOptions,
     /// Versioned layout: the newest version as the open-time LIST found it (`Some(None)`: none
     /// yet), used once by the first pin instead of a second LIST.
     detected_head: Mutex<Option<Option<u64>>>,
@@ -61,6 +62,24 @@ pub struct VersionedOptions {
     pub time_travel: Option<u64>,
     /// Skip the conditional-write probe: the user promises a single writer.
     pub single_writer: bool,
+}
+
+/// Settings of the `sqlite-s3vfs` layout.
+#[derive(Debug, Clone)]
+pub struct CompatOptions {
+    /// How long another process's journal must stay the same object, with no database block
+    /// written meanwhile, before it is taken for a dead writer's and rolled back.
+    pub hot_journal_age: std::time::Duration,
+}
+
+pub const DEFAULT_HOT_JOURNAL_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for CompatOptions {
+    fn default() -> Self {
+        CompatOptions {
+            hot_journal_age: DEFAULT_HOT_JOURNAL_AGE,
+        }
+    }
 }
 
 /// What we know of the rollback journal's objects in the store.
@@ -95,6 +114,7 @@ impl DbContext {
         disk_cache: Option<Arc<crate::blocks::disk_cache::DiskCache>>,
         layout: LayoutKind,
         versioned: VersionedOptions,
+        compat: CompatOptions,
         detected_head: Option<Option<u64>>,
         pinned: Pinned,
     ) -> Self {
@@ -114,6 +134,7 @@ impl DbContext {
             last_error: Mutex::new(None),
             layout,
             versioned,
+            compat,
             detected_head: Mutex::new(detected_head),
             pinned,
         }
