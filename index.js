@@ -222,47 +222,51 @@ class S3Database {
             throw toError(e);
         }
     }
-    /** Waits until no transaction other than the caller's own is running. */
-    async #turn() {
+    /** What the caller must wait for before its call may go to the connection: `null` when it
+     *  may go now (no transaction, or the caller's own with no nested one running from its scope). */
+    #blocker() {
         if (this.#closed)
             throw closedError(this);
-        for (;;) {
-            const tx = this.#tx;
-            if (tx === null)
-                return;
-            const mine = scopeFor(this);
-            if (mine !== undefined && mine.root === tx.token) {
-                // Inside the transaction: wait while a nested one started from this context runs.
-                if (mine.child === null)
-                    return;
-                await mine.child.done;
-                continue;
-            }
-            await tx.done;
-        }
+        const tx = this.#tx;
+        if (tx === null)
+            return null;
+        const mine = scopeFor(this);
+        if (mine !== undefined && mine.root === tx.token)
+            return mine.child?.done ?? null;
+        return tx.done;
+    }
+    /** Waits until no transaction other than the caller's own is running. */
+    async #turn() {
+        for (let wait = this.#blocker(); wait !== null; wait = this.#blocker())
+            await wait;
+    }
+    /**
+     * Sends a call to the connection in its turn. When nothing is in the way it goes at once, in
+     * the caller's tick: calls reach the connection in the order they were made, so a call made
+     * before `transaction()` never lands inside it.
+     */
+    async #call(send) {
+        if (this.#blocker() !== null)
+            await this.#turn();
+        return guard(send());
     }
     /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
     async open() {
-        await this.#turn();
-        return guard(this.#native.open());
+        return this.#call(() => this.#native.open());
     }
     /** Runs one or more SQL statements separated by semicolons. */
     async exec(sql) {
-        await this.#turn();
-        return guard(this.#native.exec(sql));
+        return this.#call(() => this.#native.exec(sql));
     }
     async run(sql, params) {
-        await this.#turn();
-        return guard(this.#native.run(sql, toNativeParams(params)));
+        return this.#call(() => this.#native.run(sql, toNativeParams(params)));
     }
     async get(sql, params) {
-        await this.#turn();
-        const r = await guard(this.#native.query(sql, toNativeParams(params), true));
+        const r = await this.#call(() => this.#native.query(sql, toNativeParams(params), true));
         return toRows(r)[0];
     }
     async all(sql, params) {
-        await this.#turn();
-        return toRows(await guard(this.#native.query(sql, toNativeParams(params), false)));
+        return toRows(await this.#call(() => this.#native.query(sql, toNativeParams(params), false)));
     }
     /**
      * Rows one at a time, fetched in batches. Break out of the loop to stop early. An open
@@ -279,8 +283,7 @@ class S3Database {
         return rows;
     }
     async *#rows(sql, params, handle) {
-        await this.#turn();
-        handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)));
+        handle.id = await this.#call(() => this.#native.iterateStart(sql, toNativeParams(params)));
         try {
             while (!handle.done) {
                 let batch;
@@ -307,8 +310,7 @@ class S3Database {
         }
     }
     async prepare(sql) {
-        await this.#turn();
-        const columns = await guard(this.#native.prepare(sql));
+        const columns = await this.#call(() => this.#native.prepare(sql));
         return new Statement(this, sql, columns);
     }
     /**
@@ -433,8 +435,7 @@ class S3Database {
      * it first anyway.
      */
     async settle() {
-        await this.#turn();
-        return (await guard(this.#native.settle()));
+        return (await this.#call(() => this.#native.settle()));
     }
     /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */
     get version() {

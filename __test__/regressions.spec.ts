@@ -631,6 +631,39 @@ test('review #8: a reader never rolls back a live writer journal, and rolls back
   await Promise.all([w.close(), r.close()])
 })
 
+test('red team: a statement issued before transaction() never lands inside it', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('before-tx'), options())
+  await db.exec('CREATE TABLE t(x)')
+  for (const send of [(sql: string) => db.exec(sql), (sql: string) => db.run(sql)]) {
+    await db.exec('DELETE FROM t')
+    const before = send('INSERT INTO t VALUES (1)') // not awaited
+    const tx = db.transaction(async () => {
+      await db.run('INSERT INTO t VALUES (2)')
+      throw new Error('roll back')
+    })
+    await before
+    await t.throwsAsync(tx)
+    t.deepEqual(await db.all('SELECT x FROM t'), [{ x: 1 }], 'the acknowledged write survives the rollback')
+  }
+  await db.close()
+})
+
+test('red team: a verdict reached by a later write is still told by settle()', async (t) => {
+  const prefix = freshPrefix('settle-kept')
+  const { proxy, via } = await faultProxy(t)
+  const db = new S3Database(bucket, prefix, via({ blockSize: 4096 }))
+  await db.exec('CREATE TABLE t(x)')
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+  t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (1)')))!.code, 'ERR_COMMIT_UNKNOWN')
+  proxy.clear()
+  await db.run('INSERT INTO t VALUES (2)')
+  t.is(await db.settle(), 'committed')
+  t.is(await db.settle(), 'none')
+  t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 1 }, { x: 2 }])
+  await db.close()
+})
+
 /** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
 function crc32c(data: Buffer): number {
   let crc = ~0

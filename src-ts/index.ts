@@ -401,49 +401,53 @@ export class S3Database implements Queryable {
     }
   }
 
+  /** What the caller must wait for before its call may go to the connection: `null` when it
+   *  may go now (no transaction, or the caller's own with no nested one running from its scope). */
+  #blocker(): Promise<void> | null {
+    if (this.#closed) throw closedError(this)
+    const tx = this.#tx
+    if (tx === null) return null
+    const mine = scopeFor(this)
+    if (mine !== undefined && mine.root === tx.token) return mine.child?.done ?? null
+    return tx.done
+  }
+
   /** Waits until no transaction other than the caller's own is running. */
   async #turn(): Promise<void> {
-    if (this.#closed) throw closedError(this)
-    for (;;) {
-      const tx = this.#tx
-      if (tx === null) return
-      const mine = scopeFor(this)
-      if (mine !== undefined && mine.root === tx.token) {
-        // Inside the transaction: wait while a nested one started from this context runs.
-        if (mine.child === null) return
-        await mine.child.done
-        continue
-      }
-      await tx.done
-    }
+    for (let wait = this.#blocker(); wait !== null; wait = this.#blocker()) await wait
+  }
+
+  /**
+   * Sends a call to the connection in its turn. When nothing is in the way it goes at once, in
+   * the caller's tick: calls reach the connection in the order they were made, so a call made
+   * before `transaction()` never lands inside it.
+   */
+  async #call<T>(send: () => Promise<T>): Promise<T> {
+    if (this.#blocker() !== null) await this.#turn()
+    return guard(send())
   }
 
   /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
   async open(): Promise<void> {
-    await this.#turn()
-    return guard(this.#native.open())
+    return this.#call(() => this.#native.open())
   }
 
   /** Runs one or more SQL statements separated by semicolons. */
   async exec(sql: string): Promise<void> {
-    await this.#turn()
-    return guard(this.#native.exec(sql))
+    return this.#call(() => this.#native.exec(sql))
   }
 
   async run(sql: string, params?: Params): Promise<RunResult> {
-    await this.#turn()
-    return guard(this.#native.run(sql, toNativeParams(params)))
+    return this.#call(() => this.#native.run(sql, toNativeParams(params)))
   }
 
   async get<T = Row>(sql: string, params?: Params): Promise<T | undefined> {
-    await this.#turn()
-    const r = await guard(this.#native.query(sql, toNativeParams(params), true))
+    const r = await this.#call(() => this.#native.query(sql, toNativeParams(params), true))
     return toRows<T>(r)[0]
   }
 
   async all<T = Row>(sql: string, params?: Params): Promise<T[]> {
-    await this.#turn()
-    return toRows<T>(await guard(this.#native.query(sql, toNativeParams(params), false)))
+    return toRows<T>(await this.#call(() => this.#native.query(sql, toNativeParams(params), false)))
   }
 
   /**
@@ -462,8 +466,7 @@ export class S3Database implements Queryable {
   }
 
   async *#rows<T>(sql: string, params: Params | undefined, handle: IteratorHandle): AsyncGenerator<T> {
-    await this.#turn()
-    handle.id = await guard(this.#native.iterateStart(sql, toNativeParams(params)))
+    handle.id = await this.#call(() => this.#native.iterateStart(sql, toNativeParams(params)))
     try {
       while (!handle.done) {
         let batch
@@ -487,8 +490,7 @@ export class S3Database implements Queryable {
   }
 
   async prepare(sql: string): Promise<Statement> {
-    await this.#turn()
-    const columns = await guard(this.#native.prepare(sql))
+    const columns = await this.#call(() => this.#native.prepare(sql))
     return new Statement(this, sql, columns)
   }
 
@@ -606,8 +608,7 @@ export class S3Database implements Queryable {
    * it first anyway.
    */
   async settle(): Promise<'committed' | 'lost' | 'none'> {
-    await this.#turn()
-    return (await guard(this.#native.settle())) as 'committed' | 'lost' | 'none'
+    return (await this.#call(() => this.#native.settle())) as 'committed' | 'lost' | 'none'
   }
 
   /** Versioned layout: the version this connection reads (0 before the first read, and in the `sqlite-s3vfs` layout). */

@@ -56,27 +56,32 @@ impl NativeDatabase {
         })
     }
 
-    #[napi]
-    pub async fn open(&self) -> napi::Result<()> {
-        self.conn.call(Command::Open).await.js()
+    // Every command is handed to the connection thread synchronously, in the order JS calls
+    // these methods (an `async fn` would send it later, from a task on the runtime, and two
+    // calls could overtake each other): the TypeScript layer relies on that order.
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn open<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        promise(env, &self.conn, Command::Open, |()| ())
     }
 
     /// `'committed'`, `'lost'` or `'none'` (no commit of unknown outcome).
-    #[napi]
-    pub async fn settle(&self) -> napi::Result<String> {
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn settle<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         use crate::vfs::versioned::Settled;
-        let verdict = self.conn.call(Command::Settle).await.js()?;
-        Ok(match verdict {
-            Settled::Nothing => "none",
-            Settled::Committed(_) => "committed",
-            Settled::Lost(_) => "lost",
-        }
-        .into())
+        promise(env, &self.conn, Command::Settle, |verdict| {
+            match verdict {
+                Settled::Nothing => "none",
+                Settled::Committed(_) => "committed",
+                Settled::Lost(_) => "lost",
+            }
+            .to_string()
+        })
     }
 
-    #[napi]
-    pub async fn exec(&self, sql: String) -> napi::Result<()> {
-        self.conn.call(|r| Command::Exec(sql, r)).await.js()
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn exec<'e>(&self, env: &'e Env, sql: String) -> napi::Result<Object<'e>> {
+        promise(env, &self.conn, |r| Command::Exec(sql, r), |()| ())
     }
 
     #[napi(ts_return_type = "Promise<JsRunResult>")]
@@ -114,46 +119,48 @@ impl NativeDatabase {
     }
 
     /// Compiles a statement (cached for later calls with the same SQL); returns its columns.
-    #[napi]
-    pub async fn prepare(&self, sql: String) -> napi::Result<Vec<String>> {
-        self.conn.call(|r| Command::Prepare(sql, r)).await.js()
+    #[napi(ts_return_type = "Promise<string[]>")]
+    pub fn prepare<'e>(&self, env: &'e Env, sql: String) -> napi::Result<Object<'e>> {
+        promise(env, &self.conn, |r| Command::Prepare(sql, r), |c| c)
     }
 
-    #[napi]
-    pub async fn iterate_start(&self, sql: String, args: Option<JsParams>) -> napi::Result<u32> {
+    /// Starts an iterator; resolves with its id once the statement is prepared.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn iterate_start<'e>(
+        &self,
+        env: &'e Env,
+        sql: String,
+        args: Option<JsParams>,
+    ) -> napi::Result<Object<'e>> {
         let p = params(args).js()?;
         let id = self.conn.next_iterator_id();
-        self.conn
-            .call(|reply| Command::IterStart {
-                id,
-                sql,
-                params: p,
-                reply,
-            })
-            .await
-            .js()?;
-        Ok(id as u32)
+        let start = |reply| Command::IterStart {
+            id,
+            sql,
+            params: p,
+            reply,
+        };
+        promise(env, &self.conn, start, move |_columns| id as u32)
     }
 
-    #[napi]
-    pub async fn iterate_next(&self, id: u32, max: u32) -> napi::Result<JsRows> {
-        self.conn
-            .call(|reply| Command::IterNext {
-                id: id as u64,
-                max: max as usize,
-                reply,
-            })
-            .await
-            .map(JsRows::from)
-            .js()
+    #[napi(ts_return_type = "Promise<JsRows>")]
+    pub fn iterate_next<'e>(&self, env: &'e Env, id: u32, max: u32) -> napi::Result<Object<'e>> {
+        let next = |reply| Command::IterNext {
+            id: id as u64,
+            max: max as usize,
+            reply,
+        };
+        promise(env, &self.conn, next, JsRows::from)
     }
 
-    #[napi]
-    pub async fn iterate_close(&self, id: u32) -> napi::Result<()> {
-        self.conn
-            .call(|r| Command::IterClose(id as u64, r))
-            .await
-            .js()
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn iterate_close<'e>(&self, env: &'e Env, id: u32) -> napi::Result<Object<'e>> {
+        promise(
+            env,
+            &self.conn,
+            |r| Command::IterClose(id as u64, r),
+            |()| (),
+        )
     }
 
     #[napi]
@@ -186,7 +193,7 @@ fn promise<'e, T: Send + 'static, J: napi::bindgen_prelude::ToNapiValue + 'stati
     env: &'e Env,
     conn: &Connection,
     make: impl FnOnce(Reply<T>) -> Command,
-    to_js_value: fn(T) -> J,
+    to_js_value: impl FnOnce(T) -> J + Send + 'static,
 ) -> napi::Result<Object<'e>> {
     let (deferred, promise) = env.create_deferred()?;
     let answer = move |r: crate::error::Result<T>| match r {

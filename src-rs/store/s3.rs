@@ -225,9 +225,14 @@ impl ObjectStore for S3Store {
     }
 
     fn identity(&self) -> String {
+        // The same endpoint spelled with a trailing slash or in capitals is the same store.
+        let endpoint = self
+            .endpoint
+            .as_deref()
+            .map(|e| e.trim_end_matches('/').to_ascii_lowercase());
         format!(
             "{} s3://{}",
-            self.endpoint.as_deref().unwrap_or("aws"),
+            endpoint.as_deref().unwrap_or("aws"),
             self.bucket
         )
     }

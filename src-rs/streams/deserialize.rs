@@ -379,12 +379,19 @@ impl Deserializer {
                 .await
             {
                 // The PUT may have landed with its answer lost: the store decides, not a guess.
-                match self.store.get(&key0, GetOptions::default()).await {
-                    Ok(GetOutcome::Found(obj)) if obj.body == block0 => return Ok(self.total),
-                    Ok(GetOutcome::NotFound) => self.block0_sent = false,
-                    _ => {}
+                // Not there (yet) is no proof it will not land: the blocks stay either way.
+                if let Ok(GetOutcome::Found(obj)) =
+                    self.store.get(&key0, GetOptions::default()).await
+                {
+                    if obj.body == block0 {
+                        return Ok(self.total);
+                    }
                 }
-                return Err(e);
+                return Err(e.context(format!(
+                    "{}: block 0 of the import may still land, so its other blocks were kept; \
+                     run the import again with {{ overwrite: true }}",
+                    self.place
+                )));
             }
         }
         Ok(self.total)

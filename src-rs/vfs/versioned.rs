@@ -272,10 +272,11 @@ impl VersionedFile {
             .map_err(VfsError::io(ffi::SQLITE_IOERR_LOCK))?;
         // Settle an earlier commit of unknown outcome first: nothing is written before it is
         // known whether it landed.
-        match settle(&self.ctx) {
+        match decide_unknown_commit(&self.ctx) {
             Ok(Settled::Nothing) => {}
-            Ok(Settled::Committed(_) | Settled::Lost(_)) => {
-                return Err(self.lost("an earlier commit was settled"))
+            Ok(verdict) => {
+                *self.ctx.settled.lock().unwrap() = Some(verdict);
+                return Err(self.lost("an earlier commit was settled"));
             }
             Err(e) => return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e)),
         }
@@ -496,10 +497,18 @@ pub enum Settled {
     Lost(u64),
 }
 
+/// `db.settle()`: the verdict a write already reached, else the decision of the pending commit.
+pub fn settle(ctx: &DbContext) -> Result<Settled> {
+    if let Some(verdict) = ctx.settled.lock().unwrap().take() {
+        return Ok(verdict);
+    }
+    decide_unknown_commit(ctx)
+}
+
 /// Decides the connection's commit of unknown outcome, if there is one: its root is read back
 /// (and, while the attempt is recent enough to be safe, its same bytes resent) until the answer
 /// is definite. An error means it is still unknown; the commit stays pending.
-pub fn settle(ctx: &DbContext) -> Result<Settled> {
+fn decide_unknown_commit(ctx: &DbContext) -> Result<Settled> {
     let Some(mut prepared) = ctx.unknown_commit.lock().unwrap().take() else {
         return Ok(Settled::Nothing);
     };

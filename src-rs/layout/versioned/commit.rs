@@ -18,6 +18,10 @@ use std::time::Duration;
 /// DESIGN.md): GC's horizon must exceed it by the 15 minutes S3 accepts a signed request for.
 pub const MAX_BASE_AGE: Duration = Duration::from_secs(600);
 
+/// How long after its last send a root create may still land: S3 accepts a signed request for
+/// 15 minutes; the rest is margin.
+const LATE_SEND_HORIZON: Duration = Duration::from_secs(20 * 60);
+
 /// Resends of the same root before the outcome is declared unknown.
 const ROOT_ATTEMPTS: u32 = 8;
 
@@ -36,6 +40,9 @@ pub struct Prepared {
     pub sent: bool,
     /// When the root was first sent.
     pub first_sent_at: Option<Stamp>,
+    /// When it was last sent, on the monotonic clock alone: deciding that a send can no longer
+    /// land needs a clock that never runs ahead (a suspend only makes the wait longer).
+    pub last_sent_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -214,6 +221,7 @@ impl Prepared {
             uploaded_at: None,
             sent: false,
             first_sent_at: None,
+            last_sent_at: None,
         }
     }
 
@@ -257,14 +265,16 @@ pub async fn upload(
     concurrency: usize,
 ) -> Result<()> {
     let uploads = std::mem::take(&mut p.uploads);
-    futures::stream::iter(uploads.iter().cloned().map(|(key, data)| {
+    let result = futures::stream::iter(uploads.iter().cloned().map(|(key, data)| {
         let store = store.clone();
         async move { store.put(&key, data, PutMode::Overwrite).await.map(|_| ()) }
     }))
     .buffer_unordered(concurrency.max(1))
     .try_collect::<Vec<()>>()
-    .await?;
+    .await;
+    // Kept whatever the outcome: a later attempt uploads them again, and a commit caches them.
     p.uploads = uploads;
+    result?;
     p.uploaded_at = Some(Stamp::now());
     Ok(())
 }
@@ -307,6 +317,7 @@ pub async fn publish_root(
         }
         let sent_before = std::mem::replace(&mut p.sent, true);
         p.first_sent_at.get_or_insert_with(Stamp::now);
+        p.last_sent_at = Some(std::time::Instant::now());
         match store
             .put(&p.root_key, p.root_bytes.clone(), PutMode::Create)
             .await
@@ -378,8 +389,18 @@ pub async fn settle_root(
                      settled: whether this connection's commit is in the history cannot be told"
                 ),
             )),
-            // Nothing was ever published at this version: ours did not land.
-            Ok(_) => Ok(Outcome::Lost),
+            // Nothing is published at this version. Ours did not land, unless a send is still in
+            // flight: S3 accepts a signed request for 15 minutes.
+            Ok(_)
+                if p.last_sent_at
+                    .is_some_and(|t| t.elapsed() > LATE_SEND_HORIZON) =>
+            {
+                Ok(Outcome::Lost)
+            }
+            Ok(_) => Err(commit_unknown(
+                version,
+                "its root is not there yet, but a send may still land",
+            )),
             Err(e) => Err(commit_unknown(version, &e.message)),
         },
         Err(e) => Err(commit_unknown(version, &e.message)),
@@ -559,7 +580,13 @@ mod tests {
             p.first_sent_at = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
             let names = Names::new("db");
             let dyn_store: Arc<dyn ObjectStore> = store.clone();
-            // Nothing published at version 1 yet: ours did not land, and nothing is resent.
+            // Nothing published at version 1 yet, but the last send is recent: it may still land.
+            let e = settle_root(dyn_store.clone(), &names, &mut p, 4)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, codes::COMMIT_UNKNOWN);
+            // Long after the last send: ours did not land, and nothing is resent.
+            p.last_sent_at = std::time::Instant::now().checked_sub(LATE_SEND_HORIZON * 2);
             let lost = settle_root(dyn_store.clone(), &names, &mut p, 4)
                 .await
                 .unwrap();
@@ -583,6 +610,31 @@ mod tests {
                 .await
                 .map(|o| matches!(o, GetOutcome::NotFound))
                 .unwrap());
+        });
+    }
+
+    #[test]
+    fn a_failed_re_upload_keeps_the_attempt_objects() {
+        rt().block_on(async {
+            // Red team: a re-upload after a long pause fails once, then the root lands; the
+            // attempt's objects must still be there to cache (an empty list used to panic).
+            let store = Arc::new(MemoryStore::new());
+            store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            for _ in 1..ROOT_ATTEMPTS {
+                store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            }
+            let (mut p, outcome) = attempt(&store, None).await;
+            assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
+            let blocks = p.block_uploads().len();
+            p.uploaded_at = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
+            store.inject("/.b/", Fault::Fail("ServiceUnavailable"));
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            let mut observed = None;
+            let settled = publish_root(dyn_store, &Names::new("db"), &mut p, &mut observed, 4)
+                .await
+                .unwrap();
+            assert!(matches!(settled, Outcome::Committed));
+            assert_eq!(p.block_uploads().len(), blocks);
         });
     }
 }
