@@ -49,8 +49,7 @@ test('review #2: an import whose root landed unanswered is never deleted', async
   const file = await sourceDatabase(300)
   const { proxy, via: viaProxy } = await faultProxy(t)
   // The root create lands but its answer is lost; every resend is answered 503.
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+  rootLandsUnanswered(proxy)
   try {
     const e = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [file], viaProxy({ blockSize: 4096 })))
     t.is(e!.code, 'ERR_COMMIT_UNKNOWN')
@@ -492,8 +491,7 @@ test('review #10: after ERR_COMMIT_UNKNOWN, settle() tells whether the commit la
   await db.exec('CREATE TABLE t(x)')
   t.is(await db.settle(), 'none')
   // The root lands, its answer is lost, every resend is answered 503.
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+  rootLandsUnanswered(proxy)
   t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (1)')))!.code, 'ERR_COMMIT_UNKNOWN')
   proxy.clear()
   t.is(await db.settle(), 'committed')
@@ -653,8 +651,7 @@ test('red team: a verdict reached by a later write is still told by settle()', a
   const { proxy, via } = await faultProxy(t)
   const db = new S3Database(bucket, prefix, via({ blockSize: 4096 }))
   await db.exec('CREATE TABLE t(x)')
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+  rootLandsUnanswered(proxy)
   t.is((await t.throwsAsync(db.run('INSERT INTO t VALUES (1)')))!.code, 'ERR_COMMIT_UNKNOWN')
   proxy.clear()
   await db.run('INSERT INTO t VALUES (2)')
@@ -663,6 +660,13 @@ test('red team: a verdict reached by a later write is still told by settle()', a
   t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 1 }, { x: 2 }])
   await db.close()
 })
+
+/** The next root create lands but its answer is lost, and its 7 resends are answered 503: the
+ *  commit's outcome is unknown to the writer. */
+function rootLandsUnanswered(proxy: FaultProxy): void {
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
+  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 2, count: 7, action: 'status', status: 503 })
+}
 
 /** CRC-32C (Castagnoli), the checksum of the versioned layout's objects, to plant valid ones. */
 function crc32c(data: Buffer): number {
