@@ -276,8 +276,8 @@ class SerializeCommand implements fc.AsyncCommand<Model, Real> {
       const parts: Buffer[] = []
       for (let i = 0; i < data.length; i += 7000) parts.push(data.subarray(i, i + 7000))
       await S3Database.deserialize(bucket, r.prefix, parts, { ...r.options, overwrite: true })
-      // The import is a new version: a read pins it before it is recorded.
-      await r.conns[c].get('SELECT 1')
+      // The import is a new version: a read of the database pins it before it is recorded.
+      await r.conns[c].get('SELECT count(*) FROM t')
       recordVersion(m, r, c)
     }
     rmSync(file, { force: true })

@@ -661,6 +661,11 @@ test('red team: a verdict reached by a later write is still told by settle()', a
   await db.close()
 })
 
+test('review #16: S3 Express directory buckets (unordered listings) are refused with a code', (t) => {
+  const e = t.throws(() => new S3Database('data--usw2-az1--x-s3', 'db', options()))
+  t.is((e as SqliteS3Error).code, 'ERR_UNSUPPORTED')
+})
+
 /** The next root create lands but its answer is lost, and its 7 resends are answered 503: the
  *  commit's outcome is unknown to the writer. */
 function rootLandsUnanswered(proxy: FaultProxy): void {

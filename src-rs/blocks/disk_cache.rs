@@ -214,4 +214,29 @@ mod tests {
         assert_eq!(cache.get("s3://b", "p/.b/4"), Some(vec![4u8; 10]));
         let _ = fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_damaged_file_is_replaced_and_files_are_private() {
+        let dir = std::env::temp_dir().join(format!("s3vfs-disk-cache-{}", rand_u64().unwrap()));
+        let cache = DiskCache::shared(&dir, 1 << 20);
+        cache.put("s3://b", "p/.b/1", &[1u8; 100]);
+        // Damage it (a torn write after a power loss): the caller's CRC check fails, it reads the
+        // store again and puts the good bytes, which must replace the bad ones.
+        let path = cache.path("s3://b", "p/.b/1");
+        fs::write(&path, [9u8; 10]).unwrap();
+        cache.put("s3://b", "p/.b/1", &[1u8; 100]);
+        assert_eq!(cache.get("s3://b", "p/.b/1"), Some(vec![1u8; 100]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let file_mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            let dir_mode = fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!((file_mode, dir_mode), (0o600, 0o700));
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

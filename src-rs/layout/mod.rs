@@ -126,6 +126,17 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
     if bucket.is_empty() || bucket.contains('/') || bucket.len() > 255 {
         return Err(Error::invalid(format!("invalid bucket name {bucket:?}")));
     }
+    // S3 Express One Zone directory buckets (`name--zone--x-s3`) list keys in no particular
+    // order: detection, the head of the versioned layout and GC all rely on ordered listings.
+    if bucket.ends_with("--x-s3") {
+        return Err(Error::new(
+            crate::error::codes::UNSUPPORTED,
+            format!(
+                "{bucket:?} is an S3 Express directory bucket, whose listings are unordered: \
+                 not supported yet (use a general purpose bucket)"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -147,6 +158,13 @@ mod tests {
         let counting = CountingStore::new(store.clone(), stats.clone());
         let found = crate::runtime::block_on(detect(&counting, prefix)).unwrap();
         (found, stats.snapshot().list)
+    }
+
+    #[test]
+    fn directory_buckets_are_refused() {
+        let e = validate_bucket("data--usw2-az1--x-s3").unwrap_err();
+        assert_eq!(e.code, crate::error::codes::UNSUPPORTED);
+        assert!(validate_bucket("data-x-s3").is_ok());
     }
 
     #[test]

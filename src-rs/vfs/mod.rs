@@ -188,7 +188,11 @@ impl DbContext {
     }
 
     pub fn journal_state(&self) -> JournalState {
-        self.journal.lock().unwrap().clone()
+        // Read by xAccess outside `catch_unwind`: no panic on a poisoned lock.
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn update_journal(&self, f: impl FnOnce(&mut JournalState)) {
@@ -239,7 +243,11 @@ pub enum Lookup {
 }
 
 pub fn lookup(name: &str) -> Lookup {
-    let guard = REGISTRY.lock().unwrap();
+    // Called outside `catch_unwind` (xAccess, xDelete, xFullPathname): never panics, even on a
+    // poisoned lock (a panic there would unwind through `extern "C"` and abort the process).
+    let guard = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(map) = guard.as_ref() else {
         return Lookup::NotOurs;
     };
