@@ -11,11 +11,13 @@
 import test from 'ava'
 import Database from 'better-sqlite3'
 import fc from 'fast-check'
+import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type DatabaseOptions, S3Database } from '../index'
 import { freshBucket, freshPrefix, options } from './helpers/s3'
+import { bytes, type Write, writeSql } from './helpers/workload'
 
 const minutes = Number(process.env.DIFF_MINUTES ?? 2.5)
 const seed = process.env.DIFF_SEED === undefined ? undefined : Number(process.env.DIFF_SEED)
@@ -69,19 +71,6 @@ function oracleRows(m: Model): unknown[] {
   return m.oracle.prepare(ROWS).all()
 }
 
-/** Deterministic bytes for a value: the same in the oracle and in the package. */
-function bytes(len: number, salt: number): Buffer {
-  const b = Buffer.alloc(len)
-  for (let i = 0; i < len; i++) b[i] = (i * 31 + salt * 7) & 0xff
-  return b
-}
-
-/** One write statement, applied to both sides the same way. */
-type Write =
-  | { op: 'insert'; count: number; size: number; salt: number }
-  | { op: 'update'; mod: number; rem: number; size: number; salt: number }
-  | { op: 'delete'; mod: number; rem: number }
-
 const writeArb: fc.Arbitrary<Write> = fc.oneof(
   fc.record({
     op: fc.constant('insert' as const),
@@ -98,21 +87,6 @@ const writeArb: fc.Arbitrary<Write> = fc.oneof(
   }),
   fc.record({ op: fc.constant('delete' as const), mod: fc.integer({ min: 2, max: 9 }), rem: fc.nat(8) }),
 )
-
-function writeSql(w: Write): [string, unknown[]] {
-  switch (w.op) {
-    case 'insert':
-      return [
-        `INSERT INTO t(k, v) SELECT ? * 1000 + n, substr(?, 1 + n % 50, ?)
-         FROM (WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?) SELECT n FROM s)`,
-        [w.salt, bytes(w.size + 60, w.salt), w.size, w.count],
-      ]
-    case 'update':
-      return ['UPDATE t SET v = substr(?, 1 + id % 50, ?) WHERE id % ? = ?', [bytes(w.size + 60, w.salt), w.size, w.mod, w.rem % w.mod]]
-    case 'delete':
-      return ['DELETE FROM t WHERE id % ? = ?', [w.mod, w.rem % w.mod]]
-  }
-}
 
 function applyOracle(m: Model, w: Write): void {
   const [sql, params] = writeSql(w)
@@ -286,6 +260,29 @@ class SerializeCommand implements fc.AsyncCommand<Model, Real> {
   toString = () => `serialize(${this.conn}, ${this.reimport ? 'reimport' : 'export'})`
 }
 
+const CHILD = join(__dirname, 'helpers', 'regression-child.ts')
+
+/** A write from another process (a child that opens the database, writes once and exits). */
+class ChildWriteCommand implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly w: Write) {}
+  check = () => true
+  async run(m: Model, r: Real) {
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', CHILD, 'run', bucket, r.prefix, JSON.stringify({ options: r.options, write: this.w })],
+        (e, stdout, stderr) => (e ? reject(new Error(`child: ${stderr}${stdout}`)) : resolve(stdout)),
+      )
+    })
+    const { version } = JSON.parse(out.trim().split('\n').pop()!) as { version: number }
+    childWrites++
+    applyOracle(m, this.w)
+    if (m.layout === 'versioned') m.versions.set(version, JSON.stringify(oracleRows(m)))
+    await check(m, r, this.toString())
+  }
+  toString = () => `childWrite(${JSON.stringify(this.w)})`
+}
+
 class ReopenCommand implements fc.AsyncCommand<Model, Real> {
   constructor(readonly conn: number) {}
   check = () => true
@@ -345,6 +342,7 @@ class TimeTravelCommand implements fc.AsyncCommand<Model, Real> {
 const commandsArb = fc.commands(
   [
     fc.tuple(connArb, writeArb).map(([c, w]) => new WriteCommand(c, w)),
+    writeArb.map((w) => new ChildWriteCommand(w)),
     fc
       .tuple(
         connArb,
@@ -367,6 +365,7 @@ const commandsArb = fc.commands(
 
 let runs = 0
 let steps = 0
+let childWrites = 0
 
 test('differential: random operation sequences match better-sqlite3 under random configurations', async (t) => {
   t.timeout((minutes + 5) * 60_000)
@@ -414,6 +413,8 @@ test('differential: random operation sequences match better-sqlite3 under random
       markInterruptAsFailure: false,
     },
   )
-  t.log(`${runs} sequences, ${steps} operations in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed ?? 'random'})`)
+  t.log(
+    `${runs} sequences, ${steps} operations (${childWrites} writes from child processes) in ${Math.round((Date.now() - started) / 1000)} s (seed ${seed ?? 'random'})`,
+  )
   t.true(runs > 0)
 })

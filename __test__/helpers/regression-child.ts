@@ -3,9 +3,31 @@
 // Prints one JSON line with what it observed; any error exits 1 with its code.
 import { S3Database, SqliteS3Error } from '../../index'
 import { options, series } from './s3'
+import { writeSql } from './workload'
 
 const [mode, bucket, prefix, arg] = process.argv.slice(2)
 const n = Number(arg ?? 0)
+
+if (mode === 'run') {
+  // One write of the differential test on an existing database, from another process:
+  // arg is JSON { options, write }.
+  const { options: o, write } = JSON.parse(arg)
+  const [sql, params] = writeSql(write)
+  const db = new S3Database(bucket, prefix, o)
+  db.run(sql, params as never)
+    .then(() => db.close())
+    .then(() => say({ done: true, version: db.version }))
+    .catch((e) => {
+      say({ error: e instanceof SqliteS3Error ? e.code : String(e), message: String(e?.message ?? e) })
+      process.exit(1)
+    })
+} else {
+  main().catch((e) => {
+    say({ error: e instanceof SqliteS3Error ? e.code : String(e), message: String(e?.message ?? e) })
+    process.exit(1)
+  })
+}
+
 const say = (o: object) => process.stdout.write(JSON.stringify(o) + '\n')
 
 /** Lets V8 collect what is unreachable and run the finalizers it queued. */
@@ -54,8 +76,3 @@ async function main() {
   }
   await a.close()
 }
-
-main().catch((e) => {
-  say({ error: e instanceof SqliteS3Error ? e.code : String(e), message: String(e?.message ?? e) })
-  process.exit(1)
-})
