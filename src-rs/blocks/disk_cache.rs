@@ -13,7 +13,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -24,8 +24,6 @@ pub struct DiskCache {
     /// every eviction).
     used: AtomicU64,
     accounting: Mutex<()>,
-    /// An eviction is queued or running.
-    evicting: AtomicBool,
 }
 
 impl DiskCache {
@@ -46,7 +44,6 @@ impl DiskCache {
             max_bytes,
             used: AtomicU64::new(0),
             accounting: Mutex::new(()),
-            evicting: AtomicBool::new(false),
         };
         cache.used.store(cache.measure().0, Relaxed);
         cache
@@ -82,7 +79,7 @@ impl DiskCache {
     /// Keeps an object's bytes; failures (a full or vanished disk) only cost a later miss. The
     /// caller puts only bytes it just read from the store because what was kept here (if
     /// anything) failed verification: a damaged file is replaced, never kept.
-    pub fn put(self: &Arc<Self>, location: &str, key: &str, data: &[u8]) {
+    pub fn put(&self, location: &str, key: &str, data: &[u8]) {
         let path = self.path(location, key);
         let Some(parent) = path.parent() else {
             return;
@@ -109,20 +106,19 @@ impl DiskCache {
             self.used.store(used, Relaxed);
             used > self.max_bytes
         };
-        // Eviction walks the whole directory: on a blocking thread, never on one of the
-        // runtime's I/O workers (every S3 request of the process would wait for it).
-        if over && !self.evicting.swap(true, Relaxed) {
-            let cache = self.clone();
-            let evict = move || {
-                let _guard = cache.accounting.lock().unwrap();
-                cache.evict();
-                cache.evicting.store(false, Relaxed);
+        if over {
+            let evict = || {
+                let _guard = self.accounting.lock().unwrap();
+                self.evict();
             };
+            // Eviction walks the whole directory. On one of the runtime's I/O workers it runs
+            // in `block_in_place`, which hands that worker's other tasks (every S3 request of
+            // the process) to another thread meanwhile; the bound still holds when this returns.
             match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn_blocking(evict);
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(evict)
                 }
-                Err(_) => evict(),
+                _ => evict(),
             }
         }
     }
