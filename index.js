@@ -246,8 +246,10 @@ class S3Database {
      * before `transaction()` never lands inside it.
      */
     async #call(send) {
-        if (this.#blocker() !== null)
-            await this.#turn();
+        // Checked again in the very tick the call is sent: a transaction() waiting on the same
+        // event must not slip in between (an async helper in between would add ticks).
+        for (let wait = this.#blocker(); wait !== null; wait = this.#blocker())
+            await wait;
         return guard(send());
     }
     /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
@@ -505,7 +507,20 @@ class S3Database {
     async close() {
         if (this.#closed)
             return;
-        await this.#turn().catch(() => undefined);
+        // Marked closed in the tick it goes: nothing made after it (a transaction waiting on the
+        // same event included) can still start.
+        for (;;) {
+            let wait;
+            try {
+                wait = this.#blocker();
+            }
+            catch {
+                return;
+            }
+            if (wait === null)
+                break;
+            await wait;
+        }
         this.#closed = true;
         return guard(this.#native.close());
     }

@@ -617,12 +617,12 @@ test('review #8: a reader never rolls back a live writer journal, and rolls back
     journal.map((o) => o.key),
     'a live writer journal is never rolled back',
   )
-  // The writer is gone: once a whole age passes with no block written (from the check that saw
-  // its last block), the journal is rolled back.
-  for (let i = 0; i < 2; i++) {
-    await sleep(3000)
-    await r.get(q)
-  }
+  // The writer is gone: once neither its journal nor a block was written for the age (on the
+  // store's clock), any connection rolls it back, even one that lives for a single query.
+  await sleep(3000)
+  const once = new S3Database(bucket, prefix, options({ layout: 'sqlite-s3vfs', blockSize: 4096, hotJournalMs: 2500 }))
+  t.deepEqual(await once.get(q), { n: 40, s: 40 * 900 })
+  await once.close()
   t.deepEqual(await r.get(q), { n: 40, s: 40 * 900 })
   t.deepEqual(await r.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
   t.deepEqual(await listObjects(bucket, `${prefix}-journal/`), [])
@@ -644,6 +644,35 @@ test('red team: a statement issued before transaction() never lands inside it', 
     t.deepEqual(await db.all('SELECT x FROM t'), [{ x: 1 }], 'the acknowledged write survives the rollback')
   }
   await db.close()
+})
+
+test('red team: a call waiting behind a transaction never lands in the next one', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('queued-call'), options())
+  await db.exec('CREATE TABLE t(x)')
+  let release!: () => void
+  const gate = new Promise<void>((r) => (release = r))
+  const t1 = db.transaction(async () => {
+    await db.run('INSERT INTO t VALUES (1)')
+    await gate
+  })
+  await sleep(20)
+  const x = db.run('INSERT INTO t VALUES (2)') // waits for t1
+  const t2 = db.transaction(async () => {
+    await db.run('INSERT INTO t VALUES (3)')
+    throw new Error('roll back')
+  })
+  release()
+  await t1
+  await x
+  await t.throwsAsync(t2)
+  t.deepEqual(await db.all('SELECT x FROM t ORDER BY x'), [{ x: 1 }, { x: 2 }])
+  await db.close()
+})
+
+test('red team: calls on a closed database settle (the process can exit)', async (t) => {
+  const r = await runChild('closed-calls', freshPrefix('closed-calls'))
+  t.is(r.code, 0, r.err + r.out)
+  t.deepEqual(JSON.parse(r.out.trim().split('\n').pop()!), { codes: ['ERR_DATABASE_CLOSED', 'ERR_DATABASE_CLOSED'], returned: true })
 })
 
 test('red team: a verdict reached by a later write is still told by settle()', async (t) => {

@@ -423,7 +423,9 @@ export class S3Database implements Queryable {
    * before `transaction()` never lands inside it.
    */
   async #call<T>(send: () => Promise<T>): Promise<T> {
-    if (this.#blocker() !== null) await this.#turn()
+    // Checked again in the very tick the call is sent: a transaction() waiting on the same
+    // event must not slip in between (an async helper in between would add ticks).
+    for (let wait = this.#blocker(); wait !== null; wait = this.#blocker()) await wait
     return guard(send())
   }
 
@@ -686,7 +688,18 @@ export class S3Database implements Queryable {
   /** Closes the connection; later calls fail with `ERR_DATABASE_CLOSED`. */
   async close(): Promise<void> {
     if (this.#closed) return
-    await this.#turn().catch(() => undefined)
+    // Marked closed in the tick it goes: nothing made after it (a transaction waiting on the
+    // same event included) can still start.
+    for (;;) {
+      let wait: Promise<void> | null
+      try {
+        wait = this.#blocker()
+      } catch {
+        return
+      }
+      if (wait === null) break
+      await wait
+    }
     this.#closed = true
     return guard(this.#native.close())
   }

@@ -52,6 +52,19 @@ async function main() {
     const after = (await b.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
     say({ count, wrote: true, after })
     await b.close()
+  } else if (mode === 'closed-calls') {
+    // An iterator left open, the database closed: its return() and later calls must settle, and
+    // nothing may keep the process alive afterwards.
+    const it = a.iterate('SELECT x FROM t')
+    await it.next()
+    await a.close()
+    const codes: string[] = []
+    for (const call of [() => a.run('SELECT 1'), () => a.all('SELECT 1')]) {
+      await call().catch((e: SqliteS3Error) => codes.push(e.code))
+    }
+    await it.return!()
+    say({ codes, returned: true })
+    return
   } else if (mode === 'serialize-closed') {
     // Review #13: a stream made on a closed database and read only later (as Upload does).
     await a.close()

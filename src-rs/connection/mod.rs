@@ -205,14 +205,30 @@ impl Connection {
     }
 
     /// Sends a command whose answer `done` receives on the connection thread.
+    /// `done` is always called: with the answer, or with `ERR_DATABASE_CLOSED` when the
+    /// connection is closed or its thread has ended (a JS promise waiting on it must settle, or
+    /// it would hold the event loop open forever).
     pub fn submit<T>(
         &self,
         make: impl FnOnce(Reply<T>) -> Command,
         done: impl FnOnce(Result<T>) + Send + 'static,
     ) -> Result<()> {
+        let closed = self.closed();
+        let reply = Reply::new(done);
         let guard = self.tx.lock().unwrap();
-        let tx = guard.as_ref().ok_or_else(|| self.closed())?;
-        tx.send(make(Reply::new(done))).map_err(|_| self.closed())
+        match guard.as_ref() {
+            Some(tx) => {
+                if let Err(unsent) = tx.send(make(reply)) {
+                    drop(guard);
+                    fail(unsent.0, closed);
+                }
+            }
+            None => {
+                drop(guard);
+                reply.send(Err(closed));
+            }
+        }
+        Ok(())
     }
 
     pub async fn close(&self) -> Result<()> {

@@ -101,6 +101,20 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The store's current time: the LastModified of an empty object written now at `scratch_key`
+/// (then deleted). Ages compared with LastModified values are measured on this clock, never the
+/// local one (which may be skewed, or stopped during a suspend).
+pub async fn store_now(store: &dyn ObjectStore, scratch_key: &str) -> Result<i64> {
+    store
+        .put(scratch_key, Bytes::new(), PutMode::Overwrite)
+        .await?;
+    let meta = store.head(scratch_key).await;
+    let _ = store.delete(scratch_key).await;
+    meta?
+        .and_then(|m| m.last_modified_ms)
+        .ok_or_else(|| crate::error::Error::internal("the store reports no LastModified time"))
+}
+
 /// Whether a failed request may succeed when sent again: throttling, server errors, conflicting
 /// concurrent conditional requests, timeouts and dropped connections. (The SDK already retried
 /// these; callers that must resend on their own, like a root create, use this.)

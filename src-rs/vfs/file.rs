@@ -6,11 +6,10 @@ use super::locks::{LockLevel, Locks};
 use super::versioned::VersionedFile;
 use super::DbContext;
 use crate::blocks::{BlockFile, BlockFileOptions, Naming};
-use crate::clock::Stamp;
 use crate::error::Error;
 use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
 use crate::runtime::block_on;
-use crate::store::{delete_keys, GetOptions, GetOutcome};
+use crate::store::{delete_keys, store_now, GetOptions, GetOutcome};
 use rusqlite::ffi;
 use std::sync::Arc;
 
@@ -281,16 +280,6 @@ pub struct DbFile {
     /// its page cache for as long as bytes 24..40 of page 1 do not change, which they would not
     /// once the writer finishes (it wrote block 0 first): so they read differently every time.
     disguise: Option<u32>,
-    /// Another process's journal as this connection has watched it (see `check_journal`).
-    watch: Option<JournalWatch>,
-}
-
-/// A foreign journal under watch: which object it is, since when this connection has seen it
-/// unchanged, and the newest database block's LastModified then (the store's clock).
-struct JournalWatch {
-    identity: (Option<String>, Option<i64>),
-    since: Stamp,
-    progress: Option<i64>,
 }
 
 impl DbFile {
@@ -308,7 +297,6 @@ impl DbFile {
             checked_epoch: 0,
             foreign_commit: false,
             disguise: None,
-            watch: None,
         }
     }
 
@@ -440,10 +428,7 @@ impl DbFile {
             ),
             _ => (false, false, None, None),
         };
-        let dead = in_flight && self.writer_looks_dead((etag.clone(), modified))?;
-        if !in_flight {
-            self.watch = None;
-        }
+        let dead = in_flight && self.writer_looks_dead(modified)?;
         self.foreign_commit = in_flight;
         self.disguise = if in_flight {
             Some(
@@ -466,39 +451,28 @@ impl DbFile {
         Ok(())
     }
 
-    /// Whether the writer of a journal in flight looks dead: this connection has seen the same
-    /// journal object for `hot_journal_age` on its own clock, and no database block was written
-    /// meanwhile (compared on the store's clock only, so clock skew cannot make a live writer's
-    /// journal look old). A live writer keeps writing blocks while its journal stays; one whose
-    /// single block upload stalls longer than the age still looks dead (this layout has no lease).
-    fn writer_looks_dead(
-        &mut self,
-        identity: (Option<String>, Option<i64>),
-    ) -> crate::error::Result<bool> {
-        let age = self.ctx.compat.hot_journal_age;
-        match &self.watch {
-            Some(w) if w.identity == identity && w.since.elapsed() < age => return Ok(false),
-            Some(w) if w.identity == identity => {
-                let progress = self.newest_block_time()?;
-                if progress == w.progress {
-                    return Ok(true);
-                }
-                // The writer moved on: watch again from now.
-                self.watch = Some(JournalWatch {
-                    identity,
-                    since: Stamp::now(),
-                    progress,
-                });
-            }
-            _ => {
-                self.watch = Some(JournalWatch {
-                    identity,
-                    since: Stamp::now(),
-                    progress: self.newest_block_time()?,
-                });
-            }
+    /// Whether the writer of a journal in flight looks dead: neither its journal nor any block
+    /// of the database was written for `hot_journal_age`, measured on the store's clock alone
+    /// (a probe object's LastModified against the objects'), so neither a skewed local clock nor
+    /// a suspend makes a live writer look old, and any connection, however short-lived, can
+    /// decide. A live writer keeps uploading blocks after its journal; one that stays silent
+    /// longer than the age (a stalled upload, a transaction held open after a cache spill)
+    /// looks dead: this layout has no lease. The database is listed only for a journal already
+    /// that old.
+    fn writer_looks_dead(&self, journal_modified: Option<i64>) -> crate::error::Result<bool> {
+        // A store that reports no LastModified gives no age: never taken for dead.
+        let Some(journal_modified) = journal_modified else {
+            return Ok(false);
+        };
+        let age = self.ctx.compat.hot_journal_age.as_millis() as i64;
+        let scratch =
+            crate::layout::versioned::Names::new(self.ctx.prefix.clone()).scratch("clock")?;
+        let now = block_on(store_now(&*self.ctx.store, &scratch))?;
+        if now - journal_modified < age {
+            return Ok(false);
         }
-        Ok(false)
+        let newest = self.newest_block_time()?.unwrap_or(journal_modified);
+        Ok(now - newest.max(journal_modified) >= age)
     }
 
     /// The newest LastModified among the database's blocks (one LIST per 1,000 blocks).

@@ -471,6 +471,8 @@ impl VersionedFile {
                 // The root may have landed: remember it, and never report an I/O error (SQLite
                 // would take its journal fallback and publish the transaction a second time).
                 if e.code == codes::COMMIT_UNKNOWN {
+                    // The verdict of an older commit, if one is kept, is not this one's.
+                    *self.ctx.settled.lock().unwrap() = None;
                     *self.ctx.unknown_commit.lock().unwrap() = Some(prepared);
                 }
                 self.blocks.discard();

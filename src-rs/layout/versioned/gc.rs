@@ -15,7 +15,6 @@ use super::format::{MapRef, Root, ROOT_HEADER_LEN};
 use super::{get_required, get_root, Names, SegmentCache};
 use crate::error::{Error, Result};
 use crate::store::{delete_keys, list_all, DynStore, PutMode};
-use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
 pub const DEFAULT_GRACE_MS: u64 = 3_600_000;
@@ -45,13 +44,7 @@ pub struct GcReport {
 
 /// The store's current time: the LastModified of a probe object written now.
 async fn store_now(store: &DynStore, names: &Names) -> Result<i64> {
-    let key = names.scratch("clock")?;
-    store.put(&key, Bytes::new(), PutMode::Overwrite).await?;
-    let meta = store.head(&key).await;
-    let _ = store.delete(&key).await;
-    meta?
-        .and_then(|m| m.last_modified_ms)
-        .ok_or_else(|| Error::internal("the store reports no LastModified time"))
+    crate::store::store_now(&**store, &names.scratch("clock")?).await
 }
 
 pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<GcReport> {
