@@ -269,3 +269,58 @@ fn ensure_registered() -> Result<()> {
         .clone()
         .map_err(|m| Error::internal(format!("cannot register the SQLite VFS: {m}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use rusqlite::ffi;
+
+    fn context() -> DbContext {
+        DbContext::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(Stats::default()),
+            "b",
+            "p",
+            4096,
+            1 << 20,
+            4,
+            0,
+            None,
+            LayoutKind::Versioned,
+            VersionedOptions::default(),
+            CompatOptions::default(),
+            None,
+            Pinned::default(),
+        )
+    }
+
+    #[test]
+    fn an_error_detail_labels_only_an_error_of_its_own_class() {
+        // Review #18: a BUSY_SNAPSHOT that SQLite's busy handler recovered from must not relabel
+        // a later, unrelated error of the same call.
+        let ctx = context();
+        ctx.set_error(
+            ffi::SQLITE_BUSY_SNAPSHOT,
+            Error::new("SQLITE_BUSY", "lost a race"),
+        );
+        assert!(ctx.take_error(ffi::SQLITE_CORRUPT).is_none());
+        // The same class keeps its detail (an S3 error behind an I/O error).
+        ctx.set_error(ffi::SQLITE_IOERR_READ, Error::new("AccessDenied", "denied"));
+        assert_eq!(
+            ctx.take_error(ffi::SQLITE_IOERR).unwrap().code,
+            "AccessDenied"
+        );
+        // A lock error the next successful xLock recovered from is forgotten.
+        ctx.set_error(
+            ffi::SQLITE_BUSY_SNAPSHOT,
+            Error::new("SQLITE_BUSY", "lost a race"),
+        );
+        ctx.clear_busy_error();
+        assert!(ctx.take_error(ffi::SQLITE_BUSY).is_none());
+        // Other details survive a successful lock.
+        ctx.set_error(ffi::SQLITE_IOERR_READ, Error::new("AccessDenied", "denied"));
+        ctx.clear_busy_error();
+        assert!(ctx.take_error(ffi::SQLITE_IOERR_READ).is_some());
+    }
+}
