@@ -34,6 +34,11 @@ impl VfsError {
 
 pub type VfsResult<T> = Result<T, VfsError>;
 
+/// How far (at most, and at most half the age) the local clock may run behind the store's before
+/// a dead writer's journal is only noticed later than `hot_journal_age` (never earlier: the
+/// store's clock decides).
+const LOCAL_CLOCK_MARGIN_MS: i64 = 30_000;
+
 /// Bytes of a rollback journal header that are zero when no transaction is in it.
 const JOURNAL_HEADER_LEN: u64 = 28;
 
@@ -464,10 +469,21 @@ impl DbFile {
         let Some(journal_modified) = journal_modified else {
             return Ok(false);
         };
-        let age = self.ctx.compat.hot_journal_age.as_millis() as i64;
+        // LastModified has a resolution of one second: a second more, so that a writer is never
+        // taken for dead before a whole age of silence.
+        let age = self.ctx.compat.hot_journal_age.as_millis() as i64 + 1000;
+        // The local clock only decides when to ask the store (a young journal costs nothing); a
+        // local clock behind the store's only delays the question.
+        let margin = LOCAL_CLOCK_MARGIN_MS.min(age / 2);
+        if crate::store::now_ms() - journal_modified < age - margin {
+            return Ok(false);
+        }
         let scratch =
             crate::layout::versioned::Names::new(self.ctx.prefix.clone()).scratch("clock")?;
-        let now = block_on(store_now(&*self.ctx.store, &scratch))?;
+        // A reader that may not write (read-only credentials) cannot roll anything back anyway.
+        let Ok(now) = block_on(store_now(&*self.ctx.store, &scratch)) else {
+            return Ok(false);
+        };
         if now - journal_modified < age {
             return Ok(false);
         }

@@ -37,9 +37,9 @@ pub struct DbContext {
     /// Versioned layout: a commit whose outcome is unknown (`ERR_COMMIT_UNKNOWN`). It is settled
     /// (its same bytes resent, or its root read back) before the next write, or by `db.settle()`.
     pub unknown_commit: Mutex<Option<crate::layout::versioned::commit::Prepared>>,
-    /// The verdict of a commit of unknown outcome that a later write settled, kept until
-    /// `db.settle()` reads it (the user may still be waiting to learn it).
-    pub settled: Mutex<Option<versioned::Settled>>,
+    /// Verdicts of commits of unknown outcome that later writes settled, oldest first, kept
+    /// until `db.settle()` reads them (their callers may still be waiting to learn them).
+    pub settled: Mutex<std::collections::VecDeque<versioned::Settled>>,
     /// The detailed error behind the last SQLite I/O error code we returned.
     last_error: Mutex<Option<(i32, Error)>>,
     pub layout: LayoutKind,
@@ -134,7 +134,7 @@ impl DbContext {
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
             unknown_commit: Mutex::new(None),
-            settled: Mutex::new(None),
+            settled: Mutex::new(std::collections::VecDeque::new()),
             last_error: Mutex::new(None),
             layout,
             versioned,

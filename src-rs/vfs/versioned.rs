@@ -275,7 +275,7 @@ impl VersionedFile {
         match decide_unknown_commit(&self.ctx) {
             Ok(Settled::Nothing) => {}
             Ok(verdict) => {
-                *self.ctx.settled.lock().unwrap() = Some(verdict);
+                self.ctx.settled.lock().unwrap().push_back(verdict);
                 return Err(self.lost("an earlier commit was settled"));
             }
             Err(e) => return Err(VfsError::io(ffi::SQLITE_IOERR_LOCK)(e)),
@@ -471,8 +471,6 @@ impl VersionedFile {
                 // The root may have landed: remember it, and never report an I/O error (SQLite
                 // would take its journal fallback and publish the transaction a second time).
                 if e.code == codes::COMMIT_UNKNOWN {
-                    // The verdict of an older commit, if one is kept, is not this one's.
-                    *self.ctx.settled.lock().unwrap() = None;
                     *self.ctx.unknown_commit.lock().unwrap() = Some(prepared);
                 }
                 self.blocks.discard();
@@ -499,9 +497,10 @@ pub enum Settled {
     Lost(u64),
 }
 
-/// `db.settle()`: the verdict a write already reached, else the decision of the pending commit.
+/// `db.settle()`: verdicts that writes already reached, oldest first (one a call), then the
+/// decision of the pending commit.
 pub fn settle(ctx: &DbContext) -> Result<Settled> {
-    if let Some(verdict) = ctx.settled.lock().unwrap().take() {
+    if let Some(verdict) = ctx.settled.lock().unwrap().pop_front() {
         return Ok(verdict);
     }
     decide_unknown_commit(ctx)
