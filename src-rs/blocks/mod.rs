@@ -786,6 +786,14 @@ impl BlockFile {
     }
 }
 
+impl Drop for BlockFile {
+    /// A closed file's read-ahead GETs are cancelled: nothing of a closed database keeps running
+    /// (or writing to its disk cache) after it.
+    fn drop(&mut self) {
+        self.forget_inflight();
+    }
+}
+
 /// Read-ahead holds its blocks in the cache until they are read: never more than half of it
 /// (blocks of an existing database may be far larger than the options expected, and a window of
 /// 32 blocks of 64 MiB would be 2 GiB in flight, thrown away for want of room).
