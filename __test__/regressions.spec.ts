@@ -44,14 +44,15 @@ test('review #1: a writer that commits thousands of times never zeroes a map seg
   await Promise.all([db.close(), fresh.close()])
 })
 
-test('review #2: an import whose root landed unanswered is never deleted', async (t) => {
-  const prefix = freshPrefix('import-unknown')
-  const file = await sourceDatabase(300)
-  const { proxy, via: viaProxy } = await faultProxy(t)
-  // The root create lands but its answer is lost; every resend is answered 503.
-  rootLandsUnanswered(proxy)
+/** Imports `rows` rows through a fault proxy set up by `faults`: the import must fail with
+ *  ERR_COMMIT_UNKNOWN (its root may have landed), and the database must then be whole. */
+async function importOfUnknownOutcome(t: ExecutionContext, label: string, rows: number, faults: (proxy: FaultProxy) => void) {
+  const prefix = freshPrefix(label)
+  const file = await sourceDatabase(rows)
+  const { proxy, via } = await faultProxy(t)
+  faults(proxy)
   try {
-    const e = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [file], viaProxy({ blockSize: 4096 })))
+    const e = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [file], via({ blockSize: 4096 })))
     t.is(e!.code, 'ERR_COMMIT_UNKNOWN')
   } finally {
     proxy.clear()
@@ -59,27 +60,21 @@ test('review #2: an import whose root landed unanswered is never deleted', async
   // The root is there, so its blocks must be too.
   const db = new S3Database(bucket, prefix, options())
   t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
-  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 300 })
+  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: rows })
   await db.close()
+}
+
+test('review #2: an import whose root landed unanswered is never deleted', async (t) => {
+  // The root create lands but its answer is lost; every resend is answered 503.
+  await importOfUnknownOutcome(t, 'import-unknown', 300, rootLandsUnanswered)
 })
 
 test('review #2: an import refused after its root was sent keeps its blocks (identity read denied)', async (t) => {
-  const prefix = freshPrefix('import-denied')
-  const file = await sourceDatabase(200)
-  const { proxy, via: viaProxy } = await faultProxy(t)
   // Lands unanswered, the resend gets a real 412, and the read of the root's identity is denied.
-  proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
-  proxy.add({ kind: 'GET', key: /\/!r\//, ranged: true, action: 'status', status: 403 })
-  try {
-    const e = await t.throwsAsync(S3Database.deserialize(bucket, prefix, [file], viaProxy({ blockSize: 4096 })))
-    t.is(e!.code, 'ERR_COMMIT_UNKNOWN')
-  } finally {
-    proxy.clear()
-  }
-  const db = new S3Database(bucket, prefix, options())
-  t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
-  t.deepEqual(await db.get('SELECT count(*) AS n FROM t'), { n: 200 })
-  await db.close()
+  await importOfUnknownOutcome(t, 'import-denied', 200, (proxy) => {
+    proxy.add({ kind: 'PUT_INM', key: /\/!r\//, nth: 1, count: 1, action: 'reset', when: 'after' })
+    proxy.add({ kind: 'GET', key: /\/!r\//, ranged: true, action: 'status', status: 403 })
+  })
 })
 
 for (const marker of ['', '!README', '.keep', '!r/']) {

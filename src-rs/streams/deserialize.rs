@@ -51,6 +51,16 @@ struct VersionedImport {
 }
 
 impl VersionedImport {
+    /// The keys of the blocks this import uploaded (its own attempt's keys only).
+    fn block_keys(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_null())
+            .map(|(i, p)| self.names.block(i as u64, p))
+            .collect()
+    }
+
     fn note_upload(&mut self) {
         if let Some(last) = self.last_upload {
             self.longest_pause = self.longest_pause.max(last.elapsed());
@@ -456,13 +466,7 @@ impl Deserializer {
         if v.longest_pause <= MAX_BASE_AGE {
             return Ok(());
         }
-        let keys: Vec<String> = v
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_null())
-            .map(|(i, p)| v.names.block(i as u64, p))
-            .collect();
+        let keys = v.block_keys();
         let store = self.store.clone();
         let missing = futures::stream::iter(keys.into_iter().map(|key| {
             let store = store.clone();
@@ -503,14 +507,7 @@ impl Deserializer {
         }
         if let Some(v) = self.versioned.as_ref() {
             // Our own attempt's keys only: nothing else is ever touched.
-            let keys: Vec<String> = v
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !p.is_null())
-                .map(|(i, p)| v.names.block(i as u64, p))
-                .collect();
-            let _ = delete_keys(self.store.clone(), keys, self.opts.concurrency).await;
+            let _ = delete_keys(self.store.clone(), v.block_keys(), self.opts.concurrency).await;
             return;
         }
         if !self.existing.is_empty() {
