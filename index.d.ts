@@ -13,8 +13,44 @@ export interface S3Options {
         secretAccessKey: string;
         sessionToken?: string;
     };
-    /** Attempts per request, including the first (transient errors are retried with backoff). Default 5. */
+    /** Same as `retry.maxAttempts` (kept for compatibility; `retry.maxAttempts` wins). */
     maxAttempts?: number;
+    /** How transient failures are retried. See "Failures" in the README. */
+    retry?: RetryOptions;
+    /** How long one attempt may take before it is abandoned and retried. */
+    timeouts?: TimeoutOptions;
+}
+/**
+ * Retries of transient failures (5xx, timeouts, resets, a conditional request that raced another)
+ * with jittered exponential backoff. A throttling answer (503 SlowDown, 429) also pauses every
+ * request of the database for a while (it asks the client to slow down). Permanent failures (403,
+ * a missing bucket, 400) are never retried.
+ */
+export interface RetryOptions {
+    /** Attempts per request, including the first. Default 6. */
+    maxAttempts?: number;
+    /** First backoff after a transient failure, doubling per attempt. Default 100 ms. */
+    baseDelayMs?: number;
+    /** First backoff after a throttling answer, doubling per attempt. Default 500 ms. */
+    throttleDelayMs?: number;
+    /** Longest single backoff. Default 5000 ms. */
+    maxDelayMs?: number;
+    /** A request gives up after this long, attempts and backoffs included. Default 30000 ms. */
+    totalMs?: number;
+}
+/** Per-attempt limits: a stalled request is cut short and sent again instead of hanging. */
+export interface TimeoutOptions {
+    /** Establishing a connection. Default 3100 ms. */
+    connectMs?: number;
+    /**
+     * From sending a request to the first byte of its answer (a PUT also gets its body's size at
+     * `minUploadRate`). Default 2000 ms (S3's guidance for retrying latency-sensitive GETs).
+     */
+    firstByteMs?: number;
+    /** The longest pause while an answer's body is flowing. Default 2000 ms. */
+    bodyStallMs?: number;
+    /** Bytes per second an upload is given on top of `firstByteMs`. Default 1 MiB/s. */
+    minUploadRate?: number;
 }
 export interface DatabaseOptions {
     s3?: S3Options;
@@ -137,14 +173,24 @@ export interface Stats {
     cacheMisses: number;
     /** Blocks read ahead of a sequential reader (each one GET, counted in `get` too). */
     prefetched: number;
+    /** Requests sent again after a transient failure (not counted in `get`, `put`, ...). */
+    retries: number;
 }
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
  *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network
  *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
 export declare class SqliteS3Error extends Error {
     readonly code: string;
-    constructor(code: string, message: string);
+    /**
+     * What the caller can do about it: `'transient'` (the same call may succeed later),
+     * `'throttled'` (transient, and the store asked for fewer requests), `'conflict'` (another writer
+     * got there first: `SQLITE_BUSY`, run the transaction again), `'unknown-outcome'` (a commit may
+     * or may not have landed: `settle()` tells) or `'permanent'` (it will fail the same way again).
+     */
+    readonly kind: ErrorKind;
+    constructor(code: string, message: string, kind?: ErrorKind);
 }
+export type ErrorKind = 'transient' | 'throttled' | 'conflict' | 'unknown-outcome' | 'permanent';
 /** What can run SQL: the database, and the same database inside `transaction()`. */
 export interface Queryable {
     exec(sql: string): Promise<void>;

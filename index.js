@@ -16,21 +16,30 @@ exports.defaults = Object.freeze(native.defaults());
  *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
 class SqliteS3Error extends Error {
     code;
-    constructor(code, message) {
+    /**
+     * What the caller can do about it: `'transient'` (the same call may succeed later),
+     * `'throttled'` (transient, and the store asked for fewer requests), `'conflict'` (another writer
+     * got there first: `SQLITE_BUSY`, run the transaction again), `'unknown-outcome'` (a commit may
+     * or may not have landed: `settle()` tells) or `'permanent'` (it will fail the same way again).
+     */
+    kind;
+    constructor(code, message, kind = 'permanent') {
         super(message);
         this.name = 'SqliteS3Error';
         this.code = code;
+        this.kind = kind;
     }
 }
 exports.SqliteS3Error = SqliteS3Error;
-/** Turns a native error (`[CODE] message`) into a SqliteS3Error: the one place that does it. */
+const KINDS = ['transient', 'throttled', 'conflict', 'unknown-outcome', 'permanent'];
+/** Turns a native error (`[CODE|kind] message`) into a SqliteS3Error: the one place that does it. */
 function toError(e) {
     if (e instanceof SqliteS3Error)
         return e;
     const message = e instanceof Error ? e.message : String(e);
-    const m = /^\[([A-Za-z0-9_]+)\] ([\s\S]*)$/.exec(message);
+    const m = /^\[([A-Za-z0-9_]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message);
     if (m)
-        return new SqliteS3Error(m[1], m[2]);
+        return new SqliteS3Error(m[1], m[3], KINDS.includes(m[2]) ? m[2] : 'permanent');
     const code = e?.code;
     if (typeof code === 'string' && code !== 'GenericFailure')
         return new SqliteS3Error(code, message);
@@ -103,6 +112,21 @@ function nativeOptions(o) {
     check('version', o.version, 1);
     check('maxStaleness', o.maxStaleness, 0);
     check('hotJournalMs', o.hotJournalMs, 1000);
+    const s3 = o.s3;
+    if (s3 !== undefined) {
+        check('s3.maxAttempts', s3.maxAttempts, 1);
+        const r = s3.retry ?? {};
+        check('s3.retry.maxAttempts', r.maxAttempts, 1);
+        check('s3.retry.baseDelayMs', r.baseDelayMs, 0);
+        check('s3.retry.throttleDelayMs', r.throttleDelayMs, 0);
+        check('s3.retry.maxDelayMs', r.maxDelayMs, 0);
+        check('s3.retry.totalMs', r.totalMs, 1);
+        const t = s3.timeouts ?? {};
+        check('s3.timeouts.connectMs', t.connectMs, 1);
+        check('s3.timeouts.firstByteMs', t.firstByteMs, 1);
+        check('s3.timeouts.bodyStallMs', t.bodyStallMs, 1);
+        check('s3.timeouts.minUploadRate', t.minUploadRate, 1);
+    }
     if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`);
     }

@@ -1,6 +1,7 @@
 //! The crate's one error type. Every error has a machine-readable `code` (an SQLite extended
 //! result code name, an S3 error code, a network error name, or one of ours) and a message that
-//! says what and where, never credentials.
+//! says what and where, never credentials. Beside the code, a `kind` says what the caller may do
+//! about it; code that decides (retry, settle, give up) looks at the kind, never at code strings.
 
 use std::fmt;
 
@@ -8,6 +9,39 @@ use std::fmt;
 pub struct Error {
     pub code: String,
     pub message: String,
+    pub kind: ErrorKind,
+}
+
+/// What an error means to whoever handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// Sending the same request again may succeed: throttling, server errors, timeouts, dropped
+    /// connections, a conditional request that raced another one.
+    Transient,
+    /// A transient error that asks the client to send fewer requests (503 SlowDown, 429): the
+    /// whole client backs off, not only the request.
+    Throttled,
+    /// Sending it again will fail the same way: bad input, missing bucket, denied access,
+    /// corrupt data, SQL errors.
+    #[default]
+    Permanent,
+    /// A condition failed because someone else changed the object first (a lost race): the
+    /// caller reads the new state and decides.
+    Conflict,
+    /// A write may or may not have been applied; the caller must find out before acting on it.
+    UnknownOutcome,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::UnknownOutcome => "unknown-outcome",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,11 +76,35 @@ pub mod codes {
 }
 
 impl Error {
+    /// A permanent error (see `with_kind` for the others).
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Error {
             code: code.into(),
             message: message.into(),
+            kind: ErrorKind::Permanent,
         }
+    }
+
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(code, message).with_kind(ErrorKind::Transient)
+    }
+
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Whether the same request may succeed when sent again (throttling included).
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.kind == ErrorKind::Conflict
+    }
+
+    pub fn is_unknown_outcome(&self) -> bool {
+        self.kind == ErrorKind::UnknownOutcome
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -78,7 +136,13 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::SqliteFailure(ffi_err, msg) => {
                 let code = sqlite_code_name(ffi_err.extended_code);
                 let message = msg.clone().unwrap_or_else(|| ffi_err.to_string());
-                Error::new(code, message)
+                // SQLITE_BUSY: another writer got there first; run the transaction again.
+                let kind = if ffi_err.extended_code & 0xff == rusqlite::ffi::SQLITE_BUSY {
+                    ErrorKind::Conflict
+                } else {
+                    ErrorKind::Permanent
+                };
+                Error::new(code, message).with_kind(kind)
             }
             rusqlite::Error::InvalidParameterName(name) => {
                 Error::invalid(format!("no parameter named {name} in the statement"))

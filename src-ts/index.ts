@@ -18,8 +18,46 @@ export interface S3Options {
   forcePathStyle?: boolean
   /** Default: the standard chain (env, shared profile, web identity, container, instance). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
-  /** Attempts per request, including the first (transient errors are retried with backoff). Default 5. */
+  /** Same as `retry.maxAttempts` (kept for compatibility; `retry.maxAttempts` wins). */
   maxAttempts?: number
+  /** How transient failures are retried. See "Failures" in the README. */
+  retry?: RetryOptions
+  /** How long one attempt may take before it is abandoned and retried. */
+  timeouts?: TimeoutOptions
+}
+
+/**
+ * Retries of transient failures (5xx, timeouts, resets, a conditional request that raced another)
+ * with jittered exponential backoff. A throttling answer (503 SlowDown, 429) also pauses every
+ * request of the database for a while (it asks the client to slow down). Permanent failures (403,
+ * a missing bucket, 400) are never retried.
+ */
+export interface RetryOptions {
+  /** Attempts per request, including the first. Default 6. */
+  maxAttempts?: number
+  /** First backoff after a transient failure, doubling per attempt. Default 100 ms. */
+  baseDelayMs?: number
+  /** First backoff after a throttling answer, doubling per attempt. Default 500 ms. */
+  throttleDelayMs?: number
+  /** Longest single backoff. Default 5000 ms. */
+  maxDelayMs?: number
+  /** A request gives up after this long, attempts and backoffs included. Default 30000 ms. */
+  totalMs?: number
+}
+
+/** Per-attempt limits: a stalled request is cut short and sent again instead of hanging. */
+export interface TimeoutOptions {
+  /** Establishing a connection. Default 3100 ms. */
+  connectMs?: number
+  /**
+   * From sending a request to the first byte of its answer (a PUT also gets its body's size at
+   * `minUploadRate`). Default 2000 ms (S3's guidance for retrying latency-sensitive GETs).
+   */
+  firstByteMs?: number
+  /** The longest pause while an answer's body is flowing. Default 2000 ms. */
+  bodyStallMs?: number
+  /** Bytes per second an upload is given on top of `firstByteMs`. Default 1 MiB/s. */
+  minUploadRate?: number
 }
 
 export interface DatabaseOptions {
@@ -151,6 +189,8 @@ export interface Stats {
   cacheMisses: number
   /** Blocks read ahead of a sequential reader (each one GET, counted in `get` too). */
   prefetched: number
+  /** Requests sent again after a transient failure (not counted in `get`, `put`, ...). */
+  retries: number
 }
 
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
@@ -158,19 +198,30 @@ export interface Stats {
  *  error (`ECONNREFUSED`, ...) or one of ours (`ERR_...`). */
 export class SqliteS3Error extends Error {
   readonly code: string
-  constructor(code: string, message: string) {
+  /**
+   * What the caller can do about it: `'transient'` (the same call may succeed later),
+   * `'throttled'` (transient, and the store asked for fewer requests), `'conflict'` (another writer
+   * got there first: `SQLITE_BUSY`, run the transaction again), `'unknown-outcome'` (a commit may
+   * or may not have landed: `settle()` tells) or `'permanent'` (it will fail the same way again).
+   */
+  readonly kind: ErrorKind
+  constructor(code: string, message: string, kind: ErrorKind = 'permanent') {
     super(message)
     this.name = 'SqliteS3Error'
     this.code = code
+    this.kind = kind
   }
 }
 
-/** Turns a native error (`[CODE] message`) into a SqliteS3Error: the one place that does it. */
+export type ErrorKind = 'transient' | 'throttled' | 'conflict' | 'unknown-outcome' | 'permanent'
+const KINDS: readonly string[] = ['transient', 'throttled', 'conflict', 'unknown-outcome', 'permanent']
+
+/** Turns a native error (`[CODE|kind] message`) into a SqliteS3Error: the one place that does it. */
 function toError(e: unknown): Error {
   if (e instanceof SqliteS3Error) return e
   const message = e instanceof Error ? e.message : String(e)
-  const m = /^\[([A-Za-z0-9_]+)\] ([\s\S]*)$/.exec(message)
-  if (m) return new SqliteS3Error(m[1], m[2])
+  const m = /^\[([A-Za-z0-9_]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message)
+  if (m) return new SqliteS3Error(m[1], m[3], KINDS.includes(m[2]) ? (m[2] as ErrorKind) : 'permanent')
   const code = (e as { code?: unknown } | null)?.code
   if (typeof code === 'string' && code !== 'GenericFailure') return new SqliteS3Error(code, message)
   return new SqliteS3Error('ERR_INVALID_ARGUMENT', message)
@@ -237,6 +288,21 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('version', o.version, 1)
   check('maxStaleness', o.maxStaleness, 0)
   check('hotJournalMs', o.hotJournalMs, 1000)
+  const s3 = o.s3
+  if (s3 !== undefined) {
+    check('s3.maxAttempts', s3.maxAttempts, 1)
+    const r = s3.retry ?? {}
+    check('s3.retry.maxAttempts', r.maxAttempts, 1)
+    check('s3.retry.baseDelayMs', r.baseDelayMs, 0)
+    check('s3.retry.throttleDelayMs', r.throttleDelayMs, 0)
+    check('s3.retry.maxDelayMs', r.maxDelayMs, 0)
+    check('s3.retry.totalMs', r.totalMs, 1)
+    const t = s3.timeouts ?? {}
+    check('s3.timeouts.connectMs', t.connectMs, 1)
+    check('s3.timeouts.firstByteMs', t.firstByteMs, 1)
+    check('s3.timeouts.bodyStallMs', t.bodyStallMs, 1)
+    check('s3.timeouts.minUploadRate', t.minUploadRate, 1)
+  }
   if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`)
   }

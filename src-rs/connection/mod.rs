@@ -9,6 +9,7 @@ use crate::error::{codes, Error, Result};
 use crate::layout::versioned::Snapshot;
 use crate::layout::{Found, LayoutKind};
 use crate::runtime::block_on;
+use crate::store::retry::{Policy, RetryingStore};
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{CountingStore, DynStore, Stats, StatsSnapshot};
 use crate::vfs::{self, CompatOptions, DbContext, Pinned, Registration, VersionedOptions};
@@ -26,7 +27,7 @@ pub use value::{Params, Rows, RunResult, Value};
 pub struct DatabaseConfig {
     pub bucket: String,
     pub prefix: String,
-    pub s3: S3Config,
+    pub store: StoreConfig,
     /// `None`: the layout's default (`LayoutKind::default_block_size`).
     pub block_size: Option<u64>,
     pub cache_bytes: usize,
@@ -62,9 +63,45 @@ impl DatabaseConfig {
         Ok(())
     }
 
+    /// The store as the layers above see it: counted, over retried and timed requests.
     pub async fn connect_store(&self, stats: Arc<Stats>) -> Result<DynStore> {
-        let s3 = S3Store::connect(&self.bucket, &self.s3).await?;
-        Ok(Arc::new(CountingStore::new(Arc::new(s3), stats)))
+        let (store, policy): (DynStore, Policy) = match &self.store {
+            StoreConfig::S3(s3) => (
+                Arc::new(S3Store::connect(&self.bucket, s3).await?),
+                s3.policy.clone(),
+            ),
+            StoreConfig::Given(store, policy) => (store.clone(), policy.clone()),
+        };
+        let retrying = RetryingStore::new(store, policy, stats.clone());
+        Ok(Arc::new(CountingStore::new(Arc::new(retrying), stats)))
+    }
+}
+
+/// Where a database's objects live.
+#[derive(Clone)]
+pub enum StoreConfig {
+    S3(S3Config),
+    /// A store the caller built (Rust tests: the in-memory store, fault injection), with the
+    /// retry policy to run it under.
+    Given(DynStore, Policy),
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::S3(S3Config::default())
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::S3(s3) => f.debug_tuple("S3").field(s3).finish(),
+            StoreConfig::Given(store, policy) => f
+                .debug_tuple("Given")
+                .field(&store.location())
+                .field(policy)
+                .finish(),
+        }
     }
 }
 
@@ -448,34 +485,39 @@ fn fail(cmd: Command, e: Error) {
 /// lost commit race, ...). Every kind of `SQLITE_BUSY` is reported as `SQLITE_BUSY`: the
 /// transaction can be run again.
 fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
-    let sqlite_code = match &e {
+    use rusqlite::ffi;
+    let Some(extended) = (match &e {
         rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
         _ => None,
+    }) else {
+        return Error::from(e);
     };
     let mut err = Error::from(e);
-    const FROM_VFS: [&str; 7] = [
-        "SQLITE_IOERR",
-        "SQLITE_CANTOPEN",
-        "SQLITE_FULL",
-        "SQLITE_BUSY",
-        "SQLITE_PROTOCOL",
-        "SQLITE_READONLY",
-        "SQLITE_CORRUPT",
+    let primary = extended & 0xff;
+    // The primary codes our VFS callbacks return with an error recorded behind them.
+    const FROM_VFS: [i32; 7] = [
+        ffi::SQLITE_IOERR,
+        ffi::SQLITE_CANTOPEN,
+        ffi::SQLITE_FULL,
+        ffi::SQLITE_BUSY,
+        ffi::SQLITE_PROTOCOL,
+        ffi::SQLITE_READONLY,
+        ffi::SQLITE_CORRUPT,
     ];
-    if err.code.starts_with("SQLITE_READONLY") {
+    if primary == ffi::SQLITE_READONLY {
         if let Some(v) = ctx.versioned.time_travel {
             let e = vfs::versioned::read_only_version(v);
             return Error::new(e.code, format!("{} [{}]", e.message, err.code));
         }
     }
-    if err.code.starts_with("SQLITE_BUSY") && err.code != "SQLITE_BUSY" {
+    if primary == ffi::SQLITE_BUSY && extended != ffi::SQLITE_BUSY {
         err.message = format!("{} [{}]", err.message, err.code);
         err.code = "SQLITE_BUSY".into();
     }
-    let detail = sqlite_code.and_then(|c| ctx.take_error(c));
-    match detail {
-        Some(detail) if FROM_VFS.iter().any(|c| err.code.starts_with(c)) => {
+    match ctx.take_error(extended) {
+        Some(detail) if FROM_VFS.contains(&primary) => {
             Error::new(detail.code, format!("{} [{}]", detail.message, err.code))
+                .with_kind(detail.kind)
         }
         _ => err,
     }

@@ -20,6 +20,8 @@ pub struct JsStats {
     pub cache_hits: f64,
     pub cache_misses: f64,
     pub prefetched: f64,
+    /// Requests sent again after a transient failure (throttling, 5xx, a timeout, a reset).
+    pub retries: f64,
 }
 
 impl From<crate::store::StatsSnapshot> for JsStats {
@@ -35,6 +37,7 @@ impl From<crate::store::StatsSnapshot> for JsStats {
             cache_hits: s.cache_hits as f64,
             cache_misses: s.cache_misses as f64,
             prefetched: s.prefetched as f64,
+            retries: s.retries as f64,
         }
     }
 }

@@ -1,14 +1,14 @@
 //! Our errors as JS errors. napi-rs sets a JS error's `code` from its status, which async
 //! functions fix to napi's own statuses, so the code travels at the start of the message as
-//! `[CODE] message`; the TypeScript layer (`toError` in `src-ts/errors.ts`) turns that into a
-//! `SqliteS3Error` with `code`.
+//! `[CODE|kind] message`; the TypeScript layer (`toError` in `src-ts/index.ts`) turns that into a
+//! `SqliteS3Error` with `code` and `kind`.
 
 use crate::error::Error;
 
 pub fn to_js(e: Error) -> napi::Error {
     napi::Error::new(
         napi::Status::GenericFailure,
-        format!("[{}] {}", e.code, e.message),
+        format!("[{}|{}] {}", e.code, e.kind.as_str(), e.message),
     )
 }
 

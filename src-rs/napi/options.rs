@@ -1,11 +1,13 @@
 //! Options as JS passes them (already defaulted and checked by the TypeScript layer), turned into
 //! the connection layer's configuration.
 
+use crate::connection::StoreConfig;
 use crate::connection::{
     DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
     DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
+use crate::store::retry::{Policy, RetryPolicy, Timeouts};
 use crate::store::s3::{S3Config, StaticCredentials};
 use crate::vfs::{CompatOptions, VersionedOptions, DEFAULT_HOT_JOURNAL_AGE};
 use std::time::Duration;
@@ -24,6 +26,60 @@ pub struct JsS3Options {
     pub force_path_style: Option<bool>,
     pub credentials: Option<JsCredentials>,
     pub max_attempts: Option<u32>,
+    pub retry: Option<JsRetry>,
+    pub timeouts: Option<JsTimeouts>,
+}
+
+/// `options.s3.retry` (milliseconds).
+#[napi(object)]
+pub struct JsRetry {
+    pub max_attempts: Option<u32>,
+    pub base_delay_ms: Option<f64>,
+    pub throttle_delay_ms: Option<f64>,
+    pub max_delay_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+}
+
+/// `options.s3.timeouts` (milliseconds; `minUploadRate` in bytes per second).
+#[napi(object)]
+pub struct JsTimeouts {
+    pub connect_ms: Option<f64>,
+    pub first_byte_ms: Option<f64>,
+    pub body_stall_ms: Option<f64>,
+    pub min_upload_rate: Option<f64>,
+}
+
+fn millis(ms: Option<f64>, default: Duration) -> Duration {
+    ms.map(|m| Duration::from_millis(m.max(0.0) as u64))
+        .unwrap_or(default)
+}
+
+fn policy(s: &JsS3Options) -> Policy {
+    let (dr, dt) = (RetryPolicy::default(), Timeouts::default());
+    let r = s.retry.as_ref();
+    let t = s.timeouts.as_ref();
+    Policy {
+        retry: RetryPolicy {
+            max_attempts: r
+                .and_then(|r| r.max_attempts)
+                .or(s.max_attempts)
+                .unwrap_or(dr.max_attempts)
+                .max(1),
+            base_delay: millis(r.and_then(|r| r.base_delay_ms), dr.base_delay),
+            throttle_delay: millis(r.and_then(|r| r.throttle_delay_ms), dr.throttle_delay),
+            max_delay: millis(r.and_then(|r| r.max_delay_ms), dr.max_delay),
+            budget: millis(r.and_then(|r| r.total_ms), dr.budget),
+        },
+        timeouts: Timeouts {
+            connect: millis(t.and_then(|t| t.connect_ms), dt.connect),
+            first_byte: millis(t.and_then(|t| t.first_byte_ms), dt.first_byte),
+            body_stall: millis(t.and_then(|t| t.body_stall_ms), dt.body_stall),
+            min_upload_rate: t
+                .and_then(|t| t.min_upload_rate)
+                .map(|r| r.max(1.0) as u64)
+                .unwrap_or(dt.min_upload_rate),
+        },
+    }
 }
 
 #[napi(object)]
@@ -69,6 +125,7 @@ pub fn config(
     };
     let s3 =
         o.s3.map(|s| S3Config {
+            policy: policy(&s),
             region: s.region,
             endpoint: s.endpoint,
             force_path_style: s.force_path_style,
@@ -77,13 +134,12 @@ pub fn config(
                 secret_access_key: c.secret_access_key,
                 session_token: c.session_token,
             }),
-            max_attempts: s.max_attempts,
         })
         .unwrap_or_default();
     Ok(DatabaseConfig {
         bucket,
         prefix,
-        s3,
+        store: StoreConfig::S3(s3),
         block_size: o.block_size.map(u64::from),
         cache_bytes: o
             .cache_size

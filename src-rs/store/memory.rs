@@ -1,5 +1,6 @@
-//! An in-memory store with S3's semantics, for Rust unit tests (and, later, fault injection).
-//! Never used by the integration tests, which talk to a real S3-protocol server.
+//! An in-memory store with S3's semantics, for Rust unit tests (and, wrapped in
+//! `faults::FaultyStore`, fault injection). Never used by the integration tests, which talk to a
+//! real S3-protocol server.
 
 use super::now_ms;
 use super::{
@@ -14,50 +15,33 @@ use std::sync::Mutex;
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, (Bytes, String, i64)>>,
     next_etag: std::sync::atomic::AtomicU64,
-    faults: Mutex<Vec<(String, Fault)>>,
-}
-
-/// A failure injected into the next PUT of a key containing a given string.
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// The request fails with this code and writes nothing.
-    Fail(&'static str),
-    /// The write lands but its response is lost: the caller gets this code.
-    LandThenFail(&'static str),
+    /// Distinguishes stores in process-wide tables keyed by `identity()`.
+    id: u64,
 }
 
 const PAGE: usize = 1000;
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self::default()
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        MemoryStore {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Self::default()
+        }
     }
 
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
-    }
-
-    /// Makes the next PUT of a key containing `key_part` fail as `fault` says (faults queue up in
-    /// order).
-    pub fn inject(&self, key_part: &str, fault: Fault) {
-        self.faults
-            .lock()
-            .unwrap()
-            .push((key_part.to_string(), fault));
-    }
-
-    fn take_fault(&self, key: &str) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap();
-        let pos = faults
-            .iter()
-            .position(|(part, _)| key.contains(part.as_str()))?;
-        Some(faults.remove(pos).1)
     }
 }
 
 impl ObjectStore for MemoryStore {
     fn location(&self) -> String {
         "memory://".into()
+    }
+
+    fn identity(&self) -> String {
+        format!("memory://{}", self.id)
     }
 
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
@@ -91,10 +75,6 @@ impl ObjectStore for MemoryStore {
         mode: PutMode,
     ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            let fault = self.take_fault(key);
-            if let Some(Fault::Fail(code)) = fault {
-                return Err(Error::new(code, format!("{key}: injected failure")));
-            }
             let mut objects = self.objects.lock().unwrap();
             let existing = objects.get(key).map(|(_, e, _)| e.clone());
             let allowed = match (&mode, &existing) {
@@ -105,18 +85,16 @@ impl ObjectStore for MemoryStore {
             };
             if !allowed {
                 return Err(Error::new(
-                    "PreconditionFailed",
+                    crate::error::codes::PRECONDITION_FAILED,
                     format!("{key}: precondition failed"),
-                ));
+                )
+                .with_kind(crate::error::ErrorKind::Conflict));
             }
             let n = self
                 .next_etag
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let etag = format!("\"m{n}\"");
             objects.insert(key.to_string(), (body, etag.clone(), now_ms()));
-            if let Some(Fault::LandThenFail(code)) = fault {
-                return Err(Error::new(code, format!("{key}: injected lost response")));
-            }
             Ok(Some(etag))
         })
     }

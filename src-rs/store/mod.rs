@@ -2,7 +2,10 @@
 //! ETag condition, put with a mode, list, delete, head). Retries, timeouts and request counters
 //! live in this layer and nowhere else.
 
+#[cfg(test)]
+pub mod faults;
 pub mod memory;
+pub mod retry;
 pub mod s3;
 pub mod stats;
 
@@ -89,6 +92,16 @@ pub trait ObjectStore: Send + Sync {
     /// Deleting a missing key succeeds (as on S3).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>>;
+    /// How long a caller that resends on its own (a create-only PUT, which the store sends once)
+    /// waits before attempt `attempt` (1 = the first resend) after `error`: the store's retry
+    /// policy, so every backoff follows one set of rules.
+    fn retry_delay(
+        &self,
+        attempt: u32,
+        error: Option<&crate::error::Error>,
+    ) -> std::time::Duration {
+        retry::resend_delay(&retry::RetryPolicy::default(), attempt, error)
+    }
 }
 
 pub type DynStore = Arc<dyn ObjectStore>;
@@ -113,30 +126,6 @@ pub async fn store_now(store: &dyn ObjectStore, scratch_key: &str) -> Result<i64
     meta?
         .and_then(|m| m.last_modified_ms)
         .ok_or_else(|| crate::error::Error::internal("the store reports no LastModified time"))
-}
-
-/// Whether a failed request may succeed when sent again: throttling, server errors, conflicting
-/// concurrent conditional requests, timeouts and dropped connections. (The SDK already retried
-/// these; callers that must resend on their own, like a root create, use this.)
-pub fn is_transient(e: &crate::error::Error) -> bool {
-    matches!(
-        e.code.as_str(),
-        "ConditionalRequestConflict"
-            | "Conflict"
-            | "OperationAborted"
-            | "SlowDown"
-            | "InternalError"
-            | "ServiceUnavailable"
-            | "RequestTimeout"
-            | "RequestTimeTooSkewed"
-            | "ETIMEDOUT"
-            | "ECONNRESET"
-            | "ECONNABORTED"
-            | "ECONNREFUSED"
-            | "EPIPE"
-            | "ERR_NETWORK"
-            | "ERR_S3_REQUEST"
-    ) || e.code.starts_with("HTTP_5")
 }
 
 /// Deletes `keys`, `concurrency` requests at a time. Takes owned values so the future can be

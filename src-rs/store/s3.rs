@@ -1,13 +1,18 @@
 //! The object store over `aws-sdk-s3`: client configuration (the AWS SDKs' defaults, plus what
-//! S3-compatible servers need), error mapping to codes, and the SDK's retry policy — the one place
-//! where requests are retried.
+//! S3-compatible servers need), error mapping to codes and kinds, and the per-attempt timeouts
+//! that `retry::Timeouts` sets (first byte, body stall). The SDK's own retries are off: requests
+//! are retried in one place, `retry::RetryingStore`.
 
+use super::retry::{timed_out, Policy, Timeouts};
 use super::{
     BoxFuture, GetOptions, GetOutcome, ListPage, Object, ObjectMeta, ObjectStore, PutMode,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Credentials, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -16,7 +21,6 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use bytes::Bytes;
-use std::time::Duration;
 
 /// S3 settings given by the user; anything unset defaults the way the AWS SDKs do.
 #[derive(Debug, Clone, Default)]
@@ -25,9 +29,8 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     pub force_path_style: Option<bool>,
     pub credentials: Option<StaticCredentials>,
-    /// Attempts per request, including the first (the SDK's standard retry mode with jittered
-    /// exponential backoff). Default 5.
-    pub max_attempts: Option<u32>,
+    /// Retries and timeouts (`store::retry`).
+    pub policy: Policy,
 }
 
 #[derive(Clone)]
@@ -49,6 +52,7 @@ pub struct S3Store {
     bucket: String,
     /// The endpoint in effect (`None`: AWS), part of the store's identity.
     endpoint: Option<String>,
+    timeouts: Timeouts,
 }
 
 /// The endpoint in effect: the option, else the SDKs' environment variables.
@@ -68,17 +72,15 @@ impl S3Store {
                 tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
-        let retry = RetryConfig::standard()
-            .with_max_attempts(config.max_attempts.unwrap_or(5).max(1))
-            .with_initial_backoff(Duration::from_millis(50))
-            .with_max_backoff(Duration::from_secs(5));
+        // Attempts are timed here (first byte, body stall) and retried by `RetryingStore`: the
+        // SDK's retries, attempt timeout and stalled-stream protection would be a second policy.
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_millis(3100))
-            .operation_attempt_timeout(Duration::from_secs(60))
+            .connect_timeout(config.policy.timeouts.connect)
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client)
-            .retry_config(retry)
+            .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .timeout_config(timeouts);
         if let Some(region) = &config.region {
             loader = loader.region(Region::new(region.clone()));
@@ -110,7 +112,63 @@ impl S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
             endpoint,
+            timeouts: config.policy.timeouts.clone(),
         })
+    }
+
+    /// Sends a request, giving up when no answer starts within the first-byte limit.
+    async fn timed<T>(
+        &self,
+        key: &str,
+        upload_bytes: u64,
+        send: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        let limit = self.timeouts.first_byte_for(upload_bytes);
+        tokio::time::timeout(limit, send)
+            .await
+            .map_err(|_| timed_out(&self.place(key), limit))
+    }
+
+    /// Reads a response body, giving up when it stops flowing for the body-stall limit.
+    async fn read_body(&self, key: &str, mut body: ByteStream, len: Option<i64>) -> Result<Bytes> {
+        let stall = self.timeouts.body_stall;
+        let mut out = bytes::BytesMut::with_capacity(len.unwrap_or(0).clamp(0, 64 << 20) as usize);
+        loop {
+            match tokio::time::timeout(stall, body.next()).await {
+                Err(_) => {
+                    return Err(Error::transient(
+                        "ETIMEDOUT",
+                        format!(
+                            "{}: the body stopped flowing for {} ms after {} bytes",
+                            self.place(key),
+                            stall.as_millis(),
+                            out.len()
+                        ),
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => out.extend_from_slice(&chunk),
+                Ok(Some(Err(e))) => {
+                    return Err(Error::transient(
+                        network_code(&e).unwrap_or_else(|| "ECONNRESET".into()),
+                        format!("{}: reading the body failed: {e}", self.place(key)),
+                    ))
+                }
+            }
+        }
+        // A connection closed early can end the stream without an error: a short body is
+        // never taken for the object.
+        if let Some(len) = len.filter(|l| *l >= 0 && *l as usize != out.len()) {
+            return Err(Error::transient(
+                "ECONNRESET",
+                format!(
+                    "{}: the body ended after {} of {len} bytes",
+                    self.place(key),
+                    out.len()
+                ),
+            ));
+        }
+        Ok(out.freeze())
     }
 
     fn place(&self, key: &str) -> String {
@@ -123,6 +181,24 @@ struct Failure {
     code: String,
     status: Option<u16>,
     message: String,
+    kind: ErrorKind,
+}
+
+/// What an S3 error answer means: retry it, back off, or give up.
+fn kind_of_answer(status: u16, code: &str) -> ErrorKind {
+    match (status, code) {
+        (503, _) | (429, _) | (_, "SlowDown" | "Throttling" | "TooManyRequests") => {
+            ErrorKind::Throttled
+        }
+        (500..=599, _) => ErrorKind::Transient,
+        // A conditional request raced another one on the same key: S3 asks for a retry.
+        (409, "ConditionalRequestConflict" | "OperationAborted" | "Conflict") => {
+            ErrorKind::Transient
+        }
+        (400, "RequestTimeout") | (403, "RequestTimeTooSkewed") => ErrorKind::Transient,
+        (412, _) => ErrorKind::Conflict,
+        _ => ErrorKind::Permanent,
+    }
 }
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -151,6 +227,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .map(|m| format!("{code}: {m}"))
                 .unwrap_or_else(|| format!("{code} (HTTP {status})"));
             Failure {
+                kind: kind_of_answer(status, &code),
                 code,
                 status: Some(status),
                 message,
@@ -160,12 +237,37 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             code: "ETIMEDOUT".into(),
             status: None,
             message,
+            kind: ErrorKind::Transient,
         },
-        _ => Failure {
+        // The request could not be built (bad input, no credentials): sending it again fails
+        // the same way.
+        SdkError::ConstructionFailure(_) => Failure {
             code: network_code(&err).unwrap_or_else(|| "ERR_S3_REQUEST".into()),
             status: None,
             message,
+            kind: ErrorKind::Permanent,
         },
+        SdkError::DispatchFailure(d) if d.is_user() => Failure {
+            code: network_code(&err).unwrap_or_else(|| "ERR_S3_REQUEST".into()),
+            status: None,
+            message,
+            kind: ErrorKind::Permanent,
+        },
+        // Connection refused or reset, a response cut short or unparsable.
+        _ => {
+            let code = network_code(&err).unwrap_or_else(|| "ERR_S3_REQUEST".into());
+            let kind = if code == "CredentialsProviderError" {
+                ErrorKind::Permanent
+            } else {
+                ErrorKind::Transient
+            };
+            Failure {
+                code,
+                status: None,
+                message,
+                kind,
+            }
+        }
     }
 }
 
@@ -211,7 +313,9 @@ impl Failure {
     }
 
     fn into_error(self, place: String) -> Error {
-        Error::new(self.code, self.message).context(place)
+        Error::new(self.code, self.message)
+            .with_kind(self.kind)
+            .context(place)
     }
 }
 
@@ -253,22 +357,12 @@ impl ObjectStore for S3Store {
             if let Some(etag) = &opts.if_none_match {
                 req = req.if_none_match(etag);
             }
-            match req.send().await {
+            match self.timed(key, 0, req.send()).await? {
                 Ok(resp) => {
                     let etag = resp.e_tag().map(str::to_string);
                     let last_modified_ms = ms(resp.last_modified());
-                    let body = resp
-                        .body
-                        .collect()
-                        .await
-                        .map_err(|e| {
-                            Error::new(
-                                network_code(&e).unwrap_or_else(|| "ECONNRESET".into()),
-                                format!("reading the body failed: {e}"),
-                            )
-                            .context(self.place(key))
-                        })?
-                        .into_bytes();
+                    let len = resp.content_length();
+                    let body = self.read_body(key, resp.body, len).await?;
                     Ok(GetOutcome::Found(Object {
                         body,
                         etag,
@@ -303,6 +397,7 @@ impl ObjectStore for S3Store {
     ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
             let len = body.len() as i64;
+            let upload_bytes = body.len() as u64;
             let mut req = self
                 .client
                 .put_object()
@@ -315,21 +410,7 @@ impl ObjectStore for S3Store {
                 PutMode::Create => req.if_none_match("*"),
                 PutMode::Update(etag) => req.if_match(etag),
             };
-            let sent = if mode == PutMode::Create {
-                // A create is the commit point of the versioned layout: its caller resends the
-                // same bytes itself and decides a 412 by reading the root, so the SDK must not
-                // retry it behind its back (a retry could answer 412 to our own first send).
-                req.customize()
-                    .config_override(
-                        aws_sdk_s3::config::Builder::default()
-                            .retry_config(RetryConfig::disabled()),
-                    )
-                    .send()
-                    .await
-            } else {
-                req.send().await
-            };
-            match sent {
+            match self.timed(key, upload_bytes, req.send()).await? {
                 Ok(resp) => Ok(resp.e_tag().map(str::to_string)),
                 Err(err) => {
                     let mut f = classify(err);
@@ -337,6 +418,7 @@ impl ObjectStore for S3Store {
                     // the precondition failed.
                     if mode != PutMode::Overwrite && matches!(f.status, Some(404) | Some(412)) {
                         f.code = "PreconditionFailed".into();
+                        f.kind = ErrorKind::Conflict;
                     }
                     Err(f.into_error(self.place(key)))
                 }
@@ -362,9 +444,9 @@ impl ObjectStore for S3Store {
             if let Some(max) = max_keys {
                 req = req.max_keys(max as i32);
             }
-            let resp = req
-                .send()
-                .await
+            let resp = self
+                .timed(prefix, 0, req.send())
+                .await?
                 .map_err(|e| classify(e).into_error(self.place(prefix)))?;
             let objects: Vec<ObjectMeta> = resp
                 .contents()
@@ -394,14 +476,8 @@ impl ObjectStore for S3Store {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            match self
-                .client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
+            let req = self.client.delete_object().bucket(&self.bucket).key(key);
+            match self.timed(key, 0, req.send()).await? {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     let f = classify(err);
@@ -416,14 +492,8 @@ impl ObjectStore for S3Store {
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
-            match self
-                .client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
+            let req = self.client.head_object().bucket(&self.bucket).key(key);
+            match self.timed(key, 0, req.send()).await? {
                 Ok(resp) => Ok(Some(ObjectMeta {
                     key: key.to_string(),
                     size: resp.content_length().unwrap_or(0).max(0) as u64,

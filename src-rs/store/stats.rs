@@ -1,5 +1,5 @@
 //! Request and byte counters, and the store wrapper that keeps them. Counts are of logical
-//! requests (the SDK's own retries are not counted twice), so tests can assert them.
+//! requests (their retries are counted apart, in `retries`), so tests can assert them.
 
 use super::{BoxFuture, GetOptions, GetOutcome, ListPage, ObjectMeta, ObjectStore, PutMode};
 use crate::error::Result;
@@ -20,6 +20,8 @@ pub struct Stats {
     pub cache_misses: AtomicU64,
     /// Blocks whose GET read-ahead started before SQLite asked for them.
     pub prefetched: AtomicU64,
+    /// Requests sent again after a transient failure (`retry::RetryingStore`).
+    pub retries: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +36,7 @@ pub struct StatsSnapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub prefetched: u64,
+    pub retries: u64,
 }
 
 impl Stats {
@@ -49,6 +52,7 @@ impl Stats {
             cache_hits: self.cache_hits.load(Relaxed),
             cache_misses: self.cache_misses.load(Relaxed),
             prefetched: self.prefetched.load(Relaxed),
+            retries: self.retries.load(Relaxed),
         }
     }
 
@@ -126,5 +130,13 @@ impl ObjectStore for CountingStore {
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         self.stats.head.fetch_add(1, Relaxed);
         self.inner.head(key)
+    }
+
+    fn retry_delay(
+        &self,
+        attempt: u32,
+        error: Option<&crate::error::Error>,
+    ) -> std::time::Duration {
+        self.inner.retry_delay(attempt, error)
     }
 }

@@ -331,7 +331,7 @@ impl Deserializer {
         let result = self.finish_inner().await;
         match &result {
             // The root may have landed and reference these blocks: leave them to GC.
-            Err(e) if e.code == codes::COMMIT_UNKNOWN => self.failed = true,
+            Err(e) if e.is_unknown_outcome() => self.failed = true,
             Err(_) => self.abort().await,
             Ok(_) => {}
         }

@@ -340,7 +340,7 @@ impl VersionedFile {
             Ok::<_, Error>(second)
         })?;
         match second {
-            Err(e) if e.code == codes::PRECONDITION_FAILED => {
+            Err(e) if e.is_conflict() => {
                 PROBED
                     .lock()
                     .unwrap()
@@ -470,7 +470,7 @@ impl VersionedFile {
             Ok((prepared, Err(e))) => {
                 // The root may have landed: remember it, and never report an I/O error (SQLite
                 // would take its journal fallback and publish the transaction a second time).
-                if e.code == codes::COMMIT_UNKNOWN {
+                if e.is_unknown_outcome() {
                     *self.ctx.unknown_commit.lock().unwrap() = Some(prepared);
                 }
                 self.blocks.discard();
@@ -526,7 +526,7 @@ fn decide_unknown_commit(ctx: &DbContext) -> Result<Settled> {
         }
         Ok(Outcome::Lost) => Ok(Settled::Lost(version)),
         Err(e) => {
-            if e.code == codes::COMMIT_UNKNOWN {
+            if e.is_unknown_outcome() {
                 *ctx.unknown_commit.lock().unwrap() = Some(prepared);
             }
             Err(e)

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
-use crate::store::{is_transient, GetOptions, GetOutcome, ObjectStore, PutMode};
+use crate::store::{GetOptions, GetOutcome, ObjectStore, PutMode};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -293,7 +293,8 @@ pub async fn publish_root(
     let mut last_error: Option<Error> = None;
     for attempt in 0..ROOT_ATTEMPTS {
         if attempt > 0 {
-            tokio::time::sleep(backoff(attempt)).await;
+            // The store's backoff (and its client-wide throttle): retries live in one place.
+            tokio::time::sleep(store.retry_delay(attempt, last_error.as_ref())).await;
         }
         // Once sent, the root may be ours already: only the 412 answer can tell (a look at
         // root(v+1) would take our own landed root for a rival's).
@@ -323,7 +324,7 @@ pub async fn publish_root(
             .await
         {
             Ok(_) => return Ok(Outcome::Committed),
-            Err(e) if e.code == codes::PRECONDITION_FAILED => {
+            Err(e) if e.is_conflict() => {
                 // Someone created it: us (an earlier send whose answer was lost), or a rival.
                 match read_identity(&*store, &p.root_key).await {
                     Ok(Some(a)) => {
@@ -340,7 +341,7 @@ pub async fn publish_root(
                     Err(e2) => last_error = Some(e2),
                 }
             }
-            Err(e) if is_transient(&e) => last_error = Some(e),
+            Err(e) if e.is_transient() => last_error = Some(e),
             // A definite refusal (AccessDenied, ...) of the first send: nothing was published.
             Err(e) if !sent_before => return Err(e),
             Err(e) => last_error = Some(e),
@@ -359,6 +360,7 @@ fn commit_unknown(version: u64, why: &str) -> Error {
              write on this connection settles it first)"
         ),
     )
+    .with_kind(crate::error::ErrorKind::UnknownOutcome)
 }
 
 /// Decides an attempt whose root create had an unknown outcome. While the attempt is recent
@@ -407,16 +409,6 @@ pub async fn settle_root(
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    let base = 50u64 << attempt.min(6);
-    let jitter = (crate::layout::versioned::new_attempt_id()
-        .map(|a| a[0] as u64)
-        .unwrap_or(0)
-        * base)
-        / 255;
-    Duration::from_millis(base / 2 + jitter / 2)
-}
-
 /// The attempt id of an existing root (`None` when it is missing).
 async fn read_identity(store: &dyn ObjectStore, key: &str) -> Result<Option<AttemptId>> {
     let opts = GetOptions {
@@ -432,12 +424,12 @@ async fn read_identity(store: &dyn ObjectStore, key: &str) -> Result<Option<Atte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::{Fault, MemoryStore};
+    use crate::store::faults::{s3_error, Action, FaultyStore};
     use crate::store::ObjectStore;
 
     /// Publishes one version with a single changed block 1 on top of `base`.
     async fn attempt(
-        store: &Arc<MemoryStore>,
+        store: &Arc<FaultyStore>,
         base: Option<&Snapshot>,
     ) -> (Prepared, Result<Outcome>) {
         let names = Names::new("db");
@@ -470,8 +462,8 @@ mod tests {
     #[test]
     fn a_lost_response_then_412_with_our_attempt_id_is_a_commit() {
         rt().block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            store.inject("/!r/", Fault::LandThenFail("ETIMEDOUT"));
+            let store = Arc::new(FaultyStore::new());
+            store.inject("/!r/", Action::LandThenFail(s3_error("ETIMEDOUT")));
             let (p, outcome) = attempt(&store, None).await;
             assert!(matches!(outcome, Ok(Outcome::Committed)), "{outcome:?}");
             let head = crate::layout::versioned::find_head(&*store, &Names::new("db"))
@@ -486,8 +478,8 @@ mod tests {
     fn a_409_or_503_then_success_commits_once() {
         for code in ["ConditionalRequestConflict", "ServiceUnavailable"] {
             rt().block_on(async {
-                let store = Arc::new(MemoryStore::new());
-                store.inject("/!r/", Fault::Fail(code));
+                let store = Arc::new(FaultyStore::new());
+                store.inject("/!r/", Action::Fail(s3_error(code)));
                 let (_, outcome) = attempt(&store, None).await;
                 assert!(
                     matches!(outcome, Ok(Outcome::Committed)),
@@ -506,11 +498,11 @@ mod tests {
     #[test]
     fn a_rival_root_is_a_loss_and_nothing_of_ours_is_referenced() {
         rt().block_on(async {
-            let store = Arc::new(MemoryStore::new());
+            let store = Arc::new(FaultyStore::new());
             let (winner, first) = attempt(&store, None).await;
             assert!(matches!(first, Ok(Outcome::Committed)));
             // A second writer on the same (empty) base loses, whatever the store answered first.
-            store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            store.inject("/!r/", Action::Fail(s3_error("ServiceUnavailable")));
             let (loser, second) = attempt(&store, None).await;
             assert!(matches!(second, Ok(Outcome::Lost)), "{second:?}");
             let head = crate::layout::versioned::find_head(&*store, &Names::new("db"))
@@ -528,9 +520,9 @@ mod tests {
     #[test]
     fn an_undecidable_create_is_commit_unknown_not_a_guess() {
         rt().block_on(async {
-            let store = Arc::new(MemoryStore::new());
+            let store = Arc::new(FaultyStore::new());
             for _ in 0..ROOT_ATTEMPTS {
-                store.inject("/!r/", Fault::Fail("ETIMEDOUT"));
+                store.inject("/!r/", Action::Fail(s3_error("ETIMEDOUT")));
             }
             let (mut p, outcome) = attempt(&store, None).await;
             let err = outcome.unwrap_err();
@@ -548,10 +540,10 @@ mod tests {
     #[test]
     fn settling_a_root_that_landed_unanswered_is_a_commit_even_with_a_stale_base() {
         rt().block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            store.inject("/!r/", Fault::LandThenFail("ETIMEDOUT"));
+            let store = Arc::new(FaultyStore::new());
+            store.inject("/!r/", Action::LandThenFail(s3_error("ETIMEDOUT")));
             for _ in 1..ROOT_ATTEMPTS {
-                store.inject("/!r/", Fault::Fail("ETIMEDOUT"));
+                store.inject("/!r/", Action::Fail(s3_error("ETIMEDOUT")));
             }
             let (mut p, outcome) = attempt(&store, None).await;
             assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
@@ -571,9 +563,9 @@ mod tests {
         rt().block_on(async {
             // Review #10 (b): the create never landed; a day later, rivals published v1..v3 and GC
             // deleted root(1)'s tombstone. A resend would create a ghost root(1).
-            let store = Arc::new(MemoryStore::new());
+            let store = Arc::new(FaultyStore::new());
             for _ in 0..ROOT_ATTEMPTS {
-                store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+                store.inject("/!r/", Action::Fail(s3_error("ServiceUnavailable")));
             }
             let (mut p, outcome) = attempt(&store, None).await;
             assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
@@ -618,16 +610,16 @@ mod tests {
         rt().block_on(async {
             // Red team: a re-upload after a long pause fails once, then the root lands; the
             // attempt's objects must still be there to cache (an empty list used to panic).
-            let store = Arc::new(MemoryStore::new());
-            store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+            let store = Arc::new(FaultyStore::new());
+            store.inject("/!r/", Action::Fail(s3_error("ServiceUnavailable")));
             for _ in 1..ROOT_ATTEMPTS {
-                store.inject("/!r/", Fault::Fail("ServiceUnavailable"));
+                store.inject("/!r/", Action::Fail(s3_error("ServiceUnavailable")));
             }
             let (mut p, outcome) = attempt(&store, None).await;
             assert_eq!(outcome.unwrap_err().code, codes::COMMIT_UNKNOWN);
             let blocks = p.block_uploads().len();
             p.uploaded_at = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
-            store.inject("/.b/", Fault::Fail("ServiceUnavailable"));
+            store.inject("/.b/", Action::Fail(s3_error("ServiceUnavailable")));
             let dyn_store: Arc<dyn ObjectStore> = store.clone();
             let mut observed = None;
             let settled = publish_root(dyn_store, &Names::new("db"), &mut p, &mut observed, 4)

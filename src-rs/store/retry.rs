@@ -1,0 +1,526 @@
+//! Retries and timeouts: the one place that decides how long a request may take and whether to
+//! send it again. Every request of every store goes through `RetryingStore`; the SDK's own
+//! retries are off, and the S3 store only applies the per-attempt timeouts given here (first
+//! byte, body stall), since only it sees the response stream.
+//!
+//! - A transient failure (5xx, a timeout, a reset, a conditional request that raced another) is
+//!   retried with jittered exponential backoff, bounded by attempts and by a total time budget.
+//! - A throttling answer (503 SlowDown, 429) backs off the whole client, not only the request:
+//!   every request of this store waits out a shared, growing penalty that successes shrink.
+//! - Anything else (403, a missing bucket, 400, a failed precondition) is returned at once.
+//! - A create-only PUT (`If-None-Match: *`) is sent once per call: a resend could be answered 412
+//!   by our own first send, so its caller resends and decides that itself (the commit protocol).
+
+use super::{BoxFuture, GetOptions, GetOutcome, ListPage, ObjectMeta, ObjectStore, PutMode, Stats};
+use crate::error::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often and how patiently a request is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts per request, including the first.
+    pub max_attempts: u32,
+    /// The first backoff after a transient failure; it doubles with each attempt.
+    pub base_delay: Duration,
+    /// The first backoff after a throttling answer (SlowDown asks for a longer pause).
+    pub throttle_delay: Duration,
+    /// No single backoff is longer than this.
+    pub max_delay: Duration,
+    /// A request, all its attempts and backoffs included, gives up after this long.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(100),
+            throttle_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long one attempt may take before it is abandoned (and retried, if attempts remain).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// From sending a request (a PUT: after its body at `min_upload_rate`) to the first byte of
+    /// the answer. S3's guidelines suggest retrying latency-sensitive small GETs after ~2 s.
+    pub first_byte: Duration,
+    /// The longest pause while a response body is flowing.
+    pub body_stall: Duration,
+    /// Bytes per second an upload is given, on top of `first_byte`, so a large PUT is not cut
+    /// short while a small one still is.
+    pub min_upload_rate: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_millis(3100),
+            first_byte: Duration::from_secs(2),
+            body_stall: Duration::from_secs(2),
+            min_upload_rate: 1 << 20,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The first-byte limit of a request that uploads `upload_bytes`.
+    pub fn first_byte_for(&self, upload_bytes: u64) -> Duration {
+        let rate = self.min_upload_rate.max(1);
+        self.first_byte + Duration::from_secs_f64(upload_bytes as f64 / rate as f64)
+    }
+
+    /// Whole-attempt limit of a request whose answer carries about `download_bytes` (`None`:
+    /// unknown): the stores that cannot watch a stream (all but S3) are held to this.
+    fn attempt_for(&self, upload_bytes: u64, download_bytes: Option<u64>) -> Option<Duration> {
+        let download = download_bytes?;
+        let rate = self.min_upload_rate.max(1);
+        Some(
+            self.first_byte_for(upload_bytes)
+                + self.body_stall
+                + Duration::from_secs_f64(download as f64 / rate as f64),
+        )
+    }
+}
+
+/// The retry and timeout settings of one store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+}
+
+/// The error of an attempt cut short.
+pub fn timed_out(what: &str, after: Duration) -> Error {
+    Error::transient(
+        "ETIMEDOUT",
+        format!("{what}: no answer within {} ms", after.as_millis()),
+    )
+}
+
+/// A client-wide pause that throttling answers grow and successes shrink (S3 asks a client that
+/// gets SlowDown to reduce its request rate, not to hammer it with retries of each request).
+#[derive(Default)]
+struct Throttle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    penalty: Duration,
+    not_before: Option<Instant>,
+}
+
+impl Throttle {
+    async fn wait(&self) {
+        let until = self.state.lock().unwrap().not_before;
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+
+    fn throttled(&self, policy: &RetryPolicy) {
+        let mut s = self.state.lock().unwrap();
+        s.penalty = (s.penalty * 2)
+            .max(policy.throttle_delay)
+            .min(policy.max_delay);
+        let until = Instant::now() + jitter(s.penalty);
+        s.not_before = Some(s.not_before.map_or(until, |t| t.max(until)));
+    }
+
+    fn succeeded(&self) {
+        let mut s = self.state.lock().unwrap();
+        if s.penalty.is_zero() {
+            return;
+        }
+        s.penalty /= 2;
+        if s.penalty < Duration::from_millis(10) {
+            s.penalty = Duration::ZERO;
+            s.not_before = None;
+        }
+    }
+}
+
+/// Half the delay fixed, half random ("equal jitter"): retries of many clients spread out, and
+/// none comes back sooner than half its backoff.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// The backoff before attempt `attempt` (1 = the first retry) after `error`.
+pub fn backoff(policy: &RetryPolicy, attempt: u32, error: &Error) -> Duration {
+    let base = if error.kind == ErrorKind::Throttled {
+        policy.throttle_delay
+    } else {
+        policy.base_delay
+    };
+    let exp = attempt.saturating_sub(1).min(20);
+    jitter(base.saturating_mul(1 << exp).min(policy.max_delay))
+}
+
+/// `backoff` for a caller that resends on its own (`error`: what the last send returned).
+pub fn resend_delay(policy: &RetryPolicy, attempt: u32, error: Option<&Error>) -> Duration {
+    let plain = Error::transient("", "");
+    backoff(policy, attempt, error.unwrap_or(&plain))
+}
+
+/// A store whose every request is timed and retried by `Policy`.
+pub struct RetryingStore {
+    inner: Arc<dyn ObjectStore>,
+    policy: Policy,
+    throttle: Throttle,
+    stats: Arc<Stats>,
+}
+
+/// What a request sends and expects, for its timeouts and its retries.
+struct Request<'a> {
+    what: &'a str,
+    upload_bytes: u64,
+    download_bytes: Option<u64>,
+    /// Sent once: the caller decides what a failure means (a create-only PUT).
+    once: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no body either way (DELETE, HEAD).
+    fn bodiless(what: &'a str) -> Self {
+        Request {
+            what,
+            upload_bytes: 0,
+            download_bytes: Some(0),
+            once: false,
+        }
+    }
+}
+
+impl RetryingStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, policy: Policy, stats: Arc<Stats>) -> Self {
+        RetryingStore {
+            inner,
+            policy,
+            throttle: Throttle::default(),
+            stats,
+        }
+    }
+
+    async fn run<'a, T, F, Fut>(&'a self, req: Request<'a>, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>> + 'a,
+    {
+        let started = Instant::now();
+        let retry = &self.policy.retry;
+        let limit = self
+            .policy
+            .timeouts
+            .attempt_for(req.upload_bytes, req.download_bytes);
+        let mut attempts = 0u32;
+        loop {
+            self.throttle.wait().await;
+            attempts += 1;
+            let result = match limit {
+                Some(limit) => tokio::time::timeout(limit, attempt())
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out(req.what, limit))),
+                None => attempt().await,
+            };
+            let error = match result {
+                Ok(v) => {
+                    self.throttle.succeeded();
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if error.kind == ErrorKind::Throttled {
+                self.throttle.throttled(retry);
+            }
+            if !error.is_transient() || req.once {
+                return Err(error);
+            }
+            let delay = backoff(retry, attempts, &error);
+            let spent = started.elapsed();
+            if attempts >= retry.max_attempts || spent + delay > retry.budget {
+                return Err(gave_up(error, attempts, spent));
+            }
+            self.stats.retries.fetch_add(1, Relaxed);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// The last error of a request that used up its attempts or its time, saying so.
+fn gave_up(mut e: Error, attempts: u32, spent: Duration) -> Error {
+    e.message = format!(
+        "{} (gave up after {attempts} attempts in {} ms)",
+        e.message,
+        spent.as_millis()
+    );
+    e
+}
+
+impl ObjectStore for RetryingStore {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+
+    fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
+        Box::pin(async move {
+            let req = Request {
+                what: key,
+                upload_bytes: 0,
+                download_bytes: opts.range.map(|(s, e)| e.saturating_sub(s)),
+                once: false,
+            };
+            self.run(req, || self.inner.get(key, opts.clone())).await
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Bytes,
+        mode: PutMode,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            let req = Request {
+                what: key,
+                upload_bytes: body.len() as u64,
+                download_bytes: Some(0),
+                once: mode == PutMode::Create,
+            };
+            self.run(req, || self.inner.put(key, body.clone(), mode.clone()))
+                .await
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        start_after: Option<&'a str>,
+        max_keys: Option<u32>,
+    ) -> BoxFuture<'a, Result<ListPage>> {
+        Box::pin(async move {
+            let req = Request {
+                what: prefix,
+                upload_bytes: 0,
+                // A page of 1,000 keys is ~250 KB of XML.
+                download_bytes: Some(256 << 10),
+                once: false,
+            };
+            self.run(req, || self.inner.list(prefix, start_after, max_keys))
+                .await
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let req = Request::bodiless(key);
+            self.run(req, || self.inner.delete(key)).await
+        })
+    }
+
+    fn retry_delay(&self, attempt: u32, error: Option<&Error>) -> Duration {
+        if error.is_some_and(|e| e.kind == ErrorKind::Throttled) {
+            self.throttle.throttled(&self.policy.retry);
+        }
+        resend_delay(&self.policy.retry, attempt, error)
+    }
+
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
+        Box::pin(async move {
+            let req = Request::bodiless(key);
+            self.run(req, || self.inner.head(key)).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::faults::{s3_error, Action, FaultyStore, Op, Rule};
+
+    fn fast() -> Policy {
+        Policy {
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(2),
+                throttle_delay: Duration::from_millis(40),
+                max_delay: Duration::from_millis(200),
+                budget: Duration::from_secs(5),
+            },
+            timeouts: Timeouts {
+                first_byte: Duration::from_millis(100),
+                body_stall: Duration::from_millis(50),
+                ..Timeouts::default()
+            },
+        }
+    }
+
+    fn setup(policy: Policy) -> (Arc<FaultyStore>, RetryingStore, Arc<Stats>) {
+        let faulty = Arc::new(FaultyStore::new());
+        let stats = Arc::new(Stats::default());
+        let store = RetryingStore::new(faulty.clone(), policy, stats.clone());
+        (faulty, store, stats)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn transient_failures_are_retried_and_counted() {
+        rt().block_on(async {
+            let (faulty, store, stats) = setup(fast());
+            for code in ["InternalError", "ECONNRESET", "ConditionalRequestConflict"] {
+                faulty.add(Rule {
+                    op: Some(Op::Put),
+                    ..Rule::nth(0, Action::Fail(s3_error(code)))
+                });
+            }
+            store
+                .put("k", Bytes::from_static(b"v"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(stats.retries.load(Relaxed), 3);
+            assert_eq!(faulty.take_log().len(), 4);
+        });
+    }
+
+    #[test]
+    fn permanent_failures_and_creates_are_sent_once() {
+        rt().block_on(async {
+            let (faulty, store, stats) = setup(fast());
+            faulty.add(Rule::from(0, Action::Fail(s3_error("AccessDenied"))));
+            let e = store.get("k", GetOptions::default()).await.unwrap_err();
+            assert_eq!(e.code, "AccessDenied");
+            assert_eq!(e.kind, ErrorKind::Permanent);
+            faulty.heal();
+            faulty.add(Rule::from(0, Action::Fail(s3_error("InternalError"))));
+            let e = store
+                .put("r", Bytes::from_static(b"v"), PutMode::Create)
+                .await
+                .unwrap_err();
+            assert!(e.is_transient());
+            assert_eq!(faulty.take_log().len(), 2);
+            assert_eq!(stats.retries.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn a_stalled_request_is_cut_short_and_retried() {
+        rt().block_on(async {
+            let (faulty, store, stats) = setup(fast());
+            store
+                .put("k", Bytes::from(vec![1u8; 1000]), PutMode::Overwrite)
+                .await
+                .unwrap();
+            for op in [Op::Get, Op::Put, Op::List, Op::Head, Op::Delete] {
+                faulty.add(Rule {
+                    op: Some(op),
+                    ..Rule::nth(0, Action::Stall)
+                });
+            }
+            let started = Instant::now();
+            let range = GetOptions {
+                range: Some((0, 10)),
+                ..Default::default()
+            };
+            assert!(matches!(
+                store.get("k", range).await.unwrap(),
+                GetOutcome::Found(o) if o.body.len() == 10
+            ));
+            store
+                .put("k", Bytes::from(vec![2u8; 1000]), PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(store.list("", None, None).await.unwrap().objects.len(), 1);
+            assert!(store.head("k").await.unwrap().is_some());
+            store.delete("k").await.unwrap();
+            assert_eq!(stats.retries.load(Relaxed), 5);
+            // Five stalls, each abandoned after its attempt limit (~150 ms here), not hung.
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        });
+    }
+
+    #[test]
+    fn throttling_backs_off_the_whole_client_and_gives_up_after_max_attempts() {
+        rt().block_on(async {
+            let policy = fast();
+            let (faulty, store, stats) = setup(policy.clone());
+            faulty.add(Rule {
+                key_part: "hot".into(),
+                ..Rule::from(0, Action::Fail(s3_error("SlowDown")))
+            });
+            let started = Instant::now();
+            let e = store.get("hot", GetOptions::default()).await.unwrap_err();
+            let spent = started.elapsed();
+            assert_eq!(e.kind, ErrorKind::Throttled);
+            assert!(
+                e.message.contains("gave up after 4 attempts"),
+                "{}",
+                e.message
+            );
+            // Backoffs of at least half of 40, 80, 160 ms.
+            assert!(spent >= Duration::from_millis(140), "{spent:?}");
+            assert_eq!(stats.retries.load(Relaxed), 3);
+            // Another key of the same client waits out the throttle's pause before it is sent.
+            let started = Instant::now();
+            assert!(matches!(
+                store.get("cold", GetOptions::default()).await.unwrap(),
+                GetOutcome::NotFound
+            ));
+            assert!(
+                started.elapsed() >= Duration::from_millis(40),
+                "{:?}",
+                started.elapsed()
+            );
+        });
+    }
+
+    #[test]
+    fn the_time_budget_bounds_a_request() {
+        rt().block_on(async {
+            let mut policy = fast();
+            policy.retry.max_attempts = 1000;
+            policy.retry.budget = Duration::from_millis(300);
+            let (faulty, store, _) = setup(policy);
+            faulty.add(Rule::from(0, Action::Fail(s3_error("InternalError"))));
+            let started = Instant::now();
+            let e = store.head("k").await.unwrap_err();
+            assert!(e.message.contains("gave up"), "{}", e.message);
+            assert!(started.elapsed() < Duration::from_millis(400));
+        });
+    }
+
+    #[test]
+    fn a_resent_create_follows_the_policy() {
+        let p = RetryPolicy::default();
+        let throttled = s3_error("SlowDown");
+        for attempt in 1..8 {
+            let d = resend_delay(&p, attempt, Some(&throttled));
+            assert!(d >= p.throttle_delay / 2 && d <= p.max_delay, "{d:?}");
+            assert!(resend_delay(&p, attempt, None) <= p.max_delay);
+        }
+    }
+}
