@@ -189,7 +189,7 @@ export interface Stats {
   cacheMisses: number
   /** Blocks read ahead of a sequential reader (each one GET, counted in `get` too). */
   prefetched: number
-  /** Requests sent again after a transient failure (not counted in `get`, `put`, ...). */
+  /** Requests sent again after a transient failure (not counted in `get`, `put`, ...), including a commit's resent root. */
   retries: number
 }
 

@@ -1,7 +1,9 @@
 // A fault-injecting HTTP proxy in front of the test's S3 server (path-style requests), run in the
 // test process: each rule matches requests by kind and key and, from its nth match on, answers
-// `count` of them with an S3 error status, or resets the connection before the request is
-// forwarded or after the server has applied it (the write lands, the answer is lost).
+// `count` of them with an S3 error status; resets the connection or stalls (never answers) before
+// the request is forwarded or after the server has applied it (the write lands, the answer is
+// lost); or forwards the answer's headers and half its body, then cuts the connection
+// (`truncate`) or stops sending (`stall-body`).
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { endpoint } from './s3'
@@ -18,10 +20,10 @@ export interface FaultRule {
   nth?: number
   /** How many matching requests, from the nth on, get the fault. Default: every one. */
   count?: number
-  action: 'status' | 'reset'
+  action: 'status' | 'reset' | 'stall' | 'truncate' | 'stall-body'
   /** For `status`: the HTTP status (the body is an S3 error document with a matching code). */
   status?: number
-  /** `reset` only: before forwarding (nothing lands) or after the server answered (it landed). */
+  /** `reset`, `stall`: before forwarding (nothing lands) or after the server answered (it landed). */
   when?: 'before' | 'after'
 }
 
@@ -49,6 +51,7 @@ function kindOf(req: http.IncomingMessage): { kind: RequestKind; key: string } {
 export class FaultProxy {
   #server: http.Server
   #rules: ActiveRule[] = []
+  #hits = 0
   #agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
   /** Every request seen, in order: `KIND key`. */
   readonly log: string[] = []
@@ -74,18 +77,32 @@ export class FaultProxy {
         req.socket.destroy()
         return
       }
+      if (rule?.action === 'stall' && rule.when !== 'after') {
+        req.resume() // read the request, never answer: the client must give up on its own
+        return
+      }
       const headers = { ...req.headers }
       if (this.stripIfNoneMatch && req.method === 'PUT') delete headers['if-none-match']
       const up = http.request(
         { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent: this.#agent },
         (ur) => {
-          if (rule?.action === 'reset') {
+          if (rule?.action === 'reset' || rule?.action === 'stall') {
             // The server applied the request; its answer never arrives.
             ur.resume()
-            ur.on('end', () => req.socket.destroy())
+            if (rule.action === 'reset') ur.on('end', () => req.socket.destroy())
             return
           }
           res.writeHead(ur.statusCode ?? 502, ur.headers)
+          if (rule?.action === 'truncate' || rule?.action === 'stall-body') {
+            const chunks: Buffer[] = []
+            ur.on('data', (c: Buffer) => chunks.push(c))
+            ur.on('end', () => {
+              const body = Buffer.concat(chunks)
+              res.write(body.subarray(0, Math.floor(body.length / 2)))
+              if (rule.action === 'truncate') setTimeout(() => req.socket.destroy(), 20)
+            })
+            return
+          }
           ur.pipe(res)
         },
       )
@@ -106,6 +123,11 @@ export class FaultProxy {
     this.#rules.push({ ...rule, seen: 0 })
   }
 
+  /** Requests a rule has applied to so far. */
+  hits(): number {
+    return this.#hits
+  }
+
   clear(): void {
     this.#rules = []
   }
@@ -121,6 +143,7 @@ export class FaultProxy {
       const inWindow = r.seen >= nth && (r.count === undefined || r.seen < nth + r.count)
       if (inWindow && hit === undefined) hit = r
     }
+    if (hit) this.#hits++
     return hit
   }
 

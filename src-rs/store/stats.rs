@@ -137,6 +137,8 @@ impl ObjectStore for CountingStore {
         attempt: u32,
         error: Option<&crate::error::Error>,
     ) -> std::time::Duration {
+        // The caller resends after this delay (a root create, the probe): a retry too.
+        self.stats.retries.fetch_add(1, Relaxed);
         self.inner.retry_delay(attempt, error)
     }
 }

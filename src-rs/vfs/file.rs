@@ -535,11 +535,16 @@ impl JournalFile {
 }
 
 /// `xDelete` of a journal: removes its objects (a LIST only when we do not know how many).
+/// Deleting the journal is the commit point of this layout, and other processes know a journal
+/// by its block 0 (the header): that block goes first, alone. If it cannot be deleted, nothing
+/// is, and the journal is marked hot so SQLite rolls the transaction back (the commit failed,
+/// and the database returns to its previous state). Once it is gone the transaction is
+/// committed, whatever happens to the other blocks: they are left for the next deletion.
 pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
     let keys = BlockKeys::new(journal_prefix(&ctx.prefix));
     let state = ctx.journal_state();
-    let doomed: Vec<String> = match state.size {
-        Some(size) if !state.hot => (0..size.div_ceil(ctx.block_size))
+    let mut doomed: Vec<String> = match state.size {
+        Some(size) if !state.hot && !state.leftovers => (0..size.div_ceil(ctx.block_size))
             .map(|i| keys.key(i))
             .collect(),
         _ => block_on(list_blocks(&*ctx.store, &keys))?
@@ -547,13 +552,27 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
             .map(|o| o.key)
             .collect(),
     };
-    block_on(delete_keys(ctx.store.clone(), doomed, ctx.concurrency))?;
+    let header = keys.key(0);
+    if let Some(pos) = doomed.iter().position(|k| *k == header) {
+        doomed.remove(pos);
+        if let Err(e) = block_on(ctx.store.delete(&header)) {
+            ctx.update_journal(|j| {
+                if j.present {
+                    j.orphaned = j.own_etag.clone();
+                    j.hot = j.orphaned.is_some();
+                }
+            });
+            return Err(e);
+        }
+    }
+    let rest = block_on(delete_keys(ctx.store.clone(), doomed, ctx.concurrency));
     ctx.update_journal(|j| {
         j.present = false;
         j.hot = false;
         j.orphaned = None;
         j.own_etag = None;
         j.size = Some(0);
+        j.leftovers = rest.is_err();
     });
     Ok(())
 }

@@ -101,6 +101,8 @@ pub struct JournalState {
     /// the ETag of its block 0) is dead and hot at once, whatever its age. Any other journal,
     /// even one found at the same key later, is another writer's and follows the age rule.
     pub orphaned: Option<String>,
+    /// A deletion removed the header but not every other object: the next one lists them all.
+    pub leftovers: bool,
 }
 
 impl DbContext {

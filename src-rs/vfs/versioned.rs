@@ -14,7 +14,7 @@ use crate::layout::versioned::format::Root;
 use crate::layout::versioned::{find_head, get_root, newer_than, Names, SegmentCache, Snapshot};
 use crate::runtime::block_on;
 use crate::sqlite_header;
-use crate::store::PutMode;
+use crate::store::{ObjectStore, PutMode};
 use bytes::Bytes;
 use rusqlite::ffi;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -49,6 +49,41 @@ fn raise_known(key: &str, v: u64) {
 
 /// Stores (by location) whose conditional create was probed and found to work.
 static PROBED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Attempts of the conditional-write probe when the store fails transiently.
+const PROBE_ATTEMPTS: u32 = 6;
+
+/// Creates a scratch key, then creates it again: the second create's answer. A create is sent
+/// once by the store (a resend could be answered 412 by our own first send), so a transient
+/// failure starts over on a fresh key instead, with the store's backoff.
+async fn probe_create_twice(store: &dyn ObjectStore, names: &Names) -> Result<Result<()>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let key = names.scratch("probe")?;
+        let answer = async {
+            store
+                .put(&key, Bytes::from_static(b"1"), PutMode::Create)
+                .await?;
+            let second = store
+                .put(&key, Bytes::from_static(b"2"), PutMode::Create)
+                .await;
+            Ok::<_, Error>(second.map(|_| ()))
+        }
+        .await;
+        let _ = store.delete(&key).await;
+        let failure = match answer {
+            Ok(Err(e)) if e.is_transient() => e,
+            Err(e) if e.is_transient() => e,
+            Ok(second) => return Ok(second),
+            Err(e) => return Err(e),
+        };
+        if attempt >= PROBE_ATTEMPTS {
+            return Err(failure);
+        }
+        tokio::time::sleep(store.retry_delay(attempt, Some(&failure))).await;
+    }
+}
 
 struct Batch {
     saved: (BTreeMap<u64, Vec<u8>>, u64),
@@ -327,18 +362,7 @@ impl VersionedFile {
         {
             return Ok(());
         }
-        let key = self.names.scratch("probe")?;
-        let store = self.ctx.store.clone();
-        let second = block_on(async {
-            store
-                .put(&key, Bytes::from_static(b"1"), PutMode::Create)
-                .await?;
-            let second = store
-                .put(&key, Bytes::from_static(b"2"), PutMode::Create)
-                .await;
-            let _ = store.delete(&key).await;
-            Ok::<_, Error>(second)
-        })?;
+        let second = block_on(probe_create_twice(&*self.ctx.store, &self.names))?;
         match second {
             Err(e) if e.is_conflict() => {
                 PROBED
