@@ -2,6 +2,8 @@
 //! channel and await the reply; the thread runs them in order. SQLite's VFS callbacks therefore
 //! run on this thread (never on a tokio worker) and block on S3 I/O there.
 
+#[cfg(test)]
+mod fault_matrix;
 pub mod value;
 
 use crate::blocks::disk_cache::DiskCache;

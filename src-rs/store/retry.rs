@@ -228,12 +228,13 @@ impl RetryingStore {
         loop {
             self.throttle.wait().await;
             attempts += 1;
-            let result = match limit {
-                Some(limit) => tokio::time::timeout(limit, attempt())
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out(req.what, limit))),
-                None => attempt().await,
-            };
+            // Each attempt is held to its own limit and to what is left of the budget: the
+            // budget is a deadline for the request, even for an attempt that never answers.
+            let left = retry.budget.saturating_sub(started.elapsed());
+            let cut = limit.map_or(left, |l| l.min(left));
+            let result = tokio::time::timeout(cut, attempt())
+                .await
+                .unwrap_or_else(|_| Err(timed_out(req.what, cut)));
             let error = match result {
                 Ok(v) => {
                     self.throttle.succeeded();
