@@ -192,19 +192,20 @@ test.before(async () => {
 test.after.always(() => {
   if (table.length === 0) return
   const ops = OPERATIONS.map((o) => o.name)
-  const order = (r: Row) => [ops.indexOf(r.operation), FAULTS.findIndex((f) => f.name === r.fault), LAYOUTS.indexOf(r.layout)]
-  table.sort((a, b) => {
-    const [x, y] = [order(a), order(b)]
-    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2]
-  })
-  const lines = [
-    '| operation | fault | layout | outcome | time | retries |',
-    '|---|---|---|---|---:|---:|',
-    ...table.map(
-      (r) =>
-        `| ${r.operation} | ${r.fault} | ${r.layout} | ${r.outcome} | ${(r.ms / 1000).toFixed(2)} s | ${Number.isNaN(r.retries) ? '—' : r.retries} |`,
-    ),
-  ]
+  // One row per operation × fault, one column per layout: "ok 2.10 s (1 retry)".
+  const cell = (r: Row | undefined) =>
+    r === undefined
+      ? '—'
+      : `${r.outcome} · ${(r.ms / 1000).toFixed(2)} s` +
+        (Number.isNaN(r.retries) ? '' : ` · ${r.retries} retr${r.retries === 1 ? 'y' : 'ies'}`)
+  const lines = ['| operation | fault | versioned | sqlite-s3vfs |', '|---|---|---|---|']
+  for (const op of ops) {
+    for (const f of FAULTS) {
+      const at = (layout: Layout) => table.find((r) => r.operation === op && r.fault === f.name && r.layout === layout)
+      if (!at('versioned') && !at('sqlite-s3vfs')) continue
+      lines.push(`| ${op} | ${f.name} | ${cell(at('versioned'))} | ${cell(at('sqlite-s3vfs'))} |`)
+    }
+  }
   const dir = resolve(__dirname, '..', 'target')
   mkdirSync(dir, { recursive: true })
   writeFileSync(resolve(dir, 'fault-scenarios.md'), lines.join('\n') + '\n')

@@ -11,9 +11,21 @@ mkdir -p "$TOOLS"
 # A second server that verifies SigV4, for the wrong-credentials tests.
 [ -x "$TOOLS/versitygw" ] || GOBIN="$TOOLS" go install github.com/versity/versitygw/cmd/versitygw@v1.7.0
 
-# The Python library we are compatible with, for the interop tests.
-if ! .venv/bin/python -c 'import sqlite_s3vfs, apsw, boto3' 2>/dev/null; then
-  python3 -m venv .venv
+# The Python library we are compatible with, for the interop tests; moto's S3 server, a third
+# implementation for the server matrix (npm run test:servers).
+if ! .venv/bin/python -c 'import sqlite_s3vfs, apsw, boto3, moto' 2>/dev/null; then
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
-    'sqlite-s3vfs==0.0.36' 'apsw==3.54.1.0' 'boto3==1.44.8'
+    'sqlite-s3vfs==0.0.36' 'apsw==3.54.1.0' 'boto3==1.44.8' 'moto[server]==5.2.3'
+fi
+
+# s3proxy (Java, Maven Central), the fourth: its runnable jar, checked against Maven's SHA-1.
+S3PROXY=".tools/s3proxy/s3proxy-4.0.0-jar-with-dependencies.jar"
+if [ ! -f "$S3PROXY" ]; then
+  mkdir -p .tools/s3proxy
+  url="https://repo1.maven.org/maven2/org/gaul/s3proxy/4.0.0/$(basename "$S3PROXY")"
+  curl -sSfL -o "$S3PROXY.part" "$url"
+  want=$(curl -sSfL "$url.sha1" | cut -c1-40)
+  echo "$want  $S3PROXY.part" | sha1sum -c --quiet
+  mv "$S3PROXY.part" "$S3PROXY"
 fi

@@ -1,10 +1,12 @@
 // Runs a command with local S3-protocol servers on 127.0.0.1 and stops them afterwards:
-//  - gofakes3 (memory backend): the main test server; atomic If-None-Match, no SigV4 check;
+//  - the main test server, SQLITE_S3VFS_TEST_SERVER: gofakes3 (default; memory backend, atomic
+//    If-None-Match, no SigV4 check), versitygw (posix backend), moto (moto_server) or s3proxy
+//    (transient in-memory provider);
 //  - versitygw (posix backend): verifies SigV4, for the wrong-credentials tests.
 // With SQLITE_S3VFS_TEST_ENDPOINT set, no server is started and the command runs against that
 // endpoint (credentials and region from the usual AWS_* variables).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -45,7 +47,57 @@ export interface Servers {
   stop(): void
 }
 
-export async function startServers(): Promise<Servers> {
+export const SERVERS = ['gofakes3', 'versitygw', 'moto', 's3proxy'] as const
+export type ServerName = (typeof SERVERS)[number]
+
+/** Starts one S3 server on a free port; every server accepts the access key `test` / `test`
+ *  (versitygw and s3proxy verify SigV4 with it). */
+export async function startServer(
+  name: ServerName,
+  procs: ChildProcess[],
+  dirs: string[],
+  creds = { key: 'test', secret: 'test' },
+): Promise<string> {
+  const port = await freePort()
+  const out: { stdio: ['ignore', 'ignore', 'inherit'] } = { stdio: ['ignore', 'ignore', 'inherit'] }
+  let proc: ChildProcess
+  if (name === 'gofakes3') {
+    proc = spawn(join(tools, 'gofakes3'), ['-backend', 'memory', '-host', `127.0.0.1:${port}`, '-autobucket', '-quiet'], out)
+  } else if (name === 'versitygw') {
+    const dir = mkdtempSync(join(tmpdir(), 'versitygw-'))
+    dirs.push(dir)
+    for (const sub of ['meta', 'data']) mkdirSync(join(dir, sub), { recursive: true })
+    proc = spawn(join(tools, 'versitygw'), ['--port', `127.0.0.1:${port}`, 'posix', '--sidecar', join(dir, 'meta'), join(dir, 'data')], {
+      ...out,
+      env: { ...process.env, ROOT_ACCESS_KEY: creds.key, ROOT_SECRET_KEY: creds.secret },
+    })
+  } else if (name === 'moto') {
+    // moto logs every request on stderr.
+    proc = spawn(join(root, '.venv', 'bin', 'moto_server'), ['-H', '127.0.0.1', '-p', `${port}`], { stdio: 'ignore' })
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 's3proxy-'))
+    dirs.push(dir)
+    const conf = join(dir, 's3proxy.conf')
+    writeFileSync(
+      conf,
+      [
+        `s3proxy.endpoint=http://127.0.0.1:${port}`,
+        's3proxy.authorization=aws-v2-or-v4',
+        `s3proxy.identity=${creds.key}`,
+        `s3proxy.credential=${creds.secret}`,
+        'jclouds.provider=transient',
+        'jclouds.identity=x',
+        'jclouds.credential=x',
+      ].join('\n'),
+    )
+    proc = spawn('java', ['-jar', join(root, '.tools', 's3proxy', 's3proxy-4.0.0-jar-with-dependencies.jar'), '--properties', conf], out)
+  }
+  procs.push(proc)
+  await waitForPort(port, proc, name)
+  return `http://127.0.0.1:${port}`
+}
+
+export async function startServers(main: ServerName = 'gofakes3'): Promise<Servers> {
   const procs: ChildProcess[] = []
   const dirs: string[] = []
   const stop = () => {
@@ -53,31 +105,13 @@ export async function startServers(): Promise<Servers> {
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
   }
   try {
-    const mainPort = await freePort()
-    const gofakes3 = spawn(join(tools, 'gofakes3'), ['-backend', 'memory', '-host', `127.0.0.1:${mainPort}`, '-autobucket', '-quiet'], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    })
-    procs.push(gofakes3)
-    await waitForPort(mainPort, gofakes3, 'gofakes3')
-
-    const sigPort = await freePort()
-    const dir = mkdtempSync(join(tmpdir(), 'versitygw-'))
-    dirs.push(dir)
-    for (const sub of ['meta', 'data']) mkdirSync(join(dir, sub), { recursive: true })
-    const versity = spawn(
-      join(tools, 'versitygw'),
-      ['--port', `127.0.0.1:${sigPort}`, 'posix', '--sidecar', join(dir, 'meta'), join(dir, 'data')],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, ROOT_ACCESS_KEY: 'sigv4-key', ROOT_SECRET_KEY: 'sigv4-secret' },
-      },
-    )
-    procs.push(versity)
-    await waitForPort(sigPort, versity, 'versitygw')
+    const mainEndpoint = await startServer(main, procs, dirs)
+    const sigEndpoint = await startServer('versitygw', procs, dirs, { key: 'sigv4-key', secret: 'sigv4-secret' })
     return {
       env: {
-        SQLITE_S3VFS_TEST_ENDPOINT: `http://127.0.0.1:${mainPort}`,
-        SQLITE_S3VFS_TEST_SIGV4_ENDPOINT: `http://127.0.0.1:${sigPort}`,
+        SQLITE_S3VFS_TEST_SERVER: main,
+        SQLITE_S3VFS_TEST_ENDPOINT: mainEndpoint,
+        SQLITE_S3VFS_TEST_SIGV4_ENDPOINT: sigEndpoint,
         SQLITE_S3VFS_TEST_SIGV4_KEY: 'sigv4-key',
         SQLITE_S3VFS_TEST_SIGV4_SECRET: 'sigv4-secret',
         AWS_ACCESS_KEY_ID: 'test',
@@ -98,7 +132,9 @@ async function main() {
   let servers: Servers | null = null
   let env: Record<string, string | undefined> = { ...process.env }
   if (!process.env.SQLITE_S3VFS_TEST_ENDPOINT) {
-    servers = await startServers()
+    const main = (process.env.SQLITE_S3VFS_TEST_SERVER ?? 'gofakes3') as ServerName
+    if (!SERVERS.includes(main)) throw new Error(`SQLITE_S3VFS_TEST_SERVER must be one of ${SERVERS.join(', ')}`)
+    servers = await startServers(main)
     env = { ...env, ...servers.env }
   }
   const child = spawn(cmd, args, { stdio: 'inherit', env })

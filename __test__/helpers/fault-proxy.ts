@@ -56,6 +56,8 @@ export class FaultProxy {
   /** Every request seen, in order: `KIND key`. */
   readonly log: string[] = []
   url = ''
+  /** Called with each request before any rule; answering `'drop'` closes its connection unsent. */
+  onRequest?: (kind: RequestKind, key: string) => 'drop' | void
   /** Drop `If-None-Match` from PUTs: the proxy then plays a store without conditional writes. */
   stripIfNoneMatch = false
 
@@ -64,6 +66,10 @@ export class FaultProxy {
     this.#server = http.createServer((req, res) => {
       const { kind, key } = kindOf(req)
       this.log.push(`${kind} ${key}`)
+      if (this.onRequest?.(kind, key) === 'drop') {
+        req.socket.destroy()
+        return
+      }
       const rule = this.#match(kind, key, req.headers.range !== undefined)
       if (rule?.action === 'status') {
         const status = rule.status ?? 503
