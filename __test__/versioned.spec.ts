@@ -139,6 +139,7 @@ test('two S3Database objects on one base: one wins, the other gets SQLITE_BUSY a
   release()
   const e = await t.throwsAsync(bTx, { instanceOf: SqliteS3Error })
   t.is(e!.code, 'SQLITE_BUSY')
+  t.is(e!.kind, 'conflict') // run it again
   t.deepEqual(await a.all('SELECT x FROM t ORDER BY rowid'), [{ x: 1 }, { x: 'from a' }])
   // Retrying on the new version succeeds, and no phantom row of the lost attempt appears.
   await b.transaction(async (tx) => {

@@ -57,7 +57,7 @@ async function main() {
         p.stdout.on('data', (d) => (out += d))
         p.on('exit', (code, signal) => {
           try {
-            ok(JSON.parse(out.trim().split('\n').pop()!))
+            ok({ latencies: [], rss: [], acked: [], busy: 0, violations: 0, ...JSON.parse(out.trim().split('\n').pop()!) })
           } catch {
             ok({ role, id, latencies: [], rss: [], acked: [], busy: 0, violations: 0, crashed: `exit ${code ?? signal}` })
           }
@@ -106,7 +106,7 @@ async function main() {
     mkdirSync(resolve(__dirname, '..', '..', 'target'), { recursive: true })
     writeFileSync(resolve(__dirname, '..', '..', 'target', 'load.md'), lines.join('\n') + '\n')
     console.log(lines.join('\n'))
-    for (const c of crashed) console.error(`crashed: ${c.role} ${c.id}: ${c.crashed}`)
+    for (const c of crashed) console.error(`crashed: ${c.role} ${c.id}: ${c.crashed} ${(c as { code?: string }).code ?? ''}`)
     const ok =
       missing.length === 0 && violations === 0 && crashed.length === 0 && integrity?.integrity_check === 'ok' && total?.t === 100_000
     if (!ok) {

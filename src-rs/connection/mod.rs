@@ -516,13 +516,18 @@ fn sql_error(ctx: &DbContext, e: rusqlite::Error) -> Error {
         err.message = format!("{} [{}]", err.message, err.code);
         err.code = "SQLITE_BUSY".into();
     }
-    match ctx.take_error(extended) {
+    let err = match ctx.take_error(extended) {
         Some(detail) if FROM_VFS.contains(&primary) => {
             Error::new(detail.code, format!("{} [{}]", detail.message, err.code))
                 .with_kind(detail.kind)
         }
         _ => err,
+    };
+    // Whatever the VFS recorded behind it, a BUSY means: another writer got there first.
+    if primary == ffi::SQLITE_BUSY {
+        return err.with_kind(crate::error::ErrorKind::Conflict);
     }
+    err
 }
 
 struct Session<'a> {

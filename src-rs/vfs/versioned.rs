@@ -337,15 +337,18 @@ impl VersionedFile {
         self.observed_epoch = 0;
         VfsError {
             code: ffi::SQLITE_BUSY_SNAPSHOT,
-            detail: Some(Error::new(
-                "SQLITE_BUSY",
-                format!(
-                    "{}: another writer committed after version {} ({why}); nothing of this \
-                     transaction was published — run it again",
-                    self.place(),
-                    self.version()
-                ),
-            )),
+            detail: Some(
+                Error::new(
+                    "SQLITE_BUSY",
+                    format!(
+                        "{}: another writer committed after version {} ({why}); nothing of \
+                         this transaction was published — run it again",
+                        self.place(),
+                        self.version()
+                    ),
+                )
+                .with_kind(crate::error::ErrorKind::Conflict),
+            ),
         }
     }
 
