@@ -49,8 +49,16 @@ export interface TimeoutOptions {
     firstByteMs?: number;
     /** The longest pause while an answer's body is flowing. Default 2000 ms. */
     bodyStallMs?: number;
-    /** Bytes per second an upload is given on top of `firstByteMs`. Default 1 MiB/s. */
+    /** Bytes per second an upload (or a ranged read) is given on top of `firstByteMs`. Default 1 MiB/s. */
     minUploadRate?: number;
+    /** A LIST, whose whole answer is read before it counts as answered. Default 5000 ms. */
+    listMs?: number;
+    /**
+     * A write to a key that is written again and again (the `sqlite-s3vfs` layout's blocks and
+     * journal) and any DELETE: such a request is not abandoned early, since one the server still
+     * applies could land after a newer write of the same key. Default 15000 ms.
+     */
+    rewriteMs?: number;
 }
 export interface DatabaseOptions {
     s3?: S3Options;

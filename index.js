@@ -37,7 +37,7 @@ function toError(e) {
     if (e instanceof SqliteS3Error)
         return e;
     const message = e instanceof Error ? e.message : String(e);
-    const m = /^\[([A-Za-z0-9_]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message);
+    const m = /^\[([^\s|\]]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message);
     if (m)
         return new SqliteS3Error(m[1], m[3], KINDS.includes(m[2]) ? m[2] : 'permanent');
     const code = e?.code;
@@ -126,6 +126,8 @@ function nativeOptions(o) {
         check('s3.timeouts.firstByteMs', t.firstByteMs, 1);
         check('s3.timeouts.bodyStallMs', t.bodyStallMs, 1);
         check('s3.timeouts.minUploadRate', t.minUploadRate, 1);
+        check('s3.timeouts.listMs', t.listMs, 1);
+        check('s3.timeouts.rewriteMs', t.rewriteMs, 1);
     }
     if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`);

@@ -67,8 +67,13 @@ async function killAt(t: ExecutionContext, layout: Layout, n: number, land: bool
       index++
       if (index === n) {
         killed = true
-        child?.stop()
-        if (!land) return 'drop'
+        // Not sent: killed as the request arrives. Sent: it lands, then the child dies before
+        // its answer comes back.
+        if (!land) {
+          child?.stop()
+          return 'drop'
+        }
+        return () => child?.stop()
       }
     }
     if (commitEnds(layout, kind, key)) commits++

@@ -9,7 +9,7 @@ import { readdirSync, rmSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
 import { FaultProxy } from './helpers/fault-proxy'
-import { client, freshBucket, freshPrefix, getObject, listObjects, options, putObject, series } from './helpers/s3'
+import { client, freshBucket, freshPrefix, getObject, listObjects, options, putObject, series, verifiesSignatures } from './helpers/s3'
 
 let bucket = ''
 test.before(async () => {
@@ -808,7 +808,8 @@ test('review #17: SQL text cannot ATTACH another open database of the process by
   await Promise.all([a.close(), b.close()])
 })
 
-test('review #19: the conditional-write probe is per endpoint, not per bucket name', async (t) => {
+// The proxy strips a signed header: expected to fail on a server that verifies signatures.
+;(verifiesSignatures ? test.failing : test)('review #19: the conditional-write probe is per endpoint, not per bucket name', async (t) => {
   const prefix = freshPrefix('probe-endpoint')
   const direct = new S3Database(bucket, prefix, options())
   await direct.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')

@@ -3,9 +3,10 @@
 // exactly one 200 each round, the rest 412 (or 409).
 import { PutObjectCommand, S3ServiceException } from '@aws-sdk/client-s3'
 import test from 'ava'
-import { client, freshBucket } from './helpers/s3'
+import { atomicCreates, client, freshBucket } from './helpers/s3'
 
-test('If-None-Match: * is atomic: one winner per round of 16 concurrent creates', async (t) => {
+// Expected to fail where the server's creates are known not to be atomic.
+;(atomicCreates ? test : test.failing)('If-None-Match: * is atomic: one winner per round of 16 concurrent creates', async (t) => {
   const bucket = await freshBucket('qualify')
   const rounds = 50
   const writers = 16

@@ -56,8 +56,16 @@ export interface TimeoutOptions {
   firstByteMs?: number
   /** The longest pause while an answer's body is flowing. Default 2000 ms. */
   bodyStallMs?: number
-  /** Bytes per second an upload is given on top of `firstByteMs`. Default 1 MiB/s. */
+  /** Bytes per second an upload (or a ranged read) is given on top of `firstByteMs`. Default 1 MiB/s. */
   minUploadRate?: number
+  /** A LIST, whose whole answer is read before it counts as answered. Default 5000 ms. */
+  listMs?: number
+  /**
+   * A write to a key that is written again and again (the `sqlite-s3vfs` layout's blocks and
+   * journal) and any DELETE: such a request is not abandoned early, since one the server still
+   * applies could land after a newer write of the same key. Default 15000 ms.
+   */
+  rewriteMs?: number
 }
 
 export interface DatabaseOptions {
@@ -220,7 +228,7 @@ const KINDS: readonly string[] = ['transient', 'throttled', 'conflict', 'unknown
 function toError(e: unknown): Error {
   if (e instanceof SqliteS3Error) return e
   const message = e instanceof Error ? e.message : String(e)
-  const m = /^\[([A-Za-z0-9_]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message)
+  const m = /^\[([^\s|\]]+)(?:\|([a-z-]+))?\] ([\s\S]*)$/.exec(message)
   if (m) return new SqliteS3Error(m[1], m[3], KINDS.includes(m[2]) ? (m[2] as ErrorKind) : 'permanent')
   const code = (e as { code?: unknown } | null)?.code
   if (typeof code === 'string' && code !== 'GenericFailure') return new SqliteS3Error(code, message)
@@ -302,6 +310,8 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     check('s3.timeouts.firstByteMs', t.firstByteMs, 1)
     check('s3.timeouts.bodyStallMs', t.bodyStallMs, 1)
     check('s3.timeouts.minUploadRate', t.minUploadRate, 1)
+    check('s3.timeouts.listMs', t.listMs, 1)
+    check('s3.timeouts.rewriteMs', t.rewriteMs, 1)
   }
   if (o.layout !== undefined && o.layout !== 'versioned' && o.layout !== 'sqlite-s3vfs') {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `layout must be 'versioned' or 'sqlite-s3vfs', got ${String(o.layout)}`)

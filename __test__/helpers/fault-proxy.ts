@@ -56,8 +56,9 @@ export class FaultProxy {
   /** Every request seen, in order: `KIND key`. */
   readonly log: string[] = []
   url = ''
-  /** Called with each request before any rule; answering `'drop'` closes its connection unsent. */
-  onRequest?: (kind: RequestKind, key: string) => 'drop' | void
+  /** Called with each request before any rule. `'drop'` closes its connection unsent; a function
+   *  lets the request land, then is called once the server has answered (the answer is lost). */
+  onRequest?: (kind: RequestKind, key: string) => 'drop' | (() => void) | void
   /** Drop `If-None-Match` from PUTs: the proxy then plays a store without conditional writes. */
   stripIfNoneMatch = false
 
@@ -66,10 +67,12 @@ export class FaultProxy {
     this.#server = http.createServer((req, res) => {
       const { kind, key } = kindOf(req)
       this.log.push(`${kind} ${key}`)
-      if (this.onRequest?.(kind, key) === 'drop') {
+      const hook = this.onRequest?.(kind, key)
+      if (hook === 'drop') {
         req.socket.destroy()
         return
       }
+      const landed = typeof hook === 'function' ? hook : undefined
       const rule = this.#match(kind, key, req.headers.range !== undefined)
       if (rule?.action === 'status') {
         const status = rule.status ?? 503
@@ -92,6 +95,14 @@ export class FaultProxy {
       const up = http.request(
         { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent: this.#agent },
         (ur) => {
+          if (landed) {
+            ur.resume()
+            ur.on('end', () => {
+              landed()
+              req.socket.destroy()
+            })
+            return
+          }
           if (rule?.action === 'reset' || rule?.action === 'stall') {
             // The server applied the request; its answer never arrives.
             ur.resume()

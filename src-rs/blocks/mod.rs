@@ -739,7 +739,7 @@ impl BlockFile {
                     let store = store.clone();
                     let key = keys.key(i);
                     async move {
-                        let etag = store.put(&key, data.clone(), PutMode::Overwrite).await?;
+                        let etag = store.put(&key, data.clone(), PutMode::Rewrite).await?;
                         Ok::<_, crate::error::Error>((i, data, etag))
                     }
                 }))

@@ -47,6 +47,8 @@ pub struct JsTimeouts {
     pub first_byte_ms: Option<f64>,
     pub body_stall_ms: Option<f64>,
     pub min_upload_rate: Option<f64>,
+    pub list_ms: Option<f64>,
+    pub rewrite_ms: Option<f64>,
 }
 
 fn millis(ms: Option<f64>, default: Duration) -> Duration {
@@ -74,6 +76,8 @@ fn policy(s: &JsS3Options) -> Policy {
             connect: millis(t.and_then(|t| t.connect_ms), dt.connect),
             first_byte: millis(t.and_then(|t| t.first_byte_ms), dt.first_byte),
             body_stall: millis(t.and_then(|t| t.body_stall_ms), dt.body_stall),
+            list: millis(t.and_then(|t| t.list_ms), dt.list),
+            rewrite: millis(t.and_then(|t| t.rewrite_ms), dt.rewrite),
             min_upload_rate: t
                 .and_then(|t| t.min_upload_rate)
                 .map(|r| r.max(1.0) as u64)

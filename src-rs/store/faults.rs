@@ -95,6 +95,7 @@ pub struct FaultyStore {
     pub inner: MemoryStore,
     rules: Mutex<Vec<Live>>,
     log: Mutex<Vec<(Op, String)>>,
+    fired: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -130,6 +131,11 @@ impl FaultyStore {
         std::mem::take(&mut self.log.lock().unwrap())
     }
 
+    /// Requests a rule has applied to so far.
+    pub fn fired(&self) -> usize {
+        self.fired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.inner.keys()
     }
@@ -143,7 +149,12 @@ impl FaultyStore {
                 && key.contains(l.rule.key_part.as_str())
         })?;
         live.seen += 1;
-        (live.seen > live.rule.skip).then(|| live.rule.action.clone())
+        let fire = live.seen > live.rule.skip;
+        if fire {
+            self.fired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fire.then(|| live.rule.action.clone())
     }
 
     /// Runs `request` under whatever fault the rules pick for it.

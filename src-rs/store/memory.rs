@@ -78,7 +78,7 @@ impl ObjectStore for MemoryStore {
             let mut objects = self.objects.lock().unwrap();
             let existing = objects.get(key).map(|(_, e, _)| e.clone());
             let allowed = match (&mode, &existing) {
-                (PutMode::Overwrite, _) => true,
+                (PutMode::Overwrite | PutMode::Rewrite, _) => true,
                 (PutMode::Create, existing) => existing.is_none(),
                 (PutMode::Update(want), Some(have)) => want == have,
                 (PutMode::Update(_), None) => false,

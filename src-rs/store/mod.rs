@@ -23,6 +23,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutMode {
     Overwrite,
+    /// An overwrite of a key that is written again and again (the `sqlite-s3vfs` layout's blocks
+    /// and journal): never abandoned early, since an abandoned request the server still applies
+    /// could land after a newer write of the same key (`retry::Timeouts::rewrite`).
+    Rewrite,
     /// `If-None-Match: *`: fails with `PreconditionFailed` when the key exists.
     Create,
     /// `If-Match: <etag>`: fails with `PreconditionFailed` when the object changed or is missing.

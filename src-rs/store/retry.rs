@@ -56,9 +56,15 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// The longest pause while a response body is flowing.
     pub body_stall: Duration,
-    /// Bytes per second an upload is given, on top of `first_byte`, so a large PUT is not cut
-    /// short while a small one still is.
+    /// Bytes per second an upload (or a ranged download) is given, on top of `first_byte`, so
+    /// a large request is not cut short while a small one still is.
     pub min_upload_rate: u64,
+    /// A LIST: its answer (up to 1,000 keys of XML) is read whole before it counts as answered.
+    pub list: Duration,
+    /// A write that must not be abandoned early (`PutMode::Rewrite`, DELETE): an abandoned
+    /// request the server still applies could land after a newer write of the same key, so it
+    /// gets this long (plus its size at `min_upload_rate`).
+    pub rewrite: Duration,
 }
 
 impl Default for Timeouts {
@@ -68,27 +74,39 @@ impl Default for Timeouts {
             first_byte: Duration::from_secs(2),
             body_stall: Duration::from_secs(2),
             min_upload_rate: 1 << 20,
+            list: Duration::from_secs(5),
+            rewrite: Duration::from_secs(15),
         }
     }
 }
 
 impl Timeouts {
-    /// The first-byte limit of a request that uploads `upload_bytes`.
-    pub fn first_byte_for(&self, upload_bytes: u64) -> Duration {
-        let rate = self.min_upload_rate.max(1);
-        self.first_byte + Duration::from_secs_f64(upload_bytes as f64 / rate as f64)
+    fn at_rate(&self, bytes: u64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.min_upload_rate.max(1) as f64)
     }
 
-    /// Whole-attempt limit of a request whose answer carries about `download_bytes` (`None`:
-    /// unknown): the stores that cannot watch a stream (all but S3) are held to this.
-    fn attempt_for(&self, upload_bytes: u64, download_bytes: Option<u64>) -> Option<Duration> {
-        let download = download_bytes?;
-        let rate = self.min_upload_rate.max(1);
-        Some(
-            self.first_byte_for(upload_bytes)
-                + self.body_stall
-                + Duration::from_secs_f64(download as f64 / rate as f64),
-        )
+    /// The first-byte limit of a PUT of `upload_bytes` in `mode`.
+    pub fn write_limit(&self, mode: &PutMode, upload_bytes: u64) -> Duration {
+        let base = if *mode == PutMode::Rewrite {
+            self.rewrite
+        } else {
+            self.first_byte
+        };
+        base + self.at_rate(upload_bytes)
+    }
+
+    /// A backstop for a whole attempt (`None`: unknown size, only the budget bounds it). The S3
+    /// store applies the finer limits itself; this one is looser, so it only catches what the
+    /// store cannot (an in-memory store in tests, a stream that trickles).
+    fn attempt_for(&self, req: &Request<'_>) -> Option<Duration> {
+        let base = match req.kind {
+            Kind::Read => self.first_byte,
+            Kind::List => self.list,
+            Kind::Write(ref mode) => self.write_limit(mode, 0),
+            Kind::Delete => self.rewrite,
+        };
+        let download = req.download_bytes?;
+        Some(base + self.body_stall + self.at_rate(req.upload_bytes + download))
     }
 }
 
@@ -185,17 +203,26 @@ pub struct RetryingStore {
 /// What a request sends and expects, for its timeouts and its retries.
 struct Request<'a> {
     what: &'a str,
+    kind: Kind,
     upload_bytes: u64,
     download_bytes: Option<u64>,
     /// Sent once: the caller decides what a failure means (a create-only PUT).
     once: bool,
 }
 
+enum Kind {
+    Read,
+    List,
+    Write(PutMode),
+    Delete,
+}
+
 impl<'a> Request<'a> {
     /// A request with no body either way (DELETE, HEAD).
-    fn bodiless(what: &'a str) -> Self {
+    fn bodiless(what: &'a str, kind: Kind) -> Self {
         Request {
             what,
+            kind,
             upload_bytes: 0,
             download_bytes: Some(0),
             once: false,
@@ -220,17 +247,22 @@ impl RetryingStore {
     {
         let started = Instant::now();
         let retry = &self.policy.retry;
-        let limit = self
-            .policy
-            .timeouts
-            .attempt_for(req.upload_bytes, req.download_bytes);
+        let limit = self.policy.timeouts.attempt_for(&req);
         let mut attempts = 0u32;
         loop {
             self.throttle.wait().await;
-            attempts += 1;
             // Each attempt is held to its own limit and to what is left of the budget: the
             // budget is a deadline for the request, even for an attempt that never answers.
+            // None starts with nothing left (it could be sent and then abandoned at once).
             let left = retry.budget.saturating_sub(started.elapsed());
+            if left < Duration::from_millis(10) {
+                return Err(gave_up(
+                    timed_out(req.what, retry.budget),
+                    attempts,
+                    started.elapsed(),
+                ));
+            }
+            attempts += 1;
             let cut = limit.map_or(left, |l| l.min(left));
             let result = tokio::time::timeout(cut, attempt())
                 .await
@@ -282,6 +314,7 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: key,
+                kind: Kind::Read,
                 upload_bytes: 0,
                 download_bytes: opts.range.map(|(s, e)| e.saturating_sub(s)),
                 once: false,
@@ -299,9 +332,12 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: key,
+                kind: Kind::Write(mode.clone()),
                 upload_bytes: body.len() as u64,
                 download_bytes: Some(0),
-                once: mode == PutMode::Create,
+                // A create, or a conditional update, answered 412 by our own landed first send
+                // would read as a lost race: the caller resends and decides.
+                once: matches!(mode, PutMode::Create | PutMode::Update(_)),
             };
             self.run(req, || self.inner.put(key, body.clone(), mode.clone()))
                 .await
@@ -317,6 +353,7 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: prefix,
+                kind: Kind::List,
                 upload_bytes: 0,
                 // A page of 1,000 keys is ~250 KB of XML.
                 download_bytes: Some(256 << 10),
@@ -329,21 +366,19 @@ impl ObjectStore for RetryingStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let req = Request::bodiless(key);
+            let req = Request::bodiless(key, Kind::Delete);
             self.run(req, || self.inner.delete(key)).await
         })
     }
 
+    /// (The throttle already counted the failure the caller resends after: `run` saw it.)
     fn retry_delay(&self, attempt: u32, error: Option<&Error>) -> Duration {
-        if error.is_some_and(|e| e.kind == ErrorKind::Throttled) {
-            self.throttle.throttled(&self.policy.retry);
-        }
         resend_delay(&self.policy.retry, attempt, error)
     }
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
-            let req = Request::bodiless(key);
+            let req = Request::bodiless(key, Kind::Read);
             self.run(req, || self.inner.head(key)).await
         })
     }
@@ -366,6 +401,8 @@ mod tests {
             timeouts: Timeouts {
                 first_byte: Duration::from_millis(100),
                 body_stall: Duration::from_millis(50),
+                list: Duration::from_millis(100),
+                rewrite: Duration::from_millis(100),
                 ..Timeouts::default()
             },
         }

@@ -116,14 +116,13 @@ impl S3Store {
         })
     }
 
-    /// Sends a request, giving up when no answer starts within the first-byte limit.
+    /// Sends a request, giving up when no answer starts within `limit`.
     async fn timed<T>(
         &self,
         key: &str,
-        upload_bytes: u64,
+        limit: std::time::Duration,
         send: impl std::future::Future<Output = T>,
     ) -> Result<T> {
-        let limit = self.timeouts.first_byte_for(upload_bytes);
         tokio::time::timeout(limit, send)
             .await
             .map_err(|_| timed_out(&self.place(key), limit))
@@ -190,7 +189,9 @@ fn kind_of_answer(status: u16, code: &str) -> ErrorKind {
         (503, _) | (429, _) | (_, "SlowDown" | "Throttling" | "TooManyRequests") => {
             ErrorKind::Throttled
         }
-        (500..=599, _) => ErrorKind::Transient,
+        // Not implemented, HTTP version: the same request fails the same way.
+        (501 | 505, _) => ErrorKind::Permanent,
+        (500..=599, _) | (408, _) => ErrorKind::Transient,
         // A conditional request raced another one on the same key: S3 asks for a retry.
         (409, "ConditionalRequestConflict" | "OperationAborted" | "Conflict") => {
             ErrorKind::Transient
@@ -357,7 +358,10 @@ impl ObjectStore for S3Store {
             if let Some(etag) = &opts.if_none_match {
                 req = req.if_none_match(etag);
             }
-            match self.timed(key, 0, req.send()).await? {
+            match self
+                .timed(key, self.timeouts.first_byte, req.send())
+                .await?
+            {
                 Ok(resp) => {
                     let etag = resp.e_tag().map(str::to_string);
                     let last_modified_ms = ms(resp.last_modified());
@@ -406,17 +410,20 @@ impl ObjectStore for S3Store {
                 .content_length(len)
                 .body(ByteStream::from(body));
             req = match &mode {
-                PutMode::Overwrite => req,
+                PutMode::Overwrite | PutMode::Rewrite => req,
                 PutMode::Create => req.if_none_match("*"),
                 PutMode::Update(etag) => req.if_match(etag),
             };
-            match self.timed(key, upload_bytes, req.send()).await? {
+            let limit = self.timeouts.write_limit(&mode, upload_bytes);
+            match self.timed(key, limit, req.send()).await? {
                 Ok(resp) => Ok(resp.e_tag().map(str::to_string)),
                 Err(err) => {
                     let mut f = classify(err);
                     // If-Match on a missing key: AWS answers 404, some servers 412. Both mean
                     // the precondition failed.
-                    if mode != PutMode::Overwrite && matches!(f.status, Some(404) | Some(412)) {
+                    if matches!(mode, PutMode::Create | PutMode::Update(_))
+                        && (f.status == Some(412) || f.is_missing_key())
+                    {
                         f.code = "PreconditionFailed".into();
                         f.kind = ErrorKind::Conflict;
                     }
@@ -445,7 +452,7 @@ impl ObjectStore for S3Store {
                 req = req.max_keys(max as i32);
             }
             let resp = self
-                .timed(prefix, 0, req.send())
+                .timed(prefix, self.timeouts.list, req.send())
                 .await?
                 .map_err(|e| classify(e).into_error(self.place(prefix)))?;
             let objects: Vec<ObjectMeta> = resp
@@ -477,7 +484,7 @@ impl ObjectStore for S3Store {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let req = self.client.delete_object().bucket(&self.bucket).key(key);
-            match self.timed(key, 0, req.send()).await? {
+            match self.timed(key, self.timeouts.rewrite, req.send()).await? {
                 Ok(_) => Ok(()),
                 Err(err) => {
                     let f = classify(err);
@@ -493,7 +500,10 @@ impl ObjectStore for S3Store {
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
             let req = self.client.head_object().bucket(&self.bucket).key(key);
-            match self.timed(key, 0, req.send()).await? {
+            match self
+                .timed(key, self.timeouts.first_byte, req.send())
+                .await?
+            {
                 Ok(resp) => Ok(Some(ObjectMeta {
                     key: key.to_string(),
                     size: resp.content_length().unwrap_or(0).max(0) as u64,

@@ -276,8 +276,14 @@ impl Deserializer {
             None => self.keys.key(i),
         };
         self.uploaded_up_to = i + 1;
+        // The versioned layout's keys are new; the other layout's are the database's own.
+        let mode = if self.versioned.is_some() {
+            PutMode::Overwrite
+        } else {
+            PutMode::Rewrite
+        };
         self.uploads.push(crate::runtime::spawn(async move {
-            store.put(&key, data, PutMode::Overwrite).await.map(|_| ())
+            store.put(&key, data, mode).await.map(|_| ())
         }));
         Ok(())
     }
@@ -385,7 +391,7 @@ impl Deserializer {
             self.block0_sent = true;
             if let Err(e) = self
                 .store
-                .put(&key0, block0.clone(), PutMode::Overwrite)
+                .put(&key0, block0.clone(), PutMode::Rewrite)
                 .await
             {
                 // The PUT may have landed with its answer lost: the store decides, not a guess.

@@ -556,13 +556,30 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
     if let Some(pos) = doomed.iter().position(|k| *k == header) {
         doomed.remove(pos);
         if let Err(e) = block_on(ctx.store.delete(&header)) {
-            ctx.update_journal(|j| {
-                if j.present {
-                    j.orphaned = j.own_etag.clone();
-                    j.hot = j.orphaned.is_some();
-                }
-            });
-            return Err(e);
+            // The delete may have landed with its answers lost: the store decides. Unless it is
+            // known gone, our journal is marked hot: SQLite's next look rolls the transaction
+            // back if the header is still there (as any other process would), and finds nothing
+            // to roll back if it is not.
+            let gone = block_on(ctx.store.head(&header));
+            if matches!(gone, Ok(None)) {
+                // The commit stands.
+            } else {
+                ctx.update_journal(|j| {
+                    if j.present {
+                        j.orphaned = j.own_etag.clone();
+                        j.hot = j.orphaned.is_some();
+                    }
+                });
+                return Err(match gone {
+                    Ok(_) => e,
+                    Err(_) => e
+                        .with_kind(crate::error::ErrorKind::UnknownOutcome)
+                        .context(
+                        "the journal's delete (this layout's commit point) may or may not have \
+                         landed: the next statement rolls the transaction back if it did not",
+                    ),
+                });
+            }
         }
     }
     let rest = block_on(delete_keys(ctx.store.clone(), doomed, ctx.concurrency));
