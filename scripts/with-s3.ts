@@ -1,7 +1,7 @@
 // Runs a command with local S3-protocol servers on 127.0.0.1 and stops them afterwards:
 //  - the main test server, SQLITE_S3VFS_TEST_SERVER: gofakes3 (default; memory backend, atomic
 //    If-None-Match, no SigV4 check), versitygw (posix backend), moto (moto_server) or s3proxy
-//    (transient in-memory provider);
+//    (filesystem-nio2 provider);
 //  - versitygw (posix backend): verifies SigV4, for the wrong-credentials tests.
 // With SQLITE_S3VFS_TEST_ENDPOINT set, no server is started and the command runs against that
 // endpoint (credentials and region from the usual AWS_* variables).
@@ -78,6 +78,7 @@ export async function startServer(
     const dir = mkdtempSync(join(tmpdir(), 's3proxy-'))
     dirs.push(dir)
     const conf = join(dir, 's3proxy.conf')
+    mkdirSync(join(dir, 'data'))
     writeFileSync(
       conf,
       [
@@ -85,7 +86,10 @@ export async function startServer(
         's3proxy.authorization=aws-v2-or-v4',
         `s3proxy.identity=${creds.key}`,
         `s3proxy.credential=${creds.secret}`,
-        'jclouds.provider=transient',
+        // On disk: the in-memory provider keeps every object in the JVM heap, which the suite's
+        // 1-GiB lock-byte database exhausts (every request then answers 500).
+        'jclouds.provider=filesystem-nio2',
+        `jclouds.filesystem.basedir=${join(dir, 'data')}`,
         'jclouds.identity=x',
         'jclouds.credential=x',
       ].join('\n'),

@@ -58,7 +58,8 @@ export interface TimeoutOptions {
   bodyStallMs?: number
   /** Bytes per second an upload (or a ranged read) is given on top of `firstByteMs`. Default 1 MiB/s. */
   minUploadRate?: number
-  /** A LIST, whose whole answer is read before it counts as answered. Default 5000 ms. */
+  /** A LIST of a full page, whose whole answer (up to 1,000 keys) is read before it counts as answered
+   *  (a short LIST, like the one that opens a database, gets `firstByteMs`). Default 5000 ms. */
   listMs?: number
   /**
    * A write to a key that is written again and again (the `sqlite-s3vfs` layout's blocks and

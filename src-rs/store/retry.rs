@@ -85,6 +85,15 @@ impl Timeouts {
         Duration::from_secs_f64(bytes as f64 / self.min_upload_rate.max(1) as f64)
     }
 
+    /// A LIST of at most `max_keys` keys: a small page (the one-key LIST that opens a database)
+    /// is as quick to answer as a small GET.
+    pub fn list_limit(&self, max_keys: Option<u32>) -> Duration {
+        match max_keys {
+            Some(m) if m <= 100 => self.first_byte,
+            _ => self.list,
+        }
+    }
+
     /// The first-byte limit of a PUT of `upload_bytes` in `mode`.
     pub fn write_limit(&self, mode: &PutMode, upload_bytes: u64) -> Duration {
         let base = if *mode == PutMode::Rewrite {

@@ -452,7 +452,7 @@ impl ObjectStore for S3Store {
                 req = req.max_keys(max as i32);
             }
             let resp = self
-                .timed(prefix, self.timeouts.list, req.send())
+                .timed(prefix, self.timeouts.list_limit(max_keys), req.send())
                 .await?
                 .map_err(|e| classify(e).into_error(self.place(prefix)))?;
             let objects: Vec<ObjectMeta> = resp
