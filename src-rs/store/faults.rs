@@ -38,6 +38,9 @@ pub enum Action {
     Delay(Duration),
     /// No answer ever comes (the caller's timeout must cut it short).
     Stall,
+    /// The caller gets this error now, and the write (PUT or DELETE) is applied this much later,
+    /// as a request the server received but answered too late (a "zombie" write).
+    LandLate(Error, Duration),
 }
 
 /// Which requests a rule selects: of those matching `op` and `key_part`, the ones numbered
@@ -92,7 +95,7 @@ struct Live {
 
 #[derive(Default)]
 pub struct FaultyStore {
-    pub inner: MemoryStore,
+    pub inner: std::sync::Arc<MemoryStore>,
     rules: Mutex<Vec<Live>>,
     log: Mutex<Vec<(Op, String)>>,
     fired: std::sync::atomic::AtomicUsize,
@@ -101,7 +104,7 @@ pub struct FaultyStore {
 impl FaultyStore {
     pub fn new() -> Self {
         FaultyStore {
-            inner: MemoryStore::new(),
+            inner: std::sync::Arc::new(MemoryStore::new()),
             ..Default::default()
         }
     }
@@ -164,7 +167,17 @@ impl FaultyStore {
         key: &str,
         request: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match self.action_for(op, key) {
+        let action = self.action_for(op, key);
+        self.apply(action, key, request).await
+    }
+
+    async fn apply<T>(
+        &self,
+        action: Option<Action>,
+        key: &str,
+        request: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match action {
             None => request.await,
             Some(Action::Fail(e)) => Err(e.context(key)),
             Some(Action::LandThenFail(e)) => {
@@ -176,6 +189,8 @@ impl FaultyStore {
                 request.await
             }
             Some(Action::Stall) => std::future::pending().await,
+            // Reads have no late landing: the answer is just lost.
+            Some(Action::LandLate(e, _)) => Err(e.context(key)),
         }
     }
 }
@@ -204,7 +219,22 @@ impl ObjectStore for FaultyStore {
         } else {
             Op::Put
         };
-        Box::pin(self.faulted(op, key, self.inner.put(key, body, mode)))
+        Box::pin(async move {
+            match self.action_for(op, key) {
+                Some(Action::LandLate(e, after)) => {
+                    let (inner, late_key) = (self.inner.clone(), key.to_string());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = inner.put(&late_key, body, mode).await;
+                    });
+                    Err(e.context(key))
+                }
+                action => {
+                    self.apply(action, key, self.inner.put(key, body, mode))
+                        .await
+                }
+            }
+        })
     }
 
     fn list<'a>(
@@ -221,7 +251,19 @@ impl ObjectStore for FaultyStore {
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.faulted(Op::Delete, key, self.inner.delete(key)))
+        Box::pin(async move {
+            match self.action_for(Op::Delete, key) {
+                Some(Action::LandLate(e, after)) => {
+                    let (inner, late_key) = (self.inner.clone(), key.to_string());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = inner.delete(&late_key).await;
+                    });
+                    Err(e.context(key))
+                }
+                action => self.apply(action, key, self.inner.delete(key)).await,
+            }
+        })
     }
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
