@@ -214,13 +214,13 @@ test.after.always(() => {
 async function countDirect(c: Ctx): Promise<number> {
   const db = new S3Database(c.bucket, c.prefix, c.direct)
   try {
-    return await count(c, db)
+    return await count(db)
   } finally {
     await db.close()
   }
 }
 
-async function count(c: Ctx, db: S3Database): Promise<number> {
+async function count(db: S3Database): Promise<number> {
   return (await db.get<{ n: number }>('SELECT count(*) AS n FROM t'))!.n
 }
 
@@ -282,14 +282,14 @@ for (const op of OPERATIONS) {
 
         // The same object works once the store heals, and sees exactly the expected rows.
         if (db && op.name !== 'deserialize (import)') {
-          t.is(await count(c, db), before + added)
+          t.is(await count(db), before + added)
           await db.run('INSERT INTO t(v) VALUES (randomblob(1000))')
           added += 1
           t.deepEqual(await db.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
         }
         if (db) await db.close()
         const fresh = new S3Database(bucket, prefix, c.direct)
-        t.is(await count(c, fresh), before + added)
+        t.is(await count(fresh), before + added)
         t.deepEqual(await fresh.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
         await fresh.close()
         if (c.imported) {
@@ -297,7 +297,7 @@ for (const op of OPERATIONS) {
           const target = new S3Database(bucket, c.imported, c.direct)
           const tables = await target.all('SELECT name FROM sqlite_master')
           if (error && tables.length === 0) t.pass()
-          else t.is(await count(c, target), await countDirect(c))
+          else t.is(await count(target), await countDirect(c))
           await target.close()
         }
       })

@@ -25,6 +25,9 @@ interface Report {
   crashed?: string
 }
 
+/** The report of a process that reported nothing (or not everything). */
+const nothing = (role: string, id: number): Report => ({ role, id, latencies: [], rss: [], acked: [], busy: 0, violations: 0 })
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN
@@ -57,9 +60,9 @@ async function main() {
         p.stdout.on('data', (d) => (out += d))
         p.on('exit', (code, signal) => {
           try {
-            ok({ latencies: [], rss: [], acked: [], busy: 0, violations: 0, ...JSON.parse(out.trim().split('\n').pop()!) })
+            ok({ ...nothing(role, id), ...JSON.parse(out.trim().split('\n').pop()!) })
           } catch {
-            ok({ role, id, latencies: [], rss: [], acked: [], busy: 0, violations: 0, crashed: `exit ${code ?? signal}` })
+            ok({ ...nothing(role, id), crashed: `exit ${code ?? signal}` })
           }
         })
       })

@@ -160,6 +160,23 @@ impl FaultyStore {
         fire.then(|| live.rule.action.clone())
     }
 
+    /// `Action::LandLate` of a write: the caller gets `error` now, and `write` is applied to the
+    /// inner store after `after`, in the background.
+    fn land_late<T>(
+        &self,
+        key: &str,
+        error: Error,
+        after: Duration,
+        write: impl FnOnce(std::sync::Arc<MemoryStore>, String) -> BoxFuture<'static, ()>,
+    ) -> Result<T> {
+        let late = write(self.inner.clone(), key.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            late.await
+        });
+        Err(error.context(key))
+    }
+
     /// Runs `request` under whatever fault the rules pick for it.
     async fn faulted<T>(
         &self,
@@ -221,14 +238,11 @@ impl ObjectStore for FaultyStore {
         };
         Box::pin(async move {
             match self.action_for(op, key) {
-                Some(Action::LandLate(e, after)) => {
-                    let (inner, late_key) = (self.inner.clone(), key.to_string());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        let _ = inner.put(&late_key, body, mode).await;
-                    });
-                    Err(e.context(key))
-                }
+                Some(Action::LandLate(e, after)) => self.land_late(key, e, after, |inner, key| {
+                    Box::pin(async move {
+                        let _ = inner.put(&key, body, mode).await;
+                    })
+                }),
                 action => {
                     self.apply(action, key, self.inner.put(key, body, mode))
                         .await
@@ -253,14 +267,11 @@ impl ObjectStore for FaultyStore {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             match self.action_for(Op::Delete, key) {
-                Some(Action::LandLate(e, after)) => {
-                    let (inner, late_key) = (self.inner.clone(), key.to_string());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        let _ = inner.delete(&late_key).await;
-                    });
-                    Err(e.context(key))
-                }
+                Some(Action::LandLate(e, after)) => self.land_late(key, e, after, |inner, key| {
+                    Box::pin(async move {
+                        let _ = inner.delete(&key).await;
+                    })
+                }),
                 action => self.apply(action, key, self.inner.delete(key)).await,
             }
         })

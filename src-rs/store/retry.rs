@@ -184,9 +184,9 @@ fn jitter(d: Duration) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
-/// The backoff before attempt `attempt` (1 = the first retry) after `error`.
-pub fn backoff(policy: &RetryPolicy, attempt: u32, error: &Error) -> Duration {
-    let base = if error.kind == ErrorKind::Throttled {
+/// The backoff before attempt `attempt` (1 = the first retry) after a failure, `throttled` or not.
+fn backoff(policy: &RetryPolicy, attempt: u32, throttled: bool) -> Duration {
+    let base = if throttled {
         policy.throttle_delay
     } else {
         policy.base_delay
@@ -197,8 +197,8 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32, error: &Error) -> Duration {
 
 /// `backoff` for a caller that resends on its own (`error`: what the last send returned).
 pub fn resend_delay(policy: &RetryPolicy, attempt: u32, error: Option<&Error>) -> Duration {
-    let plain = Error::transient("", "");
-    backoff(policy, attempt, error.unwrap_or(&plain))
+    let throttled = error.is_some_and(|e| e.kind == ErrorKind::Throttled);
+    backoff(policy, attempt, throttled)
 }
 
 /// A store whose every request is timed and retried by `Policy`.
@@ -289,7 +289,7 @@ impl RetryingStore {
             if !error.is_transient() || req.once {
                 return Err(error);
             }
-            let delay = backoff(retry, attempts, &error);
+            let delay = backoff(retry, attempts, error.kind == ErrorKind::Throttled);
             let spent = started.elapsed();
             if attempts >= retry.max_attempts || spent + delay > retry.budget {
                 return Err(gave_up(error, attempts, spent));

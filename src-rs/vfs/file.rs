@@ -348,12 +348,7 @@ impl DbFile {
     fn abandon_failed_commit(&mut self) {
         self.blocks.discard();
         self.checked_epoch = 0;
-        self.ctx.update_journal(|j| {
-            if j.present {
-                j.orphaned = j.own_etag.clone();
-                j.hot = j.orphaned.is_some();
-            }
-        });
+        self.ctx.orphan_own_journal();
     }
 
     /// Replaces the change counter (bytes 24..28, and 92..96 when they matched it) in what a read
@@ -564,12 +559,7 @@ pub fn delete_journal(ctx: &DbContext) -> crate::error::Result<()> {
             if matches!(gone, Ok(None)) {
                 // The commit stands.
             } else {
-                ctx.update_journal(|j| {
-                    if j.present {
-                        j.orphaned = j.own_etag.clone();
-                        j.hot = j.orphaned.is_some();
-                    }
-                });
+                ctx.orphan_own_journal();
                 return Err(match gone {
                     Ok(_) => e,
                     Err(_) => e

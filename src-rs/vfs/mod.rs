@@ -200,6 +200,17 @@ impl DbContext {
     pub fn update_journal(&self, f: impl FnOnce(&mut JournalState)) {
         f(&mut self.journal.lock().unwrap())
     }
+
+    /// Our commit failed after its journal was stored: that journal (known by its block 0's
+    /// ETag) is dead and hot at once, so SQLite rolls back whatever of the commit landed.
+    pub fn orphan_own_journal(&self) {
+        self.update_journal(|j| {
+            if j.present {
+                j.orphaned = j.own_etag.clone();
+                j.hot = j.orphaned.is_some();
+            }
+        });
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
