@@ -114,6 +114,17 @@ export interface DatabaseOptions {
      * stall, say). Default 60000.
      */
     hotJournalMs?: number;
+    /**
+     * Bytes of a transaction's buffered writes (its changed blocks and rollback journal) kept in
+     * memory. Past it the oldest leave memory: in the versioned layout, blocks are uploaded early
+     * under keys unique to the commit attempt (a commit that loses or rolls back leaves only garbage
+     * for `gc()`), the journal goes to an anonymous temp file; in the `sqlite-s3vfs` layout, both go
+     * to a temp file (its blocks are rewritten in place, so nothing reaches S3 before the commit).
+     * A transaction of any size, a `VACUUM` included, then runs in bounded memory (see "Memory" in
+     * the README). Temp files live in `TMPDIR`. Keep it at a few blocks or more: below that, writes
+     * move blocks out and back. Default 64 MiB.
+     */
+    memoryLimit?: number;
 }
 export interface TransactionOptions {
     behavior?: 'deferred' | 'immediate' | 'exclusive';
@@ -160,7 +171,7 @@ export interface RunResult {
     changes: number;
     lastInsertRowid: number | bigint;
 }
-/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`, `memoryLimit`,
  *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 export declare const defaults: Readonly<{
     blockSize: number;
@@ -168,6 +179,7 @@ export declare const defaults: Readonly<{
     cacheSize: number;
     concurrency: number;
     readAhead: number;
+    memoryLimit: number;
 }>;
 /** Counters since the database was opened. */
 export interface Stats {
@@ -184,6 +196,10 @@ export interface Stats {
     prefetched: number;
     /** Requests sent again after a transient failure (not counted in `get`, `put`, ...), including a commit's resent root. */
     retries: number;
+    /** Bytes of buffered writes (changed blocks, rollback journal) held in memory now. */
+    buffered: number;
+    /** The most `buffered` has been since open: about `memoryLimit` at most. */
+    bufferedPeak: number;
 }
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
  *  `SQLITE_CONSTRAINT_UNIQUE`, ...), an S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a network

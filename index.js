@@ -8,7 +8,7 @@ const node_stream_1 = require("node:stream");
 // The napi-generated loader (never hand-edited) picks the binary for this platform.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const native = require('./binding.js');
-/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`, `memoryLimit`,
  *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 exports.defaults = Object.freeze(native.defaults());
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
@@ -112,6 +112,7 @@ function nativeOptions(o) {
     check('version', o.version, 1);
     check('maxStaleness', o.maxStaleness, 0);
     check('hotJournalMs', o.hotJournalMs, 1000);
+    check('memoryLimit', o.memoryLimit, 0);
     const s3 = o.s3;
     if (s3 !== undefined) {
         check('s3.maxAttempts', s3.maxAttempts, 1);
@@ -145,6 +146,7 @@ function nativeOptions(o) {
         maxStaleness: o.maxStaleness,
         singleWriter: o.singleWriter,
         hotJournalMs: o.hotJournalMs,
+        memoryLimit: o.memoryLimit,
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

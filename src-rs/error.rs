@@ -73,6 +73,12 @@ pub mod codes {
     pub const NO_CONDITIONAL_WRITES: &str = "ERR_CONDITIONAL_WRITES_UNSUPPORTED";
     /// A write to a database opened at an older version (time travel).
     pub const READ_ONLY_VERSION: &str = "ERR_READ_ONLY_VERSION";
+    /// The local temp file that holds buffered writes past `memoryLimit` failed (disk full, a
+    /// temp directory that cannot be written).
+    pub const TEMP_FILE: &str = "ERR_TEMP_FILE";
+    /// Blocks a transaction uploaded early were garbage-collected before its commit (the
+    /// transaction stayed open, without writing, longer than GC's grace period).
+    pub const TRANSACTION_EXPIRED: &str = "ERR_TRANSACTION_EXPIRED";
 }
 
 impl Error {

@@ -122,6 +122,17 @@ export interface DatabaseOptions {
    * stall, say). Default 60000.
    */
   hotJournalMs?: number
+  /**
+   * Bytes of a transaction's buffered writes (its changed blocks and rollback journal) kept in
+   * memory. Past it the oldest leave memory: in the versioned layout, blocks are uploaded early
+   * under keys unique to the commit attempt (a commit that loses or rolls back leaves only garbage
+   * for `gc()`), the journal goes to an anonymous temp file; in the `sqlite-s3vfs` layout, both go
+   * to a temp file (its blocks are rewritten in place, so nothing reaches S3 before the commit).
+   * A transaction of any size, a `VACUUM` included, then runs in bounded memory (see "Memory" in
+   * the README). Temp files live in `TMPDIR`. Keep it at a few blocks or more: below that, writes
+   * move blocks out and back. Default 64 MiB.
+   */
+  memoryLimit?: number
 }
 
 export interface TransactionOptions {
@@ -175,7 +186,7 @@ export interface RunResult {
   lastInsertRowid: number | bigint
 }
 
-/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`,
+/** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`, `memoryLimit`,
  *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 export const defaults: Readonly<{
   blockSize: number
@@ -183,6 +194,7 @@ export const defaults: Readonly<{
   cacheSize: number
   concurrency: number
   readAhead: number
+  memoryLimit: number
 }> = Object.freeze(native.defaults())
 
 /** Counters since the database was opened. */
@@ -200,6 +212,10 @@ export interface Stats {
   prefetched: number
   /** Requests sent again after a transient failure (not counted in `get`, `put`, ...), including a commit's resent root. */
   retries: number
+  /** Bytes of buffered writes (changed blocks, rollback journal) held in memory now. */
+  buffered: number
+  /** The most `buffered` has been since open: about `memoryLimit` at most. */
+  bufferedPeak: number
 }
 
 /** Every error this package throws: `code` is an SQLite extended result code (`SQLITE_BUSY`,
@@ -297,6 +313,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('version', o.version, 1)
   check('maxStaleness', o.maxStaleness, 0)
   check('hotJournalMs', o.hotJournalMs, 1000)
+  check('memoryLimit', o.memoryLimit, 0)
   const s3 = o.s3
   if (s3 !== undefined) {
     check('s3.maxAttempts', s3.maxAttempts, 1)
@@ -330,6 +347,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     maxStaleness: o.maxStaleness,
     singleWriter: o.singleWriter,
     hotJournalMs: o.hotJournalMs,
+    memoryLimit: o.memoryLimit,
   }
 }
 

@@ -5,26 +5,43 @@
 //! layout (flushed in place by `flush`), or a version's block map in the `versioned` layout
 //! (whose changes are taken with `take_changes` and published by the VFS).
 //!
+//! Bounded memory: the buffer holds at most the database's `memoryLimit` in memory (shared
+//! with its journal). Past it, the oldest buffered blocks move out: to a temp file in the
+//! `sqlite-s3vfs` layout (whose blocks are rewritten in place, so nothing may reach the store
+//! before the commit), or to the store itself in the versioned layout, under keys unique to the
+//! commit attempt (`upload_early`): harmless if the commit then loses, and the upload runs while
+//! SQLite still works.
+//!
 //! Invariant kept in the store after every flush: the file has no holes — every block but the
 //! last is exactly `block_size` bytes — so its size is the sum of its objects' sizes (the Python
 //! library's definition) and blocks can be concatenated to serialize it.
 
+pub mod budget;
 pub mod cache;
+pub mod dirty;
 pub mod disk_cache;
 pub mod readahead;
+pub mod spill;
 
+use crate::clock::Stamp;
 use crate::error::Error;
-use crate::error::Result;
+use crate::error::{codes, Result};
 use crate::layout::compat::BlockKeys;
+use crate::layout::versioned::commit::MAX_BASE_AGE;
+use crate::layout::versioned::format::{Pointer, Uploads};
 use crate::layout::versioned::{
-    load_segments, verify_block, version_gone, BlockLocation, Names, SegmentCache, Snapshot,
+    load_segments, new_attempt_id, verify_block, version_gone, BlockLocation, Names, SegmentCache,
+    Snapshot,
 };
 use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
+use budget::MemoryBudget;
 use bytes::Bytes;
 use cache::BlockCache;
+use dirty::{Dirty, DirtyBlocks};
 use disk_cache::DiskCache;
 use futures::{StreamExt, TryStreamExt};
 use readahead::ReadAhead;
+use spill::TempFile;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -52,6 +69,43 @@ enum Source {
     Object(String, Option<u32>),
 }
 
+/// The versioned layout's commit attempt that buffered blocks were uploaded early for: the
+/// publish that follows names its other objects and its root with the same attempt.
+pub struct EarlyAttempt {
+    pub uploads: Uploads,
+    /// Taken before the newest upload of the attempt started: GC spares an attempt's objects for
+    /// its horizon after the newest one, and a commit relies on them for `MAX_BASE_AGE` only.
+    pub last_upload: Stamp,
+}
+
+impl EarlyAttempt {
+    fn new(version: u64) -> Result<Self> {
+        Ok(EarlyAttempt {
+            uploads: Uploads::new(version, new_attempt_id()?, 0),
+            last_upload: Stamp::now(),
+        })
+    }
+}
+
+/// A versioned file's buffered changes, as a publish takes them.
+pub struct Changes {
+    /// Blocks held in memory: their full content.
+    pub blocks: Vec<(u64, Bytes)>,
+    /// Blocks uploaded early for the buffer's `EarlyAttempt`.
+    pub uploaded: Vec<(u64, Pointer)>,
+    pub size: u64,
+}
+
+/// The write buffer as it was (`SQLITE_FCNTL_BEGIN_ATOMIC_WRITE`), to go back to.
+pub type SavePoint = (BTreeMap<u64, Dirty>, u64);
+
+/// A buffered block on its way to the store (`flush`).
+enum Pending {
+    Ready(Bytes),
+    /// In the temp file: this many bytes, padded or cut to the block's length.
+    Spilled(usize),
+}
+
 pub struct BlockFile {
     store: DynStore,
     stats: Arc<Stats>,
@@ -61,7 +115,12 @@ pub struct BlockFile {
     size: u64,
     /// The size of what the store holds (as of the last load or flush).
     stored_size: u64,
-    dirty: BTreeMap<u64, Vec<u8>>,
+    dirty: DirtyBlocks,
+    /// Where buffered blocks go past the memory budget (`sqlite-s3vfs` layout), at
+    /// `index * block_size`.
+    spill: Arc<TempFile>,
+    /// The attempt blocks were uploaded early for (versioned layout), until publish or discard.
+    early: Option<EarlyAttempt>,
     cache: BlockCache,
     /// Off while another process's commit is in flight: what we read may be half old, half new.
     cache_enabled: bool,
@@ -93,6 +152,8 @@ pub struct BlockFileOptions {
     pub read_ahead: u64,
     pub upload_last: Option<u64>,
     pub disk: Option<Arc<DiskCache>>,
+    /// The database's memory budget for buffered writes.
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl BlockFile {
@@ -110,7 +171,9 @@ impl BlockFile {
             block_size: opts.block_size,
             size: stored_size,
             stored_size,
-            dirty: BTreeMap::new(),
+            dirty: DirtyBlocks::new(opts.budget),
+            spill: Arc::new(TempFile::default()),
+            early: None,
             cache: BlockCache::new(opts.cache_bytes),
             cache_enabled: true,
             concurrency: opts.concurrency.max(1),
@@ -148,14 +211,6 @@ impl BlockFile {
         self.block_size
     }
 
-    /// The versioned layout's map segments read so far (a commit builds on them and adds its own).
-    pub fn segments_mut(&mut self) -> Option<&mut SegmentCache> {
-        match &mut self.naming {
-            Naming::Versioned { segments, .. } => Some(segments),
-            Naming::Compat(_) => None,
-        }
-    }
-
     pub fn is_dirty(&self) -> bool {
         !self.dirty.is_empty() || self.size != self.stored_size
     }
@@ -169,7 +224,7 @@ impl BlockFile {
     pub fn reset(&mut self, stored_size: u64, block0: Option<(Bytes, Option<String>)>) {
         self.cache.clear();
         self.forget_inflight();
-        self.dirty.clear();
+        self.clear_buffer();
         self.size = stored_size;
         self.stored_size = stored_size;
         self.last_block_etag = None;
@@ -207,31 +262,60 @@ impl BlockFile {
             *s = snapshot;
             *b = block0;
         }
-        self.dirty.clear();
+        self.clear_buffer();
         self.size = size;
         self.stored_size = size;
     }
 
-    /// The buffered changes of a versioned file: every dirty block's full content, and the new
-    /// size. The buffer stays until `pin` (after a publish) or `discard`.
-    pub fn changes(&self) -> (Vec<(u64, Bytes)>, u64) {
+    /// The buffered changes of a versioned file: the full content of every block held in
+    /// memory, the pointers of those uploaded early, and the new size. The buffer stays until
+    /// `pin` (after a publish) or `discard`.
+    pub fn changes(&self) -> Result<Changes> {
         let size = self.size;
-        let blocks = self
-            .dirty
-            .iter()
-            .filter(|(i, _)| **i < self.block_count(size))
-            .map(|(i, v)| {
-                let mut v = v.clone();
-                v.resize(self.block_len(*i, size), 0);
-                (*i, Bytes::from(v))
-            })
-            .collect();
-        (blocks, size)
+        let mut changes = Changes {
+            blocks: Vec::new(),
+            uploaded: Vec::new(),
+            size,
+        };
+        for (i, d) in self.dirty.iter() {
+            if i >= self.block_count(size) {
+                continue;
+            }
+            let len = self.block_len(i, size);
+            match d {
+                Dirty::Mem { data, .. } => {
+                    let mut v = data.clone();
+                    v.resize(len, 0);
+                    changes.blocks.push((i, Bytes::from(v)));
+                }
+                // Only full blocks are uploaded early, and a truncate that cuts one brings it
+                // back into memory first.
+                Dirty::Uploaded {
+                    pointer, len: held, ..
+                } if *held == len => changes.uploaded.push((i, *pointer)),
+                other => {
+                    return Err(Error::internal(format!(
+                        "block {i} is buffered as {other:?}, which a version cannot reference"
+                    )))
+                }
+            }
+        }
+        Ok(changes)
     }
 
-    /// The buffered content of block `i`, if it was written since the last flush or pin.
+    /// The buffered content of block `i`, if it was written since the last flush or pin and is
+    /// held in memory.
     pub fn dirty_block(&self, i: u64) -> Option<&[u8]> {
-        self.dirty.get(&i).map(Vec::as_slice)
+        self.dirty.mem(i)
+    }
+
+    /// What a publish needs mutably: the map segments read so far and the early attempt.
+    pub fn commit_parts(&mut self) -> (Option<&mut SegmentCache>, Option<&mut EarlyAttempt>) {
+        let segments = match &mut self.naming {
+            Naming::Versioned { segments, .. } => Some(segments),
+            Naming::Compat(_) => None,
+        };
+        (segments, self.early.as_mut())
     }
 
     /// Caches blocks just uploaded under their new keys (a commit's own blocks are read again).
@@ -243,12 +327,12 @@ impl BlockFile {
 
     /// A copy of the write buffer, to go back to (`SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE` drops only
     /// the writes made since `BEGIN_ATOMIC_WRITE`).
-    pub fn save_point(&self) -> (BTreeMap<u64, Vec<u8>>, u64) {
-        (self.dirty.clone(), self.size)
+    pub fn save_point(&self) -> SavePoint {
+        (self.dirty.save(), self.size)
     }
 
-    pub fn restore(&mut self, point: (BTreeMap<u64, Vec<u8>>, u64)) {
-        self.dirty = point.0;
+    pub fn restore(&mut self, point: SavePoint) {
+        self.dirty.restore(point.0);
         self.size = point.1;
     }
 
@@ -278,8 +362,18 @@ impl BlockFile {
 
     /// Drops buffered writes (a rollback of what was never flushed).
     pub fn discard(&mut self) {
-        self.dirty.clear();
+        self.clear_buffer();
         self.size = self.stored_size;
+    }
+
+    /// Empties the write buffer, wherever its blocks are (what was uploaded early stays in the
+    /// store, unreferenced, for GC).
+    fn clear_buffer(&mut self) {
+        if self.dirty.any_parked() {
+            self.spill.clear();
+        }
+        self.dirty.clear();
+        self.early = None;
     }
 
     fn block_count(&self, size: u64) -> u64 {
@@ -288,12 +382,7 @@ impl BlockFile {
 
     /// Length of block `i` in a file of `size` bytes.
     fn block_len(&self, i: u64, size: u64) -> usize {
-        let start = i * self.block_size;
-        if start >= size {
-            0
-        } else {
-            (size - start).min(self.block_size) as usize
-        }
+        block_len(i, size, self.block_size)
     }
 
     /// Between operations: bounds the map segments kept (never during one, see `SegmentCache`).
@@ -314,7 +403,7 @@ impl BlockFile {
         {
             // Block 0 is in the root; buffered blocks need no name.
             let mut wanted: Vec<u64> = (first.max(1)..=last)
-                .filter(|i| !self.dirty.contains_key(i))
+                .filter(|i| !self.dirty.contains(*i))
                 .filter_map(|i| snap.segment_of(i).map(|(s, _)| s))
                 .collect();
             wanted.dedup();
@@ -331,6 +420,9 @@ impl BlockFile {
     /// Where block `i`'s stored content is (ignoring the write buffer). An entry whose map
     /// segment is not loaded is an error, never zeros (`prepare_names` runs before lookups).
     fn source(&self, i: u64) -> Result<Source> {
+        if let Some(Dirty::Uploaded { key, pointer, .. }) = self.dirty.get(i) {
+            return Ok(Source::Object(key.clone(), Some(pointer.crc)));
+        }
         Ok(match &self.naming {
             Naming::Compat(keys) => Source::Object(keys.key(i), None),
             Naming::Versioned {
@@ -357,7 +449,7 @@ impl BlockFile {
     /// Whether block `i` has content that only the store holds (for read-ahead: a block whose
     /// name cannot be resolved is simply not prefetched).
     fn needs_fetch(&self, i: u64) -> bool {
-        if self.dirty.contains_key(&i) || self.beyond_stored(i) {
+        if self.dirty.contains(i) || self.beyond_stored(i) {
             return false;
         }
         match self.source(i) {
@@ -526,10 +618,21 @@ impl BlockFile {
         let mut have = HashMap::new();
         let mut missing = Vec::new();
         for i in blocks {
-            if self.dirty.contains_key(&i) || have.contains_key(&i) || missing.contains(&i) {
+            if have.contains_key(&i) || missing.contains(&i) {
                 continue;
             }
-            if self.beyond_stored(i) {
+            match self.dirty.get(i) {
+                // `local_block` takes it from the buffer.
+                Some(Dirty::Mem { .. }) => continue,
+                Some(Dirty::Spilled { len }) => {
+                    let data = self.spill.read_at(i * self.block_size, *len)?;
+                    have.insert(i, Bytes::from(data));
+                    continue;
+                }
+                // An object of ours, found by `source`.
+                Some(Dirty::Uploaded { .. }) | None => {}
+            }
+            if self.dirty.get(i).is_none() && self.beyond_stored(i) {
                 have.insert(i, Bytes::new());
                 continue;
             }
@@ -556,7 +659,7 @@ impl BlockFile {
     /// The content of block `i`: the write buffer, else what `classify`/`fetch` gathered for
     /// this request. A block in neither is a bug, reported as an error (never zero-filled).
     fn local_block(&self, i: u64, gathered: &HashMap<u64, Bytes>) -> Result<Bytes> {
-        if let Some(d) = self.dirty.get(&i) {
+        if let Some(d) = self.dirty.mem(i) {
             return Ok(Bytes::copy_from_slice(d));
         }
         gathered
@@ -579,7 +682,7 @@ impl BlockFile {
         self.prepare_names(first, last)?;
         let (mut gathered, missing) = self.classify(first..=last)?;
         for i in first..=last {
-            if !self.dirty.contains_key(&i) {
+            if !self.dirty.contains(i) {
                 self.stats.count_cache(!missing.contains(&i));
             }
         }
@@ -597,7 +700,8 @@ impl BlockFile {
             let dst = &mut buf[(pos - offset) as usize..(pos - offset) as usize + take];
             let valid = self.block_len(i, self.stored_size.min(self.size));
             let data = self.local_block(i, &gathered)?;
-            let valid = if self.dirty.contains_key(&i) {
+            // A buffered block (in memory, spilled or uploaded early) is exactly its content.
+            let valid = if self.dirty.contains(i) {
                 data.len()
             } else {
                 valid
@@ -638,17 +742,20 @@ impl BlockFile {
         let new_size = end.max(old_size);
         for i in first..=last {
             let block_start = i * self.block_size;
-            let mut buf = match self.dirty.remove(&i) {
-                Some(d) => d,
+            let mut buf = if let Some(d) = self.dirty.take_mem(i) {
+                d
+            } else if covered(i) {
                 // Every byte it held is overwritten below.
-                None if covered(i) => vec![0; self.block_len(i, old_size)],
-                None => {
-                    let keep = self.block_len(i, old_size.min(self.stored_size));
-                    let b = self.local_block(i, &gathered)?;
-                    let mut v = b[..keep.min(b.len())].to_vec();
-                    v.resize(keep, 0);
-                    v
-                }
+                vec![0; self.block_len(i, old_size)]
+            } else if self.dirty.contains(i) {
+                // Spilled or uploaded early: its content, as `classify` gathered it.
+                self.local_block(i, &gathered)?.to_vec()
+            } else {
+                let keep = self.block_len(i, old_size.min(self.stored_size));
+                let b = self.local_block(i, &gathered)?;
+                let mut v = b[..keep.min(b.len())].to_vec();
+                v.resize(keep, 0);
+                v
             };
             // Content past the old size is zeros, whatever a stale buffer or object held.
             buf.truncate(self.block_len(i, old_size));
@@ -660,10 +767,10 @@ impl BlockFile {
                 let at = (lo - block_start) as usize;
                 buf[at..at + src.len()].copy_from_slice(src);
             }
-            self.dirty.insert(i, buf);
+            self.dirty.put_mem(i, buf);
         }
         self.size = new_size;
-        Ok(())
+        self.relieve(last)
     }
 
     pub fn truncate(&mut self, new_size: u64) -> Result<()> {
@@ -672,12 +779,21 @@ impl BlockFile {
             return self.write(self.size, &zeros);
         }
         let count = self.block_count(new_size);
-        self.dirty.retain(|i, _| *i < count);
+        self.dirty.retain(|i| i < count);
         self.cancel_inflight(|i| i >= count);
         if let Some(last) = count.checked_sub(1) {
             let len = self.block_len(last, new_size);
-            if let Some(buf) = self.dirty.get_mut(&last) {
-                buf.truncate(len);
+            match self.dirty.get(last) {
+                Some(Dirty::Mem { .. }) => self.dirty.truncate_mem(last, len),
+                // Spilled or uploaded longer than it now is: back into memory, cut.
+                Some(d) if d.byte_len() > len => {
+                    let (mut gathered, missing) = self.classify(std::iter::once(last))?;
+                    gathered.extend(self.fetch(missing)?);
+                    let mut v = self.local_block(last, &gathered)?.to_vec();
+                    v.truncate(len);
+                    self.dirty.put_mem(last, v);
+                }
+                _ => {}
             }
         }
         if let Naming::Compat(keys) = &self.naming {
@@ -702,28 +818,38 @@ impl BlockFile {
         // A shrink that cuts the new last block: rewrite it shorter.
         if self.size < self.stored_size && !self.size.is_multiple_of(self.block_size) {
             let last = new_count - 1;
-            if !self.dirty.contains_key(&last) {
+            if !self.dirty.contains(last) {
                 let (mut gathered, missing) = self.classify(std::iter::once(last))?;
                 gathered.extend(self.fetch(missing)?);
                 let len = self.block_len(last, self.size);
                 let b = self.local_block(last, &gathered)?;
                 let mut v = b[..len.min(b.len())].to_vec();
                 v.resize(len, 0);
-                self.dirty.insert(last, v);
+                self.dirty.put_mem(last, v);
             }
         }
         let size = self.size;
         // The buffer stays until the upload succeeds: a failed flush must leave every byte
         // readable (SQLite rolls back from the journal it just failed to store).
-        let mut uploads: Vec<(u64, Bytes)> = self
-            .dirty
-            .iter()
-            .map(|(i, v)| {
-                let mut v = v.clone();
-                v.resize(self.block_len(*i, size), 0);
-                (*i, Bytes::from(v))
-            })
-            .collect();
+        let mut uploads: Vec<(u64, Pending)> = Vec::new();
+        for (i, d) in self.dirty.iter() {
+            uploads.push((
+                i,
+                match d {
+                    Dirty::Mem { data, .. } => {
+                        let mut v = data.clone();
+                        v.resize(self.block_len(i, size), 0);
+                        Pending::Ready(Bytes::from(v))
+                    }
+                    Dirty::Spilled { len } => Pending::Spilled(*len),
+                    Dirty::Uploaded { .. } => {
+                        return Err(Error::internal(format!(
+                            "block {i} of a file rewritten in place was uploaded early"
+                        )))
+                    }
+                },
+            ));
+        }
         let deferred = self
             .upload_last
             .and_then(|last| uploads.iter().position(|(i, _)| *i == last))
@@ -731,14 +857,28 @@ impl BlockFile {
         let store = self.store.clone();
         let keys = self.keys().clone();
         let concurrency = self.concurrency;
-        let put_all = |batch: Vec<(u64, Bytes)>| {
+        let block_size = self.block_size;
+        let spill = self.spill.clone();
+        let put_all = |batch: Vec<(u64, Pending)>| {
             let store = store.clone();
             let keys = keys.clone();
+            let spill = spill.clone();
             async move {
-                futures::stream::iter(batch.into_iter().map(|(i, data)| {
+                futures::stream::iter(batch.into_iter().map(|(i, pending)| {
                     let store = store.clone();
                     let key = keys.key(i);
+                    let spill = spill.clone();
                     async move {
+                        // Read from the temp file only when its turn comes: at most
+                        // `concurrency` blocks are in memory at once.
+                        let data = match pending {
+                            Pending::Ready(b) => b,
+                            Pending::Spilled(len) => {
+                                let mut v = spill.read_at(i * block_size, len)?;
+                                v.resize(block_len(i, size, block_size), 0);
+                                Bytes::from(v)
+                            }
+                        };
                         let etag = store.put(&key, data.clone(), PutMode::Rewrite).await?;
                         Ok::<_, crate::error::Error>((i, data, etag))
                     }
@@ -759,7 +899,7 @@ impl BlockFile {
         });
         match result {
             Ok(done) => {
-                self.dirty.clear();
+                self.clear_buffer();
                 for (i, data, etag) in done {
                     if Some(i) == self.upload_last {
                         self.last_block_etag = etag;
@@ -794,6 +934,16 @@ impl Drop for BlockFile {
     }
 }
 
+/// Length of block `i` in a file of `size` bytes cut into blocks of `block_size`.
+fn block_len(i: u64, size: u64, block_size: u64) -> usize {
+    let start = i * block_size;
+    if start >= size {
+        0
+    } else {
+        (size - start).min(block_size) as usize
+    }
+}
+
 /// Read-ahead holds its blocks in the cache until they are read: never more than half of it
 /// (blocks of an existing database may be far larger than the options expected, and a window of
 /// 32 blocks of 64 MiB would be 2 GiB in flight, thrown away for want of room).
@@ -811,5 +961,6 @@ fn copy_padded(dst: &mut [u8], src: &[u8], within: usize, valid: usize) {
     dst[avail..].fill(0);
 }
 
+mod relieve;
 #[cfg(test)]
 mod tests;

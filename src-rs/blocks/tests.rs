@@ -15,6 +15,7 @@ fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFil
             read_ahead: 0,
             disk: None,
             upload_last: Some(0),
+            budget: Arc::new(MemoryBudget::unlimited()),
         },
     )
 }
@@ -130,6 +131,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
             read_ahead: 0,
             disk: None,
             upload_last: Some(0),
+            budget: Arc::new(MemoryBudget::unlimited()),
         },
     );
     let mut page = vec![0u8; 4096];
@@ -158,6 +160,7 @@ fn stored_file(store: &Arc<MemoryStore>, blocks: u64, cache_blocks: usize) -> Bl
             read_ahead: 0,
             disk: None,
             upload_last: Some(0),
+            budget: Arc::new(MemoryBudget::unlimited()),
         },
     )
 }
@@ -202,4 +205,235 @@ fn a_write_under_cache_pressure_keeps_the_old_bytes_of_its_edge_blocks() {
     let mut want: Vec<u8> = (0..8).flat_map(|i| pattern(4096, i as u8)).collect();
     want[2 * 4096 + 4000..2 * 4096 + 4200].fill(0xee);
     assert!(all == want, "the edge blocks lost their old bytes");
+}
+
+/// A file whose buffer may hold `limit` bytes in memory (`versioned`: the versioned layout's
+/// naming, no version yet).
+fn limited(
+    store: &Arc<MemoryStore>,
+    block_size: u64,
+    limit: usize,
+    versioned: bool,
+) -> (BlockFile, Arc<MemoryBudget>) {
+    let budget = Arc::new(MemoryBudget::new(limit, Arc::default()));
+    let naming = if versioned {
+        Naming::Versioned {
+            names: Names::new("db"),
+            snapshot: None,
+            block0: Bytes::new(),
+            segments: SegmentCache::default(),
+        }
+    } else {
+        Naming::Compat(BlockKeys::new("db"))
+    };
+    let f = BlockFile::new(
+        store.clone(),
+        Arc::new(Stats::default()),
+        naming,
+        0,
+        BlockFileOptions {
+            block_size,
+            cache_bytes: 2 * block_size as usize,
+            concurrency: 4,
+            read_ahead: 0,
+            disk: None,
+            upload_last: (!versioned).then_some(0),
+            budget: budget.clone(),
+        },
+    );
+    (f, budget)
+}
+
+#[derive(Debug, Clone)]
+enum FileOp {
+    Write(u64, usize, u8),
+    Truncate(u64),
+    Read(u64, usize),
+    Flush,
+}
+
+fn file_op(max: u64) -> impl proptest::strategy::Strategy<Value = FileOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0..max, 1..3000usize, any::<u8>()).prop_map(|(o, l, s)| FileOp::Write(o, l, s)),
+        1 => (0..max).prop_map(FileOp::Truncate),
+        3 => (0..max, 1..3000usize).prop_map(|(o, l)| FileOp::Read(o, l)),
+        1 => Just(FileOp::Flush),
+    ]
+}
+
+/// Runs `ops` on a file with a budget of 3 blocks of 1 KiB and on a plain vector, checking every
+/// read, the budget after every write, and what the buffer finally holds.
+fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), String> {
+    let bs = 1024u64;
+    let limit = 3 * bs as usize;
+    let store = Arc::new(MemoryStore::new());
+    let (mut f, budget) = limited(&store, bs, limit, versioned);
+    let mut want: Vec<u8> = Vec::new();
+    for (n, op) in ops.iter().enumerate() {
+        match op.clone() {
+            FileOp::Write(at, len, seed) => {
+                let data = pattern(len, seed);
+                f.write(at, &data)
+                    .map_err(|e| format!("op {n} {op:?}: {e}"))?;
+                let end = at as usize + len;
+                if want.len() < end {
+                    want.resize(end, 0);
+                }
+                want[at as usize..end].copy_from_slice(&data);
+                // One write may add up to 4 blocks (3000 bytes over block edges); all but the
+                // last one written leave memory again.
+                if budget.used() > limit + bs as usize {
+                    return Err(format!(
+                        "op {n}: {} bytes buffered in memory",
+                        budget.used()
+                    ));
+                }
+            }
+            FileOp::Truncate(size) => {
+                f.truncate(size)
+                    .map_err(|e| format!("op {n} {op:?}: {e}"))?;
+                want.resize(size as usize, 0);
+            }
+            FileOp::Read(at, len) => {
+                let mut buf = vec![0xa5u8; len];
+                let got = f
+                    .read(at, &mut buf)
+                    .map_err(|e| format!("op {n} {op:?}: {e}"))?;
+                let from = (at as usize).min(want.len());
+                let to = (at as usize + len).min(want.len());
+                if got != to - from || buf[..got] != want[from..to] {
+                    return Err(format!("op {n} {op:?}: read differs"));
+                }
+            }
+            // Versioned files publish instead (below).
+            FileOp::Flush if !versioned => f.flush().map_err(|e| format!("op {n}: {e}"))?,
+            FileOp::Flush => {}
+        }
+        if f.size() != want.len() as u64 {
+            return Err(format!(
+                "op {n} {op:?}: size {} != {}",
+                f.size(),
+                want.len()
+            ));
+        }
+    }
+    if versioned {
+        // What a publish would reference: every block, in memory or in the store, is right.
+        let changes = f.changes().map_err(|e| e.to_string())?;
+        let mut blocks: Vec<(u64, Vec<u8>)> = changes
+            .blocks
+            .into_iter()
+            .map(|(i, b)| (i, b.to_vec()))
+            .collect();
+        for (i, p) in changes.uploaded {
+            let key = Names::new("db").block(i, &p);
+            let GetOutcome::Found(obj) =
+                crate::runtime::block_on(store.get(&key, GetOptions::default())).unwrap()
+            else {
+                return Err(format!("block {i} uploaded early is missing"));
+            };
+            if crc32c::crc32c(&obj.body) != p.crc {
+                return Err(format!("block {i}: the pointer's CRC does not match"));
+            }
+            blocks.push((i, obj.body.to_vec()));
+        }
+        for (i, b) in blocks {
+            let lo = (i * bs) as usize;
+            let hi = (lo + bs as usize).min(want.len());
+            if b != want[lo..hi] {
+                return Err(format!("block {i} differs"));
+            }
+        }
+    } else {
+        f.flush().map_err(|e| e.to_string())?;
+        let mut g = file(&store, bs, want.len() as u64);
+        let mut all = vec![0u8; want.len()];
+        g.read(0, &mut all).map_err(|e| e.to_string())?;
+        if all != want {
+            return Err("the stored file differs".into());
+        }
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_spilling_buffer_reads_and_flushes_like_memory(
+        ops in proptest::collection::vec(file_op(24 * 1024), 1..60)
+    ) {
+        if let Err(e) = against_oracle(&ops, false) {
+            proptest::prop_assert!(false, "{}", e);
+        }
+    }
+
+    #[test]
+    fn blocks_uploaded_early_read_and_publish_like_memory(
+        ops in proptest::collection::vec(file_op(24 * 1024), 1..60)
+    ) {
+        if let Err(e) = against_oracle(&ops, true) {
+            proptest::prop_assert!(false, "{}", e);
+        }
+    }
+}
+
+#[test]
+fn a_sequential_writer_keeps_memory_bounded_and_uploads_early() {
+    let store = Arc::new(MemoryStore::new());
+    let (mut f, budget) = limited(&store, 1024, 4096, true);
+    for i in 0..64u64 {
+        f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
+        assert!(budget.used() <= 4096 + 1024, "{} buffered", budget.used());
+    }
+    let changes = f.changes().unwrap();
+    assert!(changes.uploaded.len() >= 56, "{}", changes.uploaded.len());
+    assert_eq!(changes.blocks.len() + changes.uploaded.len(), 64);
+    // Every early block is in the store under the same attempt, and no root exists.
+    let keys = store.keys();
+    assert!(keys.iter().all(|k| k.starts_with("db/.b/")), "{keys:?}");
+    let attempts: std::collections::HashSet<_> = keys
+        .iter()
+        .map(|k| Names::new("db").parse_block(k).unwrap().attempt)
+        .collect();
+    assert_eq!(attempts.len(), 1);
+    // A discard (rollback) forgets them: the next buffer starts a new attempt.
+    f.discard();
+    assert_eq!(budget.used(), 0);
+    assert!(f.changes().unwrap().uploaded.is_empty());
+}
+
+#[test]
+fn an_attempt_idle_past_the_base_age_is_copied_to_a_fresh_one_or_expires() {
+    let store = Arc::new(MemoryStore::new());
+    let (mut f, _) = limited(&store, 1024, 2048, true);
+    for i in 0..8u64 {
+        f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
+    }
+    let before = f.changes().unwrap().uploaded;
+    assert!(!before.is_empty());
+    f.age_early_attempt(MAX_BASE_AGE * 2);
+    f.renew_stale_attempt().unwrap();
+    let after = f.changes().unwrap().uploaded;
+    assert_eq!(before.len(), after.len());
+    for ((i, old), (j, new)) in before.iter().zip(&after) {
+        assert_eq!(i, j);
+        assert_ne!(old.attempt, new.attempt, "block {i} kept its stale attempt");
+        assert_eq!(old.crc, new.crc);
+    }
+    let mut all = vec![0u8; 8 * 1024];
+    f.read(0, &mut all).unwrap();
+    assert!(
+        all == (0..8)
+            .flat_map(|i| pattern(1024, i as u8))
+            .collect::<Vec<_>>()
+    );
+    // Collected meanwhile (GC ran past its grace period): the transaction cannot commit.
+    for k in store.keys() {
+        crate::runtime::block_on(store.delete(&k)).unwrap();
+    }
+    f.age_early_attempt(MAX_BASE_AGE * 2);
+    let e = f.renew_stale_attempt().unwrap_err();
+    assert_eq!(e.code, codes::TRANSACTION_EXPIRED);
 }

@@ -54,6 +54,7 @@ fn config(store: &Arc<FaultyStore>, prefix: &str, layout: LayoutKind) -> Databas
         read_ahead: 0,
         cache_dir: None,
         cache_dir_bytes: 0,
+        memory_limit: crate::connection::DEFAULT_MEMORY_LIMIT,
         layout: Some(layout),
         versioned: VersionedOptions::default(),
         compat: CompatOptions {
@@ -118,11 +119,14 @@ struct Env {
     conn: Option<Connection>,
     /// A clean export of the database, for serialize and deserialize.
     file: Vec<u8>,
+    memory_limit: usize,
 }
 
 impl Env {
     fn open(&self, prefix: &str) -> Result<Connection> {
-        Connection::start(config(&self.store, prefix, self.layout))
+        let mut c = config(&self.store, prefix, self.layout);
+        c.memory_limit = self.memory_limit;
+        Connection::start(c)
     }
 }
 
@@ -131,6 +135,10 @@ enum Op {
     OpenRead,
     Commit,
     BulkCommit,
+    /// A bulk commit whose pages leave memory before the commit: SQLite's page cache spills
+    /// them to the file, and past `memoryLimit` (3 blocks) the buffer moves them on (to the
+    /// store early, or to a temp file).
+    SpilledCommit,
     Gc,
     Serialize,
     Deserialize,
@@ -141,7 +149,7 @@ impl Op {
     fn adds(self) -> i64 {
         match self {
             Op::Commit => 1,
-            Op::BulkCommit => 30,
+            Op::BulkCommit | Op::SpilledCommit => 30,
             _ => 0,
         }
     }
@@ -162,8 +170,17 @@ impl Op {
         }
         env.file = export(&seed)?;
         close(seed);
-        if matches!(self, Op::Commit | Op::BulkCommit | Op::Serialize) {
+        if matches!(self, Op::SpilledCommit) {
+            env.memory_limit = 3 * 4096;
+        }
+        if matches!(
+            self,
+            Op::Commit | Op::BulkCommit | Op::SpilledCommit | Op::Serialize
+        ) {
             let conn = env.open("db")?;
+            if matches!(self, Op::SpilledCommit) {
+                exec(&conn, "PRAGMA cache_size = 4")?;
+            }
             if matches!(self, Op::Serialize) {
                 count(&conn)?;
             } else {
@@ -187,7 +204,7 @@ impl Op {
                 env.conn.as_ref().unwrap(),
                 "INSERT INTO t(v) VALUES (randomblob(1000))",
             ),
-            Op::BulkCommit => exec(
+            Op::BulkCommit | Op::SpilledCommit => exec(
                 env.conn.as_ref().unwrap(),
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 30)
                  INSERT INTO t(v) SELECT randomblob(1000) FROM s",
@@ -264,6 +281,7 @@ fn scenario(
         layout,
         conn: None,
         file: Vec::new(),
+        memory_limit: crate::connection::DEFAULT_MEMORY_LIMIT,
     };
     op.prepare(&mut env)
         .unwrap_or_else(|e| panic!("{label}: setup: {e}"));
@@ -417,6 +435,8 @@ matrix! {
     commit_compat: Op::Commit, LayoutKind::Compat;
     bulk_commit_versioned: Op::BulkCommit, LayoutKind::Versioned;
     bulk_commit_compat: Op::BulkCommit, LayoutKind::Compat;
+    spilled_commit_versioned: Op::SpilledCommit, LayoutKind::Versioned;
+    spilled_commit_compat: Op::SpilledCommit, LayoutKind::Compat;
     gc_versioned: Op::Gc, LayoutKind::Versioned;
     serialize_versioned: Op::Serialize, LayoutKind::Versioned;
     serialize_compat: Op::Serialize, LayoutKind::Compat;

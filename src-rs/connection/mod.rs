@@ -39,6 +39,9 @@ pub struct DatabaseConfig {
     /// Versioned layout: a directory that keeps blocks across processes, and its bound.
     pub cache_dir: Option<std::path::PathBuf>,
     pub cache_dir_bytes: u64,
+    /// Bytes of a transaction's buffered writes (changed blocks, rollback journal) kept in
+    /// memory; the rest goes to a temp file or, versioned layout, to the store early.
+    pub memory_limit: usize,
     /// The layout of a new database (an existing one opens in the layout it holds).
     pub layout: Option<LayoutKind>,
     pub versioned: VersionedOptions,
@@ -49,6 +52,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_READ_AHEAD: u64 = 32;
 pub const DEFAULT_CACHE_DIR_BYTES: u64 = 1 << 30;
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 
 impl DatabaseConfig {
     pub fn validate(&self) -> Result<()> {
@@ -388,6 +392,7 @@ impl Worker {
             c.cache_bytes,
             c.concurrency,
             c.read_ahead,
+            c.memory_limit,
             c.cache_dir
                 .as_ref()
                 .map(|dir| DiskCache::shared(dir, c.cache_dir_bytes)),

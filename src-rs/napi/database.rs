@@ -22,6 +22,10 @@ pub struct JsStats {
     pub prefetched: f64,
     /// Requests sent again after a transient failure (throttling, 5xx, a timeout, a reset).
     pub retries: f64,
+    /// Bytes of buffered writes (changed blocks, rollback journal) held in memory now.
+    pub buffered: f64,
+    /// The most `buffered` has been since open (at most about `memoryLimit`).
+    pub buffered_peak: f64,
 }
 
 impl From<crate::store::StatsSnapshot> for JsStats {
@@ -38,6 +42,8 @@ impl From<crate::store::StatsSnapshot> for JsStats {
             cache_misses: s.cache_misses as f64,
             prefetched: s.prefetched as f64,
             retries: s.retries as f64,
+            buffered: s.buffered as f64,
+            buffered_peak: s.buffered_peak as f64,
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::connection::StoreConfig;
 use crate::connection::{
     DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
-    DEFAULT_READ_AHEAD,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
 use crate::store::retry::{Policy, RetryPolicy, Timeouts};
@@ -100,6 +100,7 @@ pub struct JsOptions {
     pub max_staleness: Option<f64>,
     pub single_writer: Option<bool>,
     pub hot_journal_ms: Option<f64>,
+    pub memory_limit: Option<f64>,
 }
 
 pub fn config(
@@ -120,6 +121,7 @@ pub fn config(
         max_staleness: None,
         single_writer: None,
         hot_journal_ms: None,
+        memory_limit: None,
     });
     let layout = o.layout.as_deref().map(LayoutKind::parse).transpose()?;
     let versioned = VersionedOptions {
@@ -159,6 +161,10 @@ pub fn config(
             .cache_dir_size
             .map(|c| c.max(0.0) as u64)
             .unwrap_or(DEFAULT_CACHE_DIR_BYTES),
+        memory_limit: o
+            .memory_limit
+            .map(|m| m.max(0.0) as usize)
+            .unwrap_or(DEFAULT_MEMORY_LIMIT),
         layout,
         versioned,
         compat: CompatOptions {
@@ -181,6 +187,7 @@ pub struct JsDefaults {
     pub cache_size: f64,
     pub concurrency: u32,
     pub read_ahead: u32,
+    pub memory_limit: f64,
 }
 
 #[cfg_attr(test, allow(dead_code))]
@@ -192,5 +199,6 @@ pub fn defaults() -> JsDefaults {
         cache_size: DEFAULT_CACHE_BYTES as f64,
         concurrency: DEFAULT_CONCURRENCY as u32,
         read_ahead: DEFAULT_READ_AHEAD as u32,
+        memory_limit: DEFAULT_MEMORY_LIMIT as f64,
     }
 }

@@ -22,6 +22,9 @@ pub struct Stats {
     pub prefetched: AtomicU64,
     /// Requests sent again after a transient failure (`retry::RetryingStore`).
     pub retries: AtomicU64,
+    /// Bytes of buffered writes held in memory now, and at most since open (`MemoryBudget`).
+    pub buffered: AtomicU64,
+    pub buffered_peak: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub struct StatsSnapshot {
     pub cache_misses: u64,
     pub prefetched: u64,
     pub retries: u64,
+    pub buffered: u64,
+    pub buffered_peak: u64,
 }
 
 impl Stats {
@@ -53,6 +58,8 @@ impl Stats {
             cache_misses: self.cache_misses.load(Relaxed),
             prefetched: self.prefetched.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            buffered: self.buffered.load(Relaxed),
+            buffered_peak: self.buffered_peak.load(Relaxed),
         }
     }
 

@@ -12,6 +12,7 @@ use super::file::{
 use super::locks::LockLevel;
 use super::versioned::VersionedFile;
 use super::{lookup, Lookup, VFS_NAME};
+use crate::blocks::spill::LocalFile;
 use crate::layout::LayoutKind;
 use rusqlite::ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -146,7 +147,10 @@ unsafe extern "C" fn x_open(
             if flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0
                 && ctx.layout == LayoutKind::Versioned =>
         {
-            Ok(S3File::Memory(ctx, Vec::new()))
+            Ok(S3File::Local(
+                ctx.clone(),
+                LocalFile::new(ctx.memory.clone()),
+            ))
         }
         Lookup::Journal(ctx) if flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0 => {
             guarded_open(|| match JournalFile::open(ctx.clone()) {

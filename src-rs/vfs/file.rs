@@ -5,6 +5,7 @@
 use super::locks::{LockLevel, Locks};
 use super::versioned::VersionedFile;
 use super::DbContext;
+use crate::blocks::spill::LocalFile;
 use crate::blocks::{BlockFile, BlockFileOptions, Naming};
 use crate::error::Error;
 use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
@@ -61,6 +62,7 @@ pub(super) fn new_blocks(
             read_ahead: ctx.read_ahead,
             upload_last,
             disk: ctx.disk_cache.clone(),
+            budget: ctx.memory.clone(),
         },
     )
 }
@@ -87,9 +89,10 @@ pub enum S3File {
     Db(DbFile),
     Journal(JournalFile),
     Versioned(Box<VersionedFile>),
-    /// A versioned database's rollback journal: in memory only. A crash loses nothing (no version
-    /// was published), and a journal on disk could be "rolled back" onto a newer version later.
-    Memory(Arc<DbContext>, Vec<u8>),
+    /// A versioned database's rollback journal: local only, in memory or (past `memoryLimit`) an
+    /// anonymous temp file. A crash loses nothing (no version was published), and a journal kept
+    /// where a later run could find it might be "rolled back" onto a newer version.
+    Local(Arc<DbContext>, LocalFile),
 }
 
 impl S3File {
@@ -98,17 +101,17 @@ impl S3File {
             S3File::Db(f) => &f.ctx,
             S3File::Journal(f) => &f.ctx,
             S3File::Versioned(f) => f.ctx(),
-            S3File::Memory(ctx, _) => ctx,
+            S3File::Local(ctx, _) => ctx,
         }
     }
 
     pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
         match self {
             S3File::Versioned(f) => f.read(offset, buf),
-            S3File::Memory(_, data) => {
-                let start = (offset as usize).min(data.len());
-                let n = (data.len() - start).min(buf.len());
-                buf[..n].copy_from_slice(&data[start..start + n]);
+            S3File::Local(_, file) => {
+                let n = file
+                    .read(offset, buf)
+                    .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
                 short_read(buf, n)
             }
             S3File::Db(f) => {
@@ -126,13 +129,10 @@ impl S3File {
             S3File::Db(f) => &mut f.blocks,
             S3File::Journal(f) => &mut f.blocks,
             S3File::Versioned(f) => return f.write(offset, data),
-            S3File::Memory(_, buf) => {
-                let end = offset as usize + data.len();
-                if buf.len() < end {
-                    buf.resize(end, 0);
-                }
-                buf[offset as usize..end].copy_from_slice(data);
-                return Ok(());
+            S3File::Local(_, file) => {
+                return file
+                    .write(offset, data)
+                    .map_err(VfsError::io(ffi::SQLITE_IOERR_WRITE))
             }
         };
         blocks
@@ -148,10 +148,7 @@ impl S3File {
             // and a journal left in the store would look like a commit in flight.
             S3File::Journal(f) => f.blocks.truncate(size).and_then(|_| f.flush()).map_err(map),
             S3File::Versioned(f) => f.truncate(size),
-            S3File::Memory(_, buf) => {
-                buf.resize(size as usize, 0);
-                Ok(())
-            }
+            S3File::Local(_, file) => file.truncate(size).map_err(map),
         }
     }
 
@@ -161,7 +158,7 @@ impl S3File {
             S3File::Db(f) => f.blocks.flush().map_err(map),
             S3File::Journal(f) => f.flush().map_err(map),
             // Never a publish: SQLite also syncs while rolling back.
-            S3File::Versioned(_) | S3File::Memory(..) => Ok(()),
+            S3File::Versioned(_) | S3File::Local(..) => Ok(()),
         }
     }
 
@@ -173,7 +170,7 @@ impl S3File {
             }
             S3File::Journal(f) => Ok(f.blocks.size()),
             S3File::Versioned(f) => f.file_size(),
-            S3File::Memory(_, buf) => Ok(buf.len() as u64),
+            S3File::Local(_, file) => Ok(file.size()),
         }
     }
 
@@ -181,7 +178,7 @@ impl S3File {
         match self {
             S3File::Db(f) => f.lock(level),
             S3File::Versioned(f) => f.lock(level),
-            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
+            S3File::Journal(_) | S3File::Local(..) => Ok(()),
         }
     }
 
@@ -189,7 +186,7 @@ impl S3File {
         match self {
             S3File::Db(f) => f.unlock(level),
             S3File::Versioned(f) => f.unlock(level),
-            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
+            S3File::Journal(_) | S3File::Local(..) => Ok(()),
         }
     }
 
@@ -197,7 +194,7 @@ impl S3File {
         match self {
             S3File::Db(f) => f.locks.reserved_by_anyone(),
             S3File::Versioned(f) => f.check_reserved_lock(),
-            S3File::Journal(_) | S3File::Memory(..) => false,
+            S3File::Journal(_) | S3File::Local(..) => false,
         }
     }
 
@@ -210,7 +207,7 @@ impl S3File {
                 .flush()
                 .map_err(VfsError::io(ffi::SQLITE_IOERR_FSYNC)),
             S3File::Versioned(f) => f.commit_phase_two(),
-            S3File::Journal(_) | S3File::Memory(..) => Ok(()),
+            S3File::Journal(_) | S3File::Local(..) => Ok(()),
         }
     }
 
@@ -240,7 +237,7 @@ impl S3File {
         match self {
             S3File::Db(f) => f.blocks.flush().map_err(map),
             S3File::Journal(f) => f.flush().map_err(map),
-            S3File::Versioned(_) | S3File::Memory(..) => Ok(()),
+            S3File::Versioned(_) | S3File::Local(..) => Ok(()),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct DbContext {
     pub concurrency: usize,
     /// Blocks prefetched at most ahead of a sequential reader.
     pub read_ahead: u64,
+    /// What the database's buffered writes may hold in memory (`memoryLimit`), across its files.
+    pub memory: Arc<crate::blocks::budget::MemoryBudget>,
     /// Versioned layout: blocks kept on local disk across processes.
     pub disk_cache: Option<Arc<crate::blocks::disk_cache::DiskCache>>,
     /// Incremented by the connection at every API call: freshness is checked at most once per
@@ -116,6 +118,7 @@ impl DbContext {
         cache_bytes: usize,
         concurrency: usize,
         read_ahead: u64,
+        memory_limit: usize,
         disk_cache: Option<Arc<crate::blocks::disk_cache::DiskCache>>,
         layout: LayoutKind,
         versioned: VersionedOptions,
@@ -123,6 +126,10 @@ impl DbContext {
         detected_head: Option<Option<u64>>,
         pinned: Pinned,
     ) -> Self {
+        let memory = Arc::new(crate::blocks::budget::MemoryBudget::new(
+            memory_limit,
+            stats.clone(),
+        ));
         DbContext {
             store,
             stats,
@@ -132,6 +139,7 @@ impl DbContext {
             cache_bytes,
             concurrency,
             read_ahead,
+            memory,
             disk_cache,
             call_epoch: AtomicU64::new(1),
             journal: Mutex::new(JournalState::default()),
@@ -299,6 +307,7 @@ mod tests {
             1 << 20,
             4,
             0,
+            1 << 20,
             None,
             LayoutKind::Versioned,
             VersionedOptions::default(),

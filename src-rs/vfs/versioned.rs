@@ -6,7 +6,7 @@
 use super::file::{new_blocks, read_into, VfsError, VfsResult};
 use super::locks::{LockLevel, Locks};
 use super::DbContext;
-use crate::blocks::{BlockFile, Naming};
+use crate::blocks::{BlockFile, Naming, SavePoint};
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::commit::{self, Layout, Outcome, Prepared};
@@ -17,7 +17,7 @@ use crate::sqlite_header;
 use crate::store::{ObjectStore, PutMode};
 use bytes::Bytes;
 use rusqlite::ffi;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,7 +86,7 @@ async fn probe_create_twice(store: &dyn ObjectStore, names: &Names) -> Result<Re
 }
 
 struct Batch {
-    saved: (BTreeMap<u64, Vec<u8>>, u64),
+    saved: SavePoint,
     /// The size of the writes in the batch (a page size).
     write_size: Option<usize>,
 }
@@ -438,7 +438,15 @@ impl VersionedFile {
         if !self.blocks.is_dirty() {
             return Ok(());
         }
-        let (changes, buffer_size) = self.blocks.changes();
+        let taken = self
+            .blocks
+            .renew_stale_attempt()
+            .and_then(|_| self.blocks.changes());
+        let crate::blocks::Changes {
+            blocks: changes,
+            uploaded,
+            size: buffer_size,
+        } = taken.map_err(VfsError::io(ffi::SQLITE_IOERR_WRITE))?;
         let block0 = changes
             .iter()
             .find(|(i, _)| *i == 0)
@@ -453,7 +461,12 @@ impl VersionedFile {
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
         let mut scratch = SegmentCache::default();
-        let segments = self.blocks.segments_mut().unwrap_or(&mut scratch);
+        let (segments, early) = self.blocks.commit_parts();
+        let segments = segments.unwrap_or(&mut scratch);
+        let early = early.map(|e| commit::Early {
+            uploads: &mut e.uploads,
+            blocks: uploaded,
+        });
         let mut observed = self.observed_at;
         // Outer error: nothing was published (the root was never sent).
         let result: Result<(Prepared, Result<Outcome>)> = block_on(async {
@@ -463,6 +476,7 @@ impl VersionedFile {
                 base.as_deref(),
                 segments,
                 changes,
+                early,
                 Layout {
                     page_size,
                     block_size,

@@ -22,6 +22,10 @@ pub const MAX_BASE_AGE: Duration = Duration::from_secs(600);
 /// 15 minutes; the rest is margin.
 const LATE_SEND_HORIZON: Duration = Duration::from_secs(20 * 60);
 
+/// The map segment index of an attempt's empty marker object (never referenced: a map has at
+/// most 2^32 - 1 segments of at least 2 entries; GC collects it with the attempt).
+pub const KEEPALIVE_SEGMENT: u64 = 0xffff_ffff;
+
 /// Resends of the same root before the outcome is declared unknown.
 const ROOT_ATTEMPTS: u32 = 8;
 
@@ -64,22 +68,44 @@ impl Layout {
     }
 }
 
+/// Blocks a transaction already uploaded for its commit attempt (`blocks::EarlyAttempt`): the
+/// attempt's naming, to continue, and where each block is.
+pub struct Early<'a> {
+    pub uploads: &'a mut Uploads,
+    pub blocks: Vec<(u64, Pointer)>,
+}
+
 /// Builds version `base.version + 1` (or 1): `changed` holds the new content of every changed
-/// block (block 0 included, or taken from the base).
+/// block held in memory (block 0 included, or taken from the base); `early`, the blocks already
+/// uploaded for this attempt.
 pub async fn prepare(
     store: &dyn ObjectStore,
     names: &Names,
     base: Option<&Snapshot>,
     segments: &mut SegmentCache,
     mut changed: Vec<(u64, Bytes)>,
+    early: Option<Early<'_>>,
     layout: Layout,
 ) -> Result<Prepared> {
     // A commit is one operation: the segment cache is bounded before it, never during it.
     segments.trim();
-    let attempt: AttemptId = new_attempt_id()?;
     let version = base.map(|b| b.version() + 1).unwrap_or(1);
     let count = layout.file_size.div_ceil(layout.block_size);
-    let mut uploads_of = Uploads::new(version, attempt, 0);
+    let mut own_uploads;
+    let (uploads_of, early_blocks) = match early {
+        Some(e) if e.uploads.version == version => (e.uploads, e.blocks),
+        Some(e) => {
+            return Err(Error::internal(format!(
+                "blocks were uploaded early for version {}, but the commit is of version {version}",
+                e.uploads.version
+            )))
+        }
+        None => {
+            let attempt: AttemptId = new_attempt_id()?;
+            own_uploads = Uploads::new(version, attempt, 0);
+            (&mut own_uploads, Vec::new())
+        }
+    };
     changed.retain(|(i, _)| *i < count);
     let block0 = match changed.iter().position(|(i, _)| *i == 0) {
         Some(pos) => changed.remove(pos).1,
@@ -97,6 +123,19 @@ pub async fn prepare(
         new_entries.push((i, p));
     }
     let blocks = uploads.len();
+    new_entries.extend(
+        early_blocks
+            .iter()
+            .copied()
+            .filter(|(i, _)| *i < count && *i > 0),
+    );
+    if !early_blocks.is_empty() {
+        // The attempt's objects are spared by GC for its horizon after the newest one: this
+        // commit uploads at least one (an empty marker when nothing else), so the blocks
+        // uploaded early are as safe as if uploaded now (`renew_stale_attempt` ran before).
+        let p = uploads_of.next(0);
+        uploads.push((names.segment(KEEPALIVE_SEGMENT, &p), Bytes::new()));
+    }
     // The new map: the base's entries, with the changed ones replaced and the tail cut.
     let seg_len = layout.segment_len() as u64;
     let old_count = base.map(|b| b.block_count()).unwrap_or(0);
@@ -120,7 +159,7 @@ pub async fn prepare(
             for (i, p) in &new_entries {
                 all[*i as usize] = *p;
             }
-            let (map, objects) = fresh_map(names, &all, &mut uploads_of, seg_len as u32);
+            let (map, objects) = fresh_map(names, &all, uploads_of, seg_len as u32);
             uploads.extend(objects);
             map
         }
@@ -177,13 +216,7 @@ pub async fn prepare(
         }
     };
     Ok(Prepared::new(
-        names,
-        &uploads_of,
-        layout,
-        map,
-        block0,
-        uploads,
-        blocks,
+        names, uploads_of, layout, map, block0, uploads, blocks,
     ))
 }
 
@@ -257,21 +290,31 @@ pub fn fresh_map(
     (MapRef::Segments(segs), objects)
 }
 
-/// Uploads the attempt's objects in parallel (plain PUTs; keys are unique to this attempt, so a
-/// late retry can only write the same bytes again).
+/// Uploads objects of a commit attempt in parallel (plain PUTs; keys are unique to the attempt,
+/// so a late retry can only write the same bytes again).
+pub async fn put_all(
+    store: Arc<dyn ObjectStore>,
+    objects: &[(String, Bytes)],
+    concurrency: usize,
+) -> Result<()> {
+    futures::stream::iter(objects.iter().cloned().map(|(key, data)| {
+        let store = store.clone();
+        async move { store.put(&key, data, PutMode::Overwrite).await.map(|_| ()) }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect::<Vec<()>>()
+    .await
+    .map(|_| ())
+}
+
+/// Uploads the attempt's objects (the same ones again when renewing them).
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
     p: &mut Prepared,
     concurrency: usize,
 ) -> Result<()> {
     let uploads = std::mem::take(&mut p.uploads);
-    let result = futures::stream::iter(uploads.iter().cloned().map(|(key, data)| {
-        let store = store.clone();
-        async move { store.put(&key, data, PutMode::Overwrite).await.map(|_| ()) }
-    }))
-    .buffer_unordered(concurrency.max(1))
-    .try_collect::<Vec<()>>()
-    .await;
+    let result = put_all(store, &uploads, concurrency).await;
     // Kept whatever the outcome: a later attempt uploads them again, and a commit caches them.
     p.uploads = uploads;
     result?;
@@ -443,9 +486,17 @@ mod tests {
         };
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let mut segments = SegmentCache::default();
-        let mut p = prepare(&*dyn_store, &names, base, &mut segments, changed, layout)
-            .await
-            .unwrap();
+        let mut p = prepare(
+            &*dyn_store,
+            &names,
+            base,
+            &mut segments,
+            changed,
+            None,
+            layout,
+        )
+        .await
+        .unwrap();
         upload(dyn_store.clone(), &mut p, 4).await.unwrap();
         let mut observed = Some(Stamp::now());
         let outcome = publish_root(dyn_store, &names, &mut p, &mut observed, 4).await;

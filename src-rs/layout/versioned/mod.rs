@@ -630,6 +630,7 @@ mod tests {
             Some(&snap),
             &mut cache,
             changed,
+            None,
             layout,
         ))
         .unwrap();

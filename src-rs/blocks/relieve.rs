@@ -1,0 +1,182 @@
+//! Keeping a block file's write buffer within the database's memory budget (`memoryLimit`):
+//! past it, the oldest buffered blocks leave memory — to the temp file in the `sqlite-s3vfs`
+//! layout, to the store in the versioned layout (uploaded early, under keys unique to the commit
+//! attempt, so a commit that loses or never happens leaves only garbage for GC).
+
+use super::*;
+use crate::layout::versioned::commit::put_all;
+
+impl BlockFile {
+    /// After a write: past the budget, moves this file's least recently written blocks out of
+    /// memory until half the budget is used. `last_written`, likely written again next, stays.
+    pub(super) fn relieve(&mut self, last_written: u64) -> Result<()> {
+        let budget = self.dirty.budget().clone();
+        if !budget.over() {
+            return Ok(());
+        }
+        let target = budget.limit() / 2;
+        let bs = self.block_size;
+        let versioned = matches!(self.naming, Naming::Versioned { .. });
+        // The versioned layout uploads only full blocks (their length is final until a truncate)
+        // and never block 0 (it lives in the root).
+        let movable = self.dirty.oldest_in_memory(|i, len| {
+            i != last_written && (!versioned || (i != 0 && len as u64 == bs))
+        });
+        let mut chosen = Vec::new();
+        let mut freed = 0usize;
+        for i in movable {
+            if budget.used().saturating_sub(freed) <= target {
+                break;
+            }
+            freed += self.dirty.get(i).map_or(0, Dirty::byte_len);
+            chosen.push(i);
+        }
+        if versioned {
+            self.upload_early(chosen)
+        } else {
+            self.spill_blocks(chosen)
+        }
+    }
+
+    fn spill_blocks(&mut self, chosen: Vec<u64>) -> Result<()> {
+        for i in chosen {
+            let Some(data) = self.dirty.mem(i) else {
+                continue;
+            };
+            let len = data.len();
+            self.spill.write_at(i * self.block_size, data)?;
+            self.dirty.set(i, Dirty::Spilled { len });
+        }
+        Ok(())
+    }
+
+    fn versioned_names(&self) -> Result<(Names, u64)> {
+        match &self.naming {
+            Naming::Versioned {
+                names, snapshot, ..
+            } => Ok((
+                names.clone(),
+                snapshot.as_ref().map_or(0, |s| s.version()) + 1,
+            )),
+            Naming::Compat(_) => Err(Error::internal(
+                "an early upload of a file rewritten in place",
+            )),
+        }
+    }
+
+    /// Uploads `chosen` (blocks held in memory) for the next version's commit attempt, in
+    /// parallel; they are then read back from the store (or the cache) when needed.
+    fn upload_early(&mut self, chosen: Vec<u64>) -> Result<()> {
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        self.renew_stale_attempt()?;
+        let (names, version) = self.versioned_names()?;
+        if self.early.is_none() {
+            self.early = Some(EarlyAttempt::new(version)?);
+        }
+        let early = self.early.as_mut().expect("set above");
+        let started = Stamp::now();
+        let mut batch = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            let Some(data) = self.dirty.take_mem(i) else {
+                continue;
+            };
+            let data = Bytes::from(data);
+            let pointer = early.uploads.next(crc32c::crc32c(&data));
+            batch.push((i, names.block(i, &pointer), pointer, data));
+        }
+        let objects: Vec<(String, Bytes)> = batch
+            .iter()
+            .map(|(_, key, _, data)| (key.clone(), data.clone()))
+            .collect();
+        let result =
+            crate::runtime::block_on(put_all(self.store.clone(), &objects, self.concurrency));
+        drop(objects);
+        if let Err(e) = result {
+            // Nothing changed: the blocks stay in memory (what landed is garbage for GC).
+            for (i, _, _, data) in batch {
+                self.dirty.put_mem(i, data.to_vec());
+            }
+            return Err(e);
+        }
+        early.last_upload = started;
+        for (i, key, pointer, data) in batch {
+            let len = data.len();
+            if self.cache_enabled {
+                self.cache.insert(key.clone(), data);
+            }
+            self.dirty.set(i, Dirty::Uploaded { key, pointer, len });
+        }
+        Ok(())
+    }
+
+    /// GC spares an attempt's objects only for its horizon after the newest one, and a commit
+    /// relies on them for `MAX_BASE_AGE`: an attempt whose last upload is older (a transaction
+    /// left open without writing) is copied to a fresh attempt before anything builds on it. A
+    /// block already collected fails the transaction (`ERR_TRANSACTION_EXPIRED`); nothing was
+    /// published.
+    pub fn renew_stale_attempt(&mut self) -> Result<()> {
+        let Some(old) = &self.early else {
+            return Ok(());
+        };
+        if old.last_upload.elapsed() <= MAX_BASE_AGE {
+            return Ok(());
+        }
+        let mut fresh = EarlyAttempt::new(old.uploads.version)?;
+        let (names, _) = self.versioned_names()?;
+        let moves: Vec<(u64, String, Pointer, String, usize)> = self
+            .dirty
+            .iter()
+            .filter_map(|(i, d)| match d {
+                Dirty::Uploaded { key, pointer, len } => Some((i, key.clone(), *pointer, *len)),
+                _ => None,
+            })
+            .map(|(i, from, p, len)| {
+                let np = fresh.uploads.next(p.crc);
+                (i, from, np, names.block(i, &np), len)
+            })
+            .collect();
+        let store = self.store.clone();
+        let copies = moves.iter().map(|(_, from, np, to, _)| {
+            let store = store.clone();
+            async move {
+                match store.get(from, GetOptions::default()).await? {
+                    GetOutcome::Found(obj) => {
+                        verify_block(from, &obj.body, np.crc)?;
+                        store
+                            .put(to, obj.body, PutMode::Overwrite)
+                            .await
+                            .map(|_| ())
+                    }
+                    _ => Err(Error::new(
+                        codes::TRANSACTION_EXPIRED,
+                        format!(
+                            "{from}: a block this transaction uploaded early was garbage-collected \
+                             (the transaction stayed open without writing for longer than GC's \
+                             grace period); nothing was published — run it again"
+                        ),
+                    )),
+                }
+            }
+        });
+        crate::runtime::block_on(
+            futures::stream::iter(copies)
+                .buffer_unordered(self.concurrency)
+                .try_collect::<Vec<()>>(),
+        )?;
+        for (i, _, pointer, key, len) in moves {
+            self.dirty.set(i, Dirty::Uploaded { key, pointer, len });
+        }
+        self.early = Some(fresh);
+        Ok(())
+    }
+
+    /// Makes the early attempt look `by` older (tests of the renewal).
+    #[cfg(test)]
+    pub fn age_early_attempt(&mut self, by: std::time::Duration) {
+        if let Some(e) = &mut self.early {
+            e.last_upload = Stamp::now().earlier(by);
+        }
+    }
+}
