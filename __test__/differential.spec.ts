@@ -47,6 +47,7 @@ interface Config {
   readAhead: number
   cacheDir: boolean
   connections: number
+  memoryLimit: number
 }
 
 const configArb: fc.Arbitrary<Config> = fc.record({
@@ -58,6 +59,9 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   readAhead: fc.constantFrom(0, 2, 32),
   cacheDir: fc.boolean(),
   connections: fc.integer({ min: 1, max: 3 }),
+  // Small limits move buffered blocks out of memory (uploaded early, or to a temp file) as soon
+  // as SQLite's page cache spills (CacheSizeCommand).
+  memoryLimit: fc.oneof(fc.constantFrom(0, 4096, 64 << 10, 64 << 20), fc.integer({ min: 0, max: 1 << 20 })),
 })
 
 /** What the oracle holds, and what the run has seen. */
@@ -390,6 +394,7 @@ test('differential: random operation sequences match better-sqlite3 under random
         cacheSize: config.cacheSize,
         readAhead: config.readAhead,
         cacheDir,
+        memoryLimit: config.memoryLimit,
       })
       const oracle = new Database(join(dir, `${prefix.replace(/\W/g, '_')}.sqlite`))
       const schema = `PRAGMA page_size = ${config.pageSize}; CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB); CREATE INDEX t_k ON t(k)`
