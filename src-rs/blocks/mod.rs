@@ -99,6 +99,9 @@ pub struct Changes {
 /// The write buffer as it was (`SQLITE_FCNTL_BEGIN_ATOMIC_WRITE`), to go back to.
 pub type SavePoint = (BTreeMap<u64, Dirty>, u64);
 
+/// A block `flush` stored: its content (when it was in memory, for the cache) and ETag.
+type Flushed = (u64, Option<Bytes>, Option<String>);
+
 /// A buffered block on its way to the store (`flush`).
 enum Pending {
     Ready(Bytes),
@@ -288,11 +291,18 @@ impl BlockFile {
                     v.resize(len, 0);
                     changes.blocks.push((i, Bytes::from(v)));
                 }
-                // Only full blocks are uploaded early, and a truncate that cuts one brings it
-                // back into memory first.
+                // Only full blocks are uploaded early, a truncate that cuts one brings it back
+                // into memory first, and `renew_stale_attempt` moves any of another attempt.
                 Dirty::Uploaded {
                     pointer, len: held, ..
-                } if *held == len => changes.uploaded.push((i, *pointer)),
+                } if *held == len
+                    && self
+                        .early
+                        .as_ref()
+                        .is_some_and(|e| e.uploads.attempt == pointer.attempt) =>
+                {
+                    changes.uploaded.push((i, *pointer))
+                }
                 other => {
                     return Err(Error::internal(format!(
                         "block {i} is buffered as {other:?}, which a version cannot reference"
@@ -481,6 +491,7 @@ impl BlockFile {
             Naming::Compat(_) => None,
         };
         let task_key = key.clone();
+        let uploaded_early = matches!(self.dirty.get(i), Some(Dirty::Uploaded { .. }));
         // Only objects with a checksum to verify are kept on disk.
         let disk = self.disk.clone().filter(|_| crc.is_some());
         let handle = crate::runtime::spawn(async move {
@@ -505,6 +516,7 @@ impl BlockFile {
                     }
                     Ok((obj.body, obj.etag))
                 }
+                _ if uploaded_early => Err(relieve::transaction_expired(&key)),
                 // A block a version references must exist.
                 _ => match version {
                     Some(v) => Err(version_gone(&key, v)),
@@ -871,16 +883,18 @@ impl BlockFile {
                     async move {
                         // Read from the temp file only when its turn comes: at most
                         // `concurrency` blocks are in memory at once.
-                        let data = match pending {
-                            Pending::Ready(b) => b,
+                        let (data, in_memory) = match pending {
+                            Pending::Ready(b) => (b, true),
                             Pending::Spilled(len) => {
                                 let mut v = spill.read_at(i * block_size, len)?;
                                 v.resize(block_len(i, size, block_size), 0);
-                                Bytes::from(v)
+                                (Bytes::from(v), false)
                             }
                         };
                         let etag = store.put(&key, data.clone(), PutMode::Rewrite).await?;
-                        Ok::<_, crate::error::Error>((i, data, etag))
+                        // Kept for the cache only when it was in memory anyway: the spilled
+                        // ones would add up to the whole transaction.
+                        Ok::<_, crate::error::Error>((i, in_memory.then_some(data), etag))
                     }
                 }))
                 .buffer_unordered(concurrency)
@@ -889,7 +903,7 @@ impl BlockFile {
             }
         };
         let doomed: Vec<String> = (new_count..old_count).map(|i| keys.key(i)).collect();
-        let result: Result<Vec<(u64, Bytes, Option<String>)>> = crate::runtime::block_on(async {
+        let result: Result<Vec<Flushed>> = crate::runtime::block_on(async {
             let mut done = put_all(uploads).await?;
             delete_keys(store.clone(), doomed, concurrency).await?;
             if let Some(last) = deferred {
@@ -904,8 +918,10 @@ impl BlockFile {
                     if Some(i) == self.upload_last {
                         self.last_block_etag = etag;
                     }
-                    if self.cache_enabled {
-                        self.cache.insert(keys.key(i), data);
+                    match data {
+                        Some(data) if self.cache_enabled => self.cache.insert(keys.key(i), data),
+                        // Not cached: whatever the cache held under this key is stale now.
+                        _ => self.cache.remove(&keys.key(i)),
                     }
                 }
                 for i in new_count..old_count {

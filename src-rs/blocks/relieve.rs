@@ -6,6 +6,18 @@
 use super::*;
 use crate::layout::versioned::commit::put_all;
 
+/// A block this transaction uploaded early is gone.
+pub(super) fn transaction_expired(key: &str) -> Error {
+    Error::new(
+        codes::TRANSACTION_EXPIRED,
+        format!(
+            "{key}: a block this transaction uploaded early was garbage-collected (the \
+             transaction stayed open without writing for longer than GC's grace period); nothing \
+             was published — run it again"
+        ),
+    )
+}
+
 impl BlockFile {
     /// After a write: past the budget, moves this file's least recently written blocks out of
     /// memory until half the budget is used. `last_written`, likely written again next, stays.
@@ -113,18 +125,25 @@ impl BlockFile {
 
     /// GC spares an attempt's objects only for its horizon after the newest one, and a commit
     /// relies on them for `MAX_BASE_AGE`: an attempt whose last upload is older (a transaction
-    /// left open without writing) is copied to a fresh attempt before anything builds on it. A
-    /// block already collected fails the transaction (`ERR_TRANSACTION_EXPIRED`); nothing was
-    /// published.
+    /// left open without writing) is copied to a fresh attempt before anything builds on it. So
+    /// is a buffer holding blocks of another attempt than the current one (a batch save point
+    /// restored after a renewal or a discard): a commit references only its own attempt's
+    /// objects, which its own uploads keep alive. A block already collected fails the
+    /// transaction (`ERR_TRANSACTION_EXPIRED`); nothing was published.
     pub fn renew_stale_attempt(&mut self) -> Result<()> {
-        let Some(old) = &self.early else {
-            return Ok(());
-        };
-        if old.last_upload.elapsed() <= MAX_BASE_AGE {
+        let current = self.early.as_ref().map(|e| e.uploads.attempt);
+        let foreign = self.dirty.iter().any(|(_, d)| {
+            matches!(d, Dirty::Uploaded { pointer, .. } if Some(pointer.attempt) != current)
+        });
+        let stale = self
+            .early
+            .as_ref()
+            .is_some_and(|e| e.last_upload.elapsed() > MAX_BASE_AGE);
+        if !stale && !foreign {
             return Ok(());
         }
-        let mut fresh = EarlyAttempt::new(old.uploads.version)?;
-        let (names, _) = self.versioned_names()?;
+        let (names, version) = self.versioned_names()?;
+        let mut fresh = EarlyAttempt::new(version)?;
         let moves: Vec<(u64, String, Pointer, String, usize)> = self
             .dirty
             .iter()
@@ -149,14 +168,7 @@ impl BlockFile {
                             .await
                             .map(|_| ())
                     }
-                    _ => Err(Error::new(
-                        codes::TRANSACTION_EXPIRED,
-                        format!(
-                            "{from}: a block this transaction uploaded early was garbage-collected \
-                             (the transaction stayed open without writing for longer than GC's \
-                             grace period); nothing was published — run it again"
-                        ),
-                    )),
+                    _ => Err(transaction_expired(from)),
                 }
             }
         });

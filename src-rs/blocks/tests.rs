@@ -437,3 +437,56 @@ fn an_attempt_idle_past_the_base_age_is_copied_to_a_fresh_one_or_expires() {
     let e = f.renew_stale_attempt().unwrap_err();
     assert_eq!(e.code, codes::TRANSACTION_EXPIRED);
 }
+
+#[test]
+fn a_save_point_restored_after_a_renewal_never_publishes_the_old_attempt() {
+    // Red team #1: BEGIN_ATOMIC saves blocks uploaded early under attempt A1; the publish renews
+    // A1 (stale) to A2 and fails; ROLLBACK_ATOMIC restores the A1 keys. The next publish must
+    // reference A2's (or a newer) copies, never A1's, which nothing keeps alive any more.
+    let store = Arc::new(MemoryStore::new());
+    let (mut f, _) = limited(&store, 1024, 2048, true);
+    for i in 0..8u64 {
+        f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
+    }
+    let saved = f.save_point();
+    let a1 = f.changes().unwrap().uploaded[0].1.attempt;
+    f.age_early_attempt(MAX_BASE_AGE * 2);
+    f.renew_stale_attempt().unwrap();
+    f.restore(saved);
+    // Without a renewal, the buffer's A1 pointers are not publishable.
+    assert!(f.changes().is_err());
+    f.renew_stale_attempt().unwrap();
+    let changes = f.changes().unwrap();
+    assert!(!changes.uploaded.is_empty());
+    assert!(changes.uploaded.iter().all(|(_, p)| p.attempt != a1));
+    // A discard forgets the attempt; a save point from before it brings back blocks of no
+    // current attempt: renewed too.
+    let saved = f.save_point();
+    f.discard();
+    f.restore(saved);
+    f.renew_stale_attempt().unwrap();
+    let mut all = vec![0u8; 8 * 1024];
+    f.read(0, &mut all).unwrap();
+    assert!(
+        all == (0..8)
+            .flat_map(|i| pattern(1024, i as u8))
+            .collect::<Vec<_>>()
+    );
+    assert!(f.changes().is_ok());
+}
+
+#[test]
+fn reading_an_early_block_that_gc_took_says_the_transaction_expired() {
+    let store = Arc::new(MemoryStore::new());
+    let (mut f, _) = limited(&store, 1024, 2048, true);
+    for i in 0..8u64 {
+        f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
+    }
+    for k in store.keys() {
+        crate::runtime::block_on(store.delete(&k)).unwrap();
+    }
+    // Not cached (the cache holds 2 blocks): read from the store.
+    let mut buf = vec![0u8; 1024];
+    let e = f.read(1024, &mut buf).unwrap_err();
+    assert_eq!(e.code, codes::TRANSACTION_EXPIRED, "{e}");
+}
