@@ -5,9 +5,39 @@ Object.defineProperty(exports, "__esModule", { value: true });
 exports.S3Database = exports.Statement = exports.SqliteS3Error = exports.defaults = void 0;
 const node_async_hooks_1 = require("node:async_hooks");
 const node_stream_1 = require("node:stream");
-// The napi-generated loader (never hand-edited) picks the binary for this platform.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const native = require('./binding.js');
+// The napi-generated loader (never hand-edited) picks the binary for this platform: a file next to
+// this one (a build from source), else the platform package npm installed as an optional
+// dependency (`sqlite-s3vfs-linux-x64-gnu`, ...).
+const native = loadNative();
+function loadNative() {
+    try {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        return require('./binding.js');
+    }
+    catch (e) {
+        const err = new Error(nativeLoadMessage(e), { cause: e });
+        err.code = 'ERR_NATIVE_BINDING';
+        throw err;
+    }
+}
+/** Says which platform had no binary, why (every attempt's reason), and what to do. */
+function nativeLoadMessage(e) {
+    let libc = '';
+    if (process.platform === 'linux') {
+        const header = process.report?.getReport()?.header;
+        libc = header?.glibcVersionRuntime ? ` (glibc ${header.glibcVersionRuntime})` : ' (musl)';
+    }
+    const reasons = [];
+    for (let c = e; c instanceof Error && reasons.length < 8; c = c.cause)
+        reasons.push(c.message.split('\n')[0]);
+    return (`sqlite-s3vfs could not load its native binary for ${process.platform}-${process.arch}${libc}. ` +
+        'Prebuilt binaries exist for Linux x64/arm64 (glibc >= 2.17, or musl), macOS x64/arm64 and Windows x64; ' +
+        'npm installs the one for this machine as an optional dependency, so reinstall here without ' +
+        '--omit=optional / --no-optional (a node_modules copied from another OS or CPU lacks it): ' +
+        'rm -rf node_modules package-lock.json && npm install. Under Deno, run with --allow-ffi. ' +
+        'Elsewhere, build from source (README, Contributing). Reasons: ' +
+        reasons.join('; '));
+}
 /** The defaults of `blockSize` (versioned; `compatBlockSize` for the sqlite-s3vfs layout), `cacheSize`, `memoryLimit`,
  *  `concurrency` and `readAhead` (see `DatabaseOptions`). */
 exports.defaults = Object.freeze(native.defaults());

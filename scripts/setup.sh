@@ -29,3 +29,19 @@ if [ ! -f "$S3PROXY" ]; then
   echo "$want  $S3PROXY.part" | sha1sum -c --quiet
   mv "$S3PROXY.part" "$S3PROXY"
 fi
+
+# The JS runtimes of the install test (__test__/install.spec.ts): Node 22 and 24, Bun and Deno,
+# each a binary from the npm registry in its own folder (the system Node is the first runtime).
+RT=".tools/runtimes"
+os=$(node -p process.platform)
+cpu=$(node -p process.arch)
+runtime() { # folder, package@version, the binary's path inside the package
+  if [ ! -x "$RT/$1/node_modules/$3" ]; then
+    npm install --prefix "$RT/$1" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts "$2" >/dev/null
+  fi
+}
+runtime node22 "node-$os-$cpu@22.23.5" "node-$os-$cpu/bin/node"
+runtime node24 "node-$os-$cpu@24.22.3" "node-$os-$cpu/bin/node"
+runtime bun "@oven/bun-$os-$cpu@1.4.5" "@oven/bun-$os-$cpu/bin/bun"
+libc=$([ "$os" = linux ] && { ldd --version 2>&1 | grep -qi musl && echo -musl || echo -glibc; } || true)
+runtime deno "@deno/$os-$cpu$libc@2.9.6" "@deno/$os-$cpu$libc/deno"

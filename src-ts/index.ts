@@ -4,9 +4,41 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { Readable, Writable } from 'node:stream'
 
-// The napi-generated loader (never hand-edited) picks the binary for this platform.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const native: typeof import('../binding') = require('./binding.js')
+// The napi-generated loader (never hand-edited) picks the binary for this platform: a file next to
+// this one (a build from source), else the platform package npm installed as an optional
+// dependency (`sqlite-s3vfs-linux-x64-gnu`, ...).
+const native: typeof import('../binding') = loadNative()
+
+function loadNative(): typeof import('../binding') {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('./binding.js')
+  } catch (e) {
+    const err = new Error(nativeLoadMessage(e), { cause: e }) as Error & { code: string }
+    err.code = 'ERR_NATIVE_BINDING'
+    throw err
+  }
+}
+
+/** Says which platform had no binary, why (every attempt's reason), and what to do. */
+function nativeLoadMessage(e: unknown): string {
+  let libc = ''
+  if (process.platform === 'linux') {
+    const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+    libc = header?.glibcVersionRuntime ? ` (glibc ${header.glibcVersionRuntime})` : ' (musl)'
+  }
+  const reasons: string[] = []
+  for (let c: unknown = e; c instanceof Error && reasons.length < 8; c = c.cause) reasons.push(c.message.split('\n')[0])
+  return (
+    `sqlite-s3vfs could not load its native binary for ${process.platform}-${process.arch}${libc}. ` +
+    'Prebuilt binaries exist for Linux x64/arm64 (glibc >= 2.17, or musl), macOS x64/arm64 and Windows x64; ' +
+    'npm installs the one for this machine as an optional dependency, so reinstall here without ' +
+    '--omit=optional / --no-optional (a node_modules copied from another OS or CPU lacks it): ' +
+    'rm -rf node_modules package-lock.json && npm install. Under Deno, run with --allow-ffi. ' +
+    'Elsewhere, build from source (README, Contributing). Reasons: ' +
+    reasons.join('; ')
+  )
+}
 
 /** Where and how to reach S3. Anything unset defaults the way the AWS SDKs do. */
 export interface S3Options {
