@@ -19,6 +19,13 @@ if ! .venv/bin/python -c 'import sqlite_s3vfs, apsw, boto3, moto' 2>/dev/null; t
     'sqlite-s3vfs==0.0.36' 'apsw==3.54.1.0' 'boto3==1.44.8' 'moto[server]==5.2.3'
 fi
 
+# zig and cargo-zigbuild (PyPI): the native binary is built for glibc 2.17 on Linux
+# (scripts/build.mjs), so the tests load what users of older distributions can load.
+if [ "$(uname -s)" = Linux ] && { [ ! -x .venv/bin/cargo-zigbuild ] || ! .venv/bin/python -c 'import ziglang' 2>/dev/null; }; then
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'ziglang==0.17.1' 'cargo-zigbuild==0.24.1'
+fi
+
 # s3proxy (Java, Maven Central), the fourth: its runnable jar, checked against Maven's SHA-1.
 S3PROXY=".tools/s3proxy/s3proxy-4.0.0-jar-with-dependencies.jar"
 if [ ! -f "$S3PROXY" ]; then

@@ -7,11 +7,14 @@ cd "$(dirname "$0")/.."
 [ -d node_modules/ava ] || npm ci --no-audit --no-fund
 bash scripts/setup.sh
 node scripts/build.mjs
-# Same target directory as `napi build` (which passes --target), so no dependency is rebuilt.
-host=$(rustc -vV | sed -n 's/^host: //p')
+# The same target, toolchain and PATH as `napi build` (zig on Linux), so nothing is rebuilt.
+cargo_test=$(node scripts/build.mjs --print-cargo)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --target "$host" --lib 2>&1 | tee "$log"
+eval "$cargo_test --release --lib" 2>&1 | tee "$log"
+# The package's types as users see them (strict, nodenext and bundler resolution).
+npx tsc -p __test__/types/tsconfig.json
+npx tsc -p __test__/types/tsconfig.bundler.json
 set +e
 npx tsx scripts/with-s3.ts npx ava "$@" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}

@@ -1,0 +1,168 @@
+// The install test: the package as `npm install sqlite-s3vfs` gives it to a user. Both tarballs
+// (the main package, and this machine's platform package with the binary built by this run) are
+// packed and installed into a fresh project with cargo, rustc, go and python shadowed on PATH;
+// from there an ES module (`import`, versioned layout) and a CommonJS file (`require`,
+// sqlite-s3vfs layout) each create a database, write in a transaction, query, serialize and
+// catch a coded error, on every runtime `scripts/setup.sh` installs: this Node, Node 22 and 24,
+// Bun and Deno. The binary's glibc need is checked with `objdump -T`. Writes target/install.md.
+import test from 'ava'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join, resolve } from 'node:path'
+import { hostAbi, packTarballs, type Packed } from '../scripts/pack'
+import { endpoint, freshBucket, region } from './helpers/s3'
+
+const root = resolve(__dirname, '..')
+const abi = hostAbi()
+const work = mkdtempSync(join(tmpdir(), 's3vfs-install-'))
+const app = join(work, 'app')
+const runtimes = join(root, '.tools', 'runtimes')
+const nodePkg = `node-${process.platform}-${process.arch}`
+
+/** The runtimes to run the smoke tests on: [name, binary, args before the script]. */
+const RUNTIMES: [string, string, string[]][] = [
+  [`node ${process.version}`, process.execPath, []],
+  ['node 22', join(runtimes, 'node22', 'node_modules', nodePkg, 'bin', 'node'), []],
+  ['node 24', join(runtimes, 'node24', 'node_modules', nodePkg, 'bin', 'node'), []],
+  ['bun', join(runtimes, 'bun', 'node_modules', '@oven', `bun-${process.platform}-${process.arch}`, 'bin', 'bun'), []],
+  [
+    'deno',
+    join(runtimes, 'deno', 'node_modules', '@deno', `${abi.replace(/-gnu$/, '-glibc')}`, 'deno'),
+    ['run', '--allow-ffi', '--allow-env', '--allow-net', '--allow-read', '--allow-sys'],
+  ],
+]
+
+/** PATH for the user's project: stubs that fail in place of the toolchains, and none of the
+ *  folders the toolchains live in. */
+function sandboxPath(): string {
+  const stubs = join(work, 'no-toolchains')
+  mkdirSync(stubs, { recursive: true })
+  for (const tool of ['cargo', 'rustc', 'rustup', 'go', 'python', 'python3', 'pip']) {
+    writeFileSync(join(stubs, tool), `#!/bin/sh\necho "${tool}: not available in the install test" >&2\nexit 127\n`)
+    chmodSync(join(stubs, tool), 0o755)
+  }
+  const dropped = /cargo|rustup|\/go\/|go\/bin|pyenv|\.venv|python/i
+  return [stubs, ...(process.env.PATH ?? '').split(delimiter).filter((d) => !dropped.test(d))].join(delimiter)
+}
+
+const env = { ...process.env, PATH: sandboxPath(), npm_config_update_notifier: 'false' }
+let packed: Packed
+let bucket = ''
+const figures: string[] = []
+
+const ESM = `
+import { S3Database, SqliteS3Error } from 'sqlite-s3vfs'
+import { createRequire } from 'node:module'
+const same = createRequire(import.meta.url)('sqlite-s3vfs').SqliteS3Error === SqliteS3Error
+const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : typeof Deno !== 'undefined' ? 'deno ' + Deno.version.deno : 'node ' + process.version
+const db = new S3Database(process.env.BUCKET, process.env.PREFIX, { layout: 'versioned', s3: { endpoint: process.env.ENDPOINT, region: process.env.REGION } })
+await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
+await db.transaction(async (tx) => { for (let i = 0; i < 10; i++) await tx.run('INSERT INTO t(v) VALUES (?)', ['row ' + i]) })
+const { n } = await db.get('SELECT count(*) AS n FROM t')
+let bytes = 0, header = ''
+for await (const chunk of db.serialize()) { if (!header) header = Buffer.from(chunk).subarray(0, 15).toString(); bytes += chunk.length }
+let code = ''
+try { await db.run('INSERT INTO t(id) VALUES (1)') } catch (e) { code = e instanceof SqliteS3Error ? e.code : 'not a SqliteS3Error' }
+await db.close()
+console.log(JSON.stringify({ runtime, n, bytes, header, same, code, version: db.version }))
+`
+
+const CJS = `
+const { S3Database, SqliteS3Error, defaults } = require('sqlite-s3vfs')
+const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : 'node ' + process.version
+;(async () => {
+  const db = new S3Database(process.env.BUCKET, process.env.PREFIX, { layout: 'sqlite-s3vfs', blockSize: defaults.compatBlockSize, s3: { endpoint: process.env.ENDPOINT, region: process.env.REGION } })
+  await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
+  await db.transaction(async (tx) => { for (let i = 0; i < 10; i++) await tx.run('INSERT INTO t(v) VALUES (?)', ['row ' + i]) })
+  const { n } = await db.get('SELECT count(*) AS n FROM t')
+  let bytes = 0, header = ''
+  for await (const chunk of db.serialize()) { if (!header) header = Buffer.from(chunk).subarray(0, 15).toString(); bytes += chunk.length }
+  let code = ''
+  try { await db.run('INSERT INTO t(id) VALUES (1)') } catch (e) { code = e instanceof SqliteS3Error ? e.code : 'not a SqliteS3Error' }
+  await db.close()
+  console.log(JSON.stringify({ runtime, n, bytes, header, same: true, code, version: 0 }))
+})().catch((e) => { console.error(e); process.exit(1) })
+`
+
+test.before(async () => {
+  bucket = await freshBucket('install')
+  packed = packTarballs(join(work, 'tarballs'), abi)
+  mkdirSync(app)
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
+  writeFileSync(join(app, 'esm.mjs'), ESM)
+  writeFileSync(join(app, 'cjs.cjs'), CJS)
+  const npmCli = join(resolve(process.execPath, '..', '..'), 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js')
+  const npm = existsSync(npmCli) ? [process.execPath, npmCli] : ['npm']
+  execFileSync(npm[0], [...npm.slice(1), 'install', '--no-audit', '--no-fund', packed.main, packed.platform], {
+    cwd: app,
+    env,
+    stdio: 'pipe',
+  })
+  for (const f of [packed.main, packed.platform]) {
+    const files = execFileSync('tar', ['tzf', f], { encoding: 'utf8' }).trim().split('\n')
+    figures.push(
+      `| ${f.split('/').pop()} | ${(statSync(f).size / 1e6).toFixed(2)} MB | ${files.length} files: ${files.map((x) => x.replace(/^package\//, '')).join(', ')} |`,
+    )
+  }
+})
+
+test.after.always(() => {
+  if (figures.length) {
+    mkdirSync(join(root, 'target'), { recursive: true })
+    writeFileSync(join(root, 'target', 'install.md'), ['| what | size | contents |', '|---|---:|---|', ...figures, ''].join('\n'))
+  }
+  rmSync(work, { recursive: true, force: true })
+})
+
+test('the toolchains are out of reach of the install', (t) => {
+  for (const tool of ['cargo', 'rustc', 'go', 'python3']) {
+    const r = spawnSync(tool, ['--version'], { env, encoding: 'utf8' })
+    t.is(r.status, 127, `${tool} ran in the sandbox`)
+    t.regex(r.stderr, /not available in the install test/)
+  }
+  t.true(existsSync(join(app, 'node_modules', 'sqlite-s3vfs', 'esm', 'index.mjs')))
+  t.false(existsSync(join(app, 'node_modules', 'sqlite-s3vfs', 'src-rs')), 'no sources in the tarball')
+})
+
+const installedBinary = () => join(app, 'node_modules', `sqlite-s3vfs-${abi}`, `sqlite-s3vfs.${abi}.node`)
+
+test('the installed binary needs at most glibc 2.26 (Amazon Linux 2)', (t) => {
+  t.true(abi.endsWith('-gnu'), `this test runs on a glibc Linux only (here: ${abi})`)
+  const symbols = execFileSync('objdump', ['-T', installedBinary()], { encoding: 'utf8' })
+  const versions = [
+    ...new Set([...symbols.matchAll(/GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)])),
+  ]
+  const newest = versions.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]).pop()!
+  const size = statSync(installedBinary()).size
+  figures.push(`| ${`sqlite-s3vfs.${abi}.node`} (installed) | ${(size / 1e6).toFixed(2)} MB | needs glibc ${newest.join('.')} |`)
+  t.true(newest[0] === 2 && newest[1] <= 26, `needs GLIBC_${newest.join('.')}`)
+})
+
+for (const [name, binary, args] of RUNTIMES) {
+  for (const [kind, file, layoutVersion] of [
+    ['ES module', 'esm.mjs', true],
+    ['CommonJS', 'cjs.cjs', false],
+  ] as const) {
+    if (name === 'deno' && kind === 'CommonJS') continue
+    test(`${name}: ${kind} creates, writes in a transaction, queries and serializes`, (t) => {
+      t.true(existsSync(binary), `${binary} is missing: run scripts/setup.sh`)
+      const prefix = `${name.replace(/\W/g, '-')}-${file}/db.sqlite`
+      const r = spawnSync(binary, [...args, file], {
+        cwd: app,
+        env: { ...env, ENDPOINT: endpoint, REGION: region, BUCKET: bucket, PREFIX: prefix, NODE_NO_WARNINGS: '1' },
+        encoding: 'utf8',
+        timeout: 120_000,
+      })
+      t.is(r.status, 0, `${name} ${file}: ${r.stderr}`)
+      const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}')
+      t.is(out.n, 10)
+      t.is(out.header, 'SQLite format 3')
+      t.true(out.bytes >= 8192 && out.bytes % 4096 === 0, `${out.bytes} bytes serialized`)
+      t.is(out.code, 'SQLITE_CONSTRAINT_PRIMARYKEY')
+      t.true(out.same, 'import and require give the same SqliteS3Error')
+      if (layoutVersion) t.true(out.version >= 2)
+      figures.push(`| ${kind} on ${out.runtime} | – | passed |`)
+    })
+  }
+}
