@@ -5,8 +5,9 @@
 // (`scripts/install-test.ts`) installs the packed tarballs and runs them.
 import test from 'ava'
 import { parseTriple } from '@napi-rs/cli'
-import { execFileSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
 const root = resolve(__dirname, '..')
@@ -67,4 +68,27 @@ test('the main tarball holds what a user needs and nothing else', (t) => {
     'package.json',
   ])
   t.true(packed.unpackedSize < 300_000, `${packed.unpackedSize} bytes unpacked`)
+})
+
+test('with no binary for the platform, the error names platform, arch and libc and what to do', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 's3vfs-nobinary-'))
+  try {
+    for (const f of ['index.js', 'binding.js']) copyFileSync(join(root, f), join(dir, f))
+    const r = spawnSync(
+      process.execPath,
+      ['-e', "try { require('./index.js') } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }"],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    )
+    const e = JSON.parse(r.stdout)
+    t.is(e.code, 'ERR_NATIVE_BINDING')
+    t.true(e.message.includes(`${process.platform}-${process.arch}`), e.message)
+    if (process.platform === 'linux') t.regex(e.message, /\((glibc [\d.]+|musl)\)/)
+    t.regex(e.message, /npm install/)
+    t.regex(e.message, /Cannot find/, 'the loader’s own reasons are kept')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
