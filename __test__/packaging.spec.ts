@@ -2,13 +2,14 @@
 // platform packages, `optionalDependencies`, the release workflow's build matrix and the
 // generated loader agree), an `exports` map whose ES module and CommonJS entry points are one
 // implementation, and tarballs that hold what a user needs and nothing else. The install test
-// (`scripts/install-test.ts`) installs the packed tarballs and runs them.
+// (`install.spec.ts`) installs the packed tarballs and runs them.
 import test from 'ava'
 import { parseTriple } from '@napi-rs/cli'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { publishedManifest } from '../scripts/pack'
 
 const root = resolve(__dirname, '..')
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -30,13 +31,17 @@ test('the targets are one list: napi.targets, npm/, optionalDependencies, the wo
     t.deepEqual(p.cpu, [parsed.arch])
     if (parsed.platform === 'linux') t.deepEqual(p.libc, [parsed.abi === 'musl' ? 'musl' : 'glibc'])
   }
-  t.deepEqual(pkg.optionalDependencies, Object.fromEntries(targets.map((x) => [`${pkg.name}-${abi(x)}`, pkg.version])))
+  // Added at publish (napi prepublish; scripts/pack.ts does the same): every platform package.
+  t.is(pkg.optionalDependencies, undefined, 'unpublished names are not asked of the registry by every install')
+  t.deepEqual(publishedManifest().optionalDependencies, Object.fromEntries(targets.map((x) => [`${pkg.name}-${abi(x)}`, pkg.version])))
   const workflow = readFileSync(join(root, '.github', 'workflows', 'release.yml'), 'utf8')
   const build = workflow.slice(workflow.indexOf('  build:'), workflow.indexOf('  test:'))
   const matrix = [...build.matchAll(/- target: (\S+)/g)].map((m) => m[1])
   t.deepEqual(sorted(matrix), sorted(targets), 'the release workflow builds every target and only those')
   const loader = readFileSync(join(root, 'binding.js'), 'utf8')
   for (const target of targets) t.true(loader.includes(`'${pkg.name}-${abi(target)}'`), `the loader knows ${abi(target)}`)
+  const expected = new Set([...loader.matchAll(/expected ([^ ]+) but/g)].map((m) => m[1]))
+  t.deepEqual([...expected], [pkg.version], "the loader's version check names this version (scripts/version.mjs)")
 })
 
 test('import and require give the same implementation (no dual-package hazard)', async (t) => {
@@ -58,6 +63,7 @@ test('the main tarball holds what a user needs and nothing else', (t) => {
   const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
   const files = sorted(packed.files.map((f: { path: string }) => f.path))
   t.deepEqual(files, [
+    'LICENSE',
     'README.md',
     'binding.d.ts',
     'binding.js',

@@ -7,10 +7,12 @@
 // cargo command and environment the Rust unit tests must use to share the build.
 import { execFileSync, execSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import { delimiter, join, resolve } from 'node:path'
+import { delimiter, dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
-const root = resolve(import.meta.dirname, '..')
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const profile = process.env.SQLITE_S3VFS_PROFILE ?? 'release'
+process.report.excludeNetwork = true
 const glibc = process.platform === 'linux' && Boolean(process.report.getReport().header.glibcVersionRuntime)
 const arch = { x64: 'x86_64', arm64: 'aarch64' }[process.arch]
 

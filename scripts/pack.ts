@@ -2,8 +2,9 @@
 // (npm/<platform>/ with the binary built for it) into a folder. Used by `npm run package` (into
 // dist/) and by the install test.
 import { execFileSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { parseTriple } from '@napi-rs/cli'
 import { join, resolve } from 'node:path'
 
 const root = resolve(__dirname, '..')
@@ -17,6 +18,19 @@ export function hostAbi(): string {
     return `linux-${arch}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
   }
   return platform === 'win32' ? `win32-${arch}-msvc` : `${platform}-${arch}`
+}
+
+/** The main package's manifest as the release publishes it: `napi prepublish` adds every
+ *  platform package (`npm/<platform>/`) as an optional dependency at the same version. They are
+ *  not in the committed package.json: until the first release those names are unpublished, and
+ *  every `npm install` of this repository would ask the registry for them. */
+export function publishedManifest(): Record<string, unknown> {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+  const platforms = (pkg.napi.targets as string[]).map((t) => {
+    const dir = join(root, 'npm', parseTriple(t).platformArchABI)
+    return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name as string
+  })
+  return { ...pkg, optionalDependencies: Object.fromEntries(platforms.map((name) => [name, pkg.version])) }
 }
 
 export interface Packed {
@@ -39,12 +53,17 @@ export function packTarballs(out: string, abi = hostAbi()): Packed {
     )
     return join(out, r.filename as string)
   }
-  const main = npmPack(root)
   const staging = mkdtempSync(join(tmpdir(), 's3vfs-pack-'))
   try {
-    cpSync(join(root, 'npm', abi), staging, { recursive: true })
-    cpSync(binary, join(staging, binaryName))
-    return { main, platform: npmPack(staging), binary }
+    // The main package as published: its files, and the manifest prepublish writes.
+    const mainDir = join(staging, 'main')
+    mkdirSync(mainDir)
+    for (const f of [...(pkg.files as string[]), 'README.md', 'LICENSE']) cpSync(join(root, f), join(mainDir, f), { recursive: true })
+    writeFileSync(join(mainDir, 'package.json'), JSON.stringify(publishedManifest(), null, 2) + '\n')
+    const platformDir = join(staging, 'platform')
+    cpSync(join(root, 'npm', abi), platformDir, { recursive: true })
+    cpSync(binary, join(platformDir, binaryName))
+    return { main: npmPack(mainDir), platform: npmPack(platformDir), binary }
   } finally {
     rmSync(staging, { recursive: true, force: true })
   }

@@ -10,8 +10,8 @@ bash scripts/setup.sh
 SQLITE_S3VFS_PROFILE=dist node scripts/build.mjs
 rm -rf dist
 npx tsx scripts/pack.ts dist
-for f in *.node; do
-  if command -v objdump >/dev/null && [ "$(uname -s)" = Linux ]; then
-    echo "$f needs $(objdump -T "$f" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
-  fi
-done
+if [ "$(uname -s)" = Linux ] && command -v objdump >/dev/null; then
+  abi=$(npx tsx -e "console.log(require('./scripts/pack').hostAbi())")
+  f="sqlite-s3vfs.$abi.node"
+  echo "$f: $(stat -c %s "$f") bytes, needs $(objdump -T "$f" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+fi

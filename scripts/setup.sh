@@ -50,5 +50,9 @@ runtime() { # folder, package@version, the binary's path inside the package
 runtime node22 "node-$os-$cpu@22.23.5" "node-$os-$cpu/bin/node"
 runtime node24 "node-$os-$cpu@24.22.3" "node-$os-$cpu/bin/node"
 runtime bun "@oven/bun-$os-$cpu@1.4.5" "@oven/bun-$os-$cpu/bin/bun"
-libc=$([ "$os" = linux ] && { ldd --version 2>&1 | grep -qi musl && echo -musl || echo -glibc; } || true)
+libc=""
+if [ "$os" = linux ]; then
+  # musl's ldd exits 1 for --version: read its output, not its status.
+  case "$(ldd --version 2>&1 || true)" in *musl*) libc=-musl ;; *) libc=-glibc ;; esac
+fi
 runtime deno "@deno/$os-$cpu$libc@2.9.6" "@deno/$os-$cpu$libc/deno"
