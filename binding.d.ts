@@ -98,6 +98,7 @@ export interface JsOptions {
   singleWriter?: boolean
   hotJournalMs?: number
   memoryLimit?: number
+  store?: JsStore
 }
 
 export interface JsParams {
@@ -153,6 +154,12 @@ export interface JsStats {
   buffered: number
   /** The most `buffered` has been since open (at most about `memoryLimit`). */
   bufferedPeak: number
+}
+
+/** `options.store`: where the objects live instead of S3. */
+export interface JsStore {
+  /** A local directory (buckets are its folders). */
+  dir?: string
 }
 
 /** `options.s3.timeouts` (milliseconds; `minUploadRate` in bytes per second). */

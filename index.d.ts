@@ -125,6 +125,14 @@ export interface DatabaseOptions {
      * move blocks out and back. Default 64 MiB.
      */
     memoryLimit?: number;
+    /**
+     * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
+     * directory (each bucket a folder under it), with the same guarantees across processes — for
+     * developing and testing an app with no S3 server. `s3` options are then ignored.
+     */
+    store?: {
+        dir: string;
+    };
 }
 export interface TransactionOptions {
     behavior?: 'deferred' | 'immediate' | 'exclusive';
@@ -134,7 +142,7 @@ export interface TransactionOptions {
      */
     retries?: number;
 }
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store'> {
     /** The newest versions always kept. Default 1. */
     keepVersions?: number;
     /**

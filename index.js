@@ -143,6 +143,9 @@ function nativeOptions(o) {
     check('maxStaleness', o.maxStaleness, 0);
     check('hotJournalMs', o.hotJournalMs, 1000);
     check('memoryLimit', o.memoryLimit, 0);
+    if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.dir !== 'string' || o.store.dir === '')) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`);
+    }
     const s3 = o.s3;
     if (s3 !== undefined) {
         check('s3.maxAttempts', s3.maxAttempts, 1);
@@ -177,6 +180,7 @@ function nativeOptions(o) {
         singleWriter: o.singleWriter,
         hotJournalMs: o.hotJournalMs,
         memoryLimit: o.memoryLimit,
+        store: o.store,
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -518,7 +522,7 @@ class S3Database {
         if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
         }
-        const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency });
+        const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store });
         return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod));
     }
     /** Request and cache counters since open. */

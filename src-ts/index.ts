@@ -165,6 +165,12 @@ export interface DatabaseOptions {
    * move blocks out and back. Default 64 MiB.
    */
   memoryLimit?: number
+  /**
+   * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
+   * directory (each bucket a folder under it), with the same guarantees across processes — for
+   * developing and testing an app with no S3 server. `s3` options are then ignored.
+   */
+  store?: { dir: string }
 }
 
 export interface TransactionOptions {
@@ -176,7 +182,7 @@ export interface TransactionOptions {
   retries?: number
 }
 
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency'> {
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store'> {
   /** The newest versions always kept. Default 1. */
   keepVersions?: number
   /**
@@ -346,6 +352,9 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('maxStaleness', o.maxStaleness, 0)
   check('hotJournalMs', o.hotJournalMs, 1000)
   check('memoryLimit', o.memoryLimit, 0)
+  if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.dir !== 'string' || o.store.dir === '')) {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`)
+  }
   const s3 = o.s3
   if (s3 !== undefined) {
     check('s3.maxAttempts', s3.maxAttempts, 1)
@@ -380,6 +389,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     singleWriter: o.singleWriter,
     hotJournalMs: o.hotJournalMs,
     memoryLimit: o.memoryLimit,
+    store: o.store,
   }
 }
 
@@ -763,7 +773,7 @@ export class S3Database implements Queryable {
     if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
     }
-    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency })
+    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store })
     return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod))
   }
 

@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import type { DatabaseOptions, S3Database } from '../../index'
 
 export const endpoint = process.env.SQLITE_S3VFS_TEST_ENDPOINT ?? ''
-if (!endpoint) throw new Error('SQLITE_S3VFS_TEST_ENDPOINT is not set: run the tests with `npm test`')
+if (!endpoint && !process.env.SQLITE_S3VFS_TEST_STORE_DIR) throw new Error('SQLITE_S3VFS_TEST_ENDPOINT is not set: run the tests with `npm test`')
 export const region = process.env.AWS_REGION ?? 'us-east-1'
 
 export const s3: DatabaseOptions['s3'] = { endpoint, region }
@@ -23,7 +23,11 @@ export const atomicCreates = server !== 'versitygw'
  *  signature, so tests that do that are expected to fail there. */
 export const verifiesSignatures = !['gofakes3', 'moto'].includes(server)
 
+/** Options that reach the test server; with SQLITE_S3VFS_TEST_STORE_DIR set (child processes of
+ *  dirstore.spec.ts), a local-directory store there instead. */
 export function options(extra: DatabaseOptions = {}): DatabaseOptions {
+  const dir = process.env.SQLITE_S3VFS_TEST_STORE_DIR
+  if (dir) return { ...extra, store: { dir } }
   return { ...extra, s3: { ...s3, ...extra.s3 } }
 }
 

@@ -76,6 +76,10 @@ impl DatabaseConfig {
                 Arc::new(S3Store::connect(&self.bucket, s3).await?),
                 s3.policy.clone(),
             ),
+            StoreConfig::Dir(dir) => (
+                Arc::new(crate::store::dir::DirStore::open(dir, &self.bucket)?),
+                Policy::default(),
+            ),
             StoreConfig::Given(store, policy) => (store.clone(), policy.clone()),
         };
         let retrying = RetryingStore::new(store, policy, stats.clone());
@@ -87,6 +91,8 @@ impl DatabaseConfig {
 #[derive(Clone)]
 pub enum StoreConfig {
     S3(S3Config),
+    /// A local directory (`options.store = { dir }`): buckets are folders, objects files.
+    Dir(std::path::PathBuf),
     /// A store the caller built (Rust tests: the in-memory store, fault injection), with the
     /// retry policy to run it under.
     Given(DynStore, Policy),
@@ -102,6 +108,7 @@ impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreConfig::S3(s3) => f.debug_tuple("S3").field(s3).finish(),
+            StoreConfig::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
             StoreConfig::Given(store, policy) => f
                 .debug_tuple("Given")
                 .field(&store.location())

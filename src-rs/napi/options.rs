@@ -101,6 +101,14 @@ pub struct JsOptions {
     pub single_writer: Option<bool>,
     pub hot_journal_ms: Option<f64>,
     pub memory_limit: Option<f64>,
+    pub store: Option<JsStore>,
+}
+
+/// `options.store`: where the objects live instead of S3.
+#[napi(object)]
+pub struct JsStore {
+    /// A local directory (buckets are its folders).
+    pub dir: Option<String>,
 }
 
 pub fn config(
@@ -122,6 +130,7 @@ pub fn config(
         single_writer: None,
         hot_journal_ms: None,
         memory_limit: None,
+        store: None,
     });
     let layout = o.layout.as_deref().map(LayoutKind::parse).transpose()?;
     let versioned = VersionedOptions {
@@ -145,7 +154,10 @@ pub fn config(
     Ok(DatabaseConfig {
         bucket,
         prefix,
-        store: StoreConfig::S3(s3),
+        store: match o.store.and_then(|s| s.dir) {
+            Some(dir) => StoreConfig::Dir(dir.into()),
+            None => StoreConfig::S3(s3),
+        },
         block_size: o.block_size.map(u64::from),
         cache_bytes: o
             .cache_size

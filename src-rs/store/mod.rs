@@ -3,6 +3,9 @@
 //! live in this layer and nowhere else.
 
 #[cfg(test)]
+mod conformance;
+pub mod dir;
+#[cfg(test)]
 pub mod faults;
 pub mod memory;
 pub mod retry;
