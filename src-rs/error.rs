@@ -76,6 +76,8 @@ pub mod codes {
     /// The local temp file that holds buffered writes past `memoryLimit` failed (disk full, a
     /// temp directory that cannot be written).
     pub const TEMP_FILE: &str = "ERR_TEMP_FILE";
+    /// The local directory store (`options.store = { dir }`) could not read or write a file.
+    pub const STORE_IO: &str = "ERR_STORE_IO";
     /// Blocks a transaction uploaded early were garbage-collected before its commit (the
     /// transaction stayed open, without writing, longer than GC's grace period).
     pub const TRANSACTION_EXPIRED: &str = "ERR_TRANSACTION_EXPIRED";
