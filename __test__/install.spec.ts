@@ -144,6 +144,21 @@ test('the install resolves every dependency and runs no build step', (t) => {
   )
 })
 
+test('the command line is installed as the package bin and runs', (t) => {
+  const bin = join(app, 'node_modules', '.bin', 'sqlite-s3vfs')
+  const help = spawnSync(bin, ['--help'], { cwd: app, env, encoding: 'utf8' })
+  t.is(help.status, 0, help.stderr)
+  t.regex(help.stdout, /Usage: sqlite-s3vfs <command>/)
+  const url = `file://${work}/cli-store/bucket/db.sqlite`
+  t.is(
+    spawnSync(bin, ['import', '-', url], { cwd: app, env, input: readFileSync(join(root, 'README.md')), encoding: 'utf8' }).status,
+    1,
+    'not a database',
+  )
+  const q = spawnSync(bin, ['query', url, 'SELECT 41 + 1 AS answer', '--json'], { cwd: app, env, encoding: 'utf8' })
+  t.deepEqual(JSON.parse(q.stdout), [{ answer: 42 }])
+})
+
 test('the toolchains are out of reach of the install', (t) => {
   for (const tool of ['cargo', 'rustc', 'go', 'python3']) {
     const r = spawnSync(tool, ['--version'], { env, encoding: 'utf8' })

@@ -65,6 +65,7 @@ test('the main tarball holds what a user needs and nothing else', (t) => {
   t.deepEqual(files, [
     'LICENSE',
     'README.md',
+    'bin/cli.js',
     'binding.d.ts',
     'binding.js',
     'esm/index.d.mts',

@@ -8,7 +8,8 @@ import { promisify } from 'node:util'
 import type { DatabaseOptions, S3Database } from '../../index'
 
 export const endpoint = process.env.SQLITE_S3VFS_TEST_ENDPOINT ?? ''
-if (!endpoint && !process.env.SQLITE_S3VFS_TEST_STORE_DIR) throw new Error('SQLITE_S3VFS_TEST_ENDPOINT is not set: run the tests with `npm test`')
+if (!endpoint && !process.env.SQLITE_S3VFS_TEST_STORE_DIR)
+  throw new Error('SQLITE_S3VFS_TEST_ENDPOINT is not set: run the tests with `npm test`')
 export const region = process.env.AWS_REGION ?? 'us-east-1'
 
 export const s3: DatabaseOptions['s3'] = { endpoint, region }

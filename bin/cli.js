@@ -1,0 +1,315 @@
+#!/usr/bin/env node
+"use strict";
+// The `sqlite-s3vfs` command line: chores on a database in a bucket (or a local directory) from a
+// terminal or a script. Arguments by node:util's parseArgs (no dependency, strict), tables by
+// cli-table3, CSV by csv-stringify, progress bars by cli-progress (on a TTY only).
+//
+// Exit codes: 0 ok, 1 runtime error (one line on stderr with its code), 2 usage.
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.main = main;
+const node_fs_1 = require("node:fs");
+const node_stream_1 = require("node:stream");
+const promises_1 = require("node:stream/promises");
+const node_util_1 = require("node:util");
+const index_1 = require("../index");
+const USAGE = {
+    main: `Usage: sqlite-s3vfs <command> [options]
+
+Commands:
+  import <file|-> <url>        import a SQLite file (or stdin) as a database
+  export <url> <file|->        export a database as a SQLite file (or to stdout)
+  query <url> <sql> [params]   run SQL; rows as a table (TTY), --json, --nl or --csv
+  info <url>                   layout, version, page size, database size (--json)
+  gc <url>                     delete what no kept version needs (versioned layout)
+
+Addresses: s3://bucket/prefix, or file:///dir/bucket/prefix for the local directory store
+(the database under dir/bucket). S3 settings come from the AWS environment and profile.
+
+Options for every command:
+  --endpoint <url>   --region <name>   --profile <name>
+  --quiet            no progress bar      --debug   stack traces on errors
+  --help             help for a command`,
+    import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
+    export: `Usage: sqlite-s3vfs export <url> <file|->`,
+    query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--at-version N]`,
+    info: `Usage: sqlite-s3vfs info <url> [--json]`,
+    gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace]`,
+};
+class UsageError extends Error {
+}
+/** `s3://bucket/prefix` or `file:///dir/bucket/prefix` (the last two path segments' parent is
+ *  the directory: bucket, then the prefix's first segment onward is one name per database). */
+function parseAddress(url, flags) {
+    const s3 = {};
+    if (flags.endpoint)
+        s3.endpoint = flags.endpoint;
+    if (flags.region)
+        s3.region = flags.region;
+    const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+    if (m)
+        return { bucket: m[1], prefix: m[2], options: { s3 } };
+    const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url);
+    if (f)
+        return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } };
+    throw new UsageError(`not an address: ${url} (use s3://bucket/prefix or file:///dir/bucket/prefix)`);
+}
+const OPTIONS = {
+    endpoint: { type: 'string' },
+    region: { type: 'string' },
+    profile: { type: 'string' },
+    quiet: { type: 'boolean' },
+    debug: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    overwrite: { type: 'boolean' },
+    layout: { type: 'string' },
+    'block-size': { type: 'string' },
+    json: { type: 'boolean' },
+    nl: { type: 'boolean' },
+    csv: { type: 'boolean' },
+    'at-version': { type: 'string' },
+    keep: { type: 'string' },
+    'grace-ms': { type: 'string' },
+    'unsafe-short-grace': { type: 'boolean' },
+};
+function integer(name, v) {
+    if (v === undefined)
+        return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0)
+        throw new UsageError(`--${name} must be a non-negative integer, got ${v}`);
+    return n;
+}
+/** A progress bar on stderr when it is a TTY (and not --quiet); else nothing. */
+async function progressBar(flags, total) {
+    if (flags.quiet || !process.stderr.isTTY)
+        return undefined;
+    const { SingleBar, Presets } = await Promise.resolve().then(() => __importStar(require('cli-progress')));
+    const bar = new SingleBar({
+        stream: process.stderr,
+        format: total ? '{bar} {percentage}% | {value}/{total} bytes | {speed} | ETA {eta}s' : '{value} bytes | {speed}',
+        hideCursor: true,
+    }, Presets.shades_classic);
+    bar.start(total ?? 0, 0, { speed: '' });
+    return bar;
+}
+/** Counts the bytes flowing through into `bar`. */
+function counter(bar) {
+    let n = 0;
+    const started = Date.now();
+    return new node_stream_1.Transform({
+        transform(chunk, _enc, done) {
+            n += chunk.length;
+            const s = (Date.now() - started) / 1000;
+            bar?.update(n, { speed: s > 0 ? `${(n / s / 1e6).toFixed(1)} MB/s` : '' });
+            done(null, chunk);
+        },
+    });
+}
+async function importCommand(args, flags) {
+    const [file, url] = args;
+    if (!file || !url || args.length > 2)
+        throw new UsageError(USAGE.import);
+    const a = parseAddress(url, flags);
+    const layout = flags.layout;
+    if (layout !== undefined && layout !== 'versioned' && layout !== 'sqlite-s3vfs')
+        throw new UsageError(`--layout must be versioned or sqlite-s3vfs`);
+    const source = file === '-' ? process.stdin : (0, node_fs_1.createReadStream)(file);
+    const bar = await progressBar(flags, file === '-' ? undefined : (0, node_fs_1.statSync)(file).size);
+    try {
+        const { size } = await index_1.S3Database.deserialize(a.bucket, a.prefix, source.pipe(counter(bar)), {
+            ...a.options,
+            layout,
+            blockSize: integer('block-size', flags['block-size']),
+            overwrite: flags.overwrite ?? false,
+        });
+        bar?.stop();
+        if (!flags.quiet)
+            process.stderr.write(`imported ${size} bytes into ${url}\n`);
+    }
+    finally {
+        bar?.stop();
+    }
+}
+async function exportCommand(args, flags) {
+    const [url, file] = args;
+    if (!url || !file || args.length > 2)
+        throw new UsageError(USAGE.export);
+    const a = parseAddress(url, flags);
+    const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
+    try {
+        const size = await databaseSize(db);
+        const bar = await progressBar(flags, size);
+        const sink = file === '-' ? process.stdout : (0, node_fs_1.createWriteStream)(file);
+        await (0, promises_1.pipeline)(db.serialize(), counter(bar), sink);
+        bar?.stop();
+    }
+    finally {
+        await db.close();
+    }
+}
+async function databaseSize(db) {
+    const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
+    return (r?.n ?? 0) * (r?.s ?? 0);
+}
+async function queryCommand(args, flags) {
+    const [url, sql, ...params] = args;
+    if (!url || !sql)
+        throw new UsageError(USAGE.query);
+    const a = parseAddress(url, flags);
+    const version = integer('at-version', flags['at-version']);
+    const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
+    try {
+        const stmt = await db.prepare(sql);
+        const rows = await stmt.all(params.map((p) => (/^-?\d+(\.\d+)?$/.test(p) ? Number(p) : p)));
+        const columns = stmt.columns;
+        stmt.finalize();
+        const json = (v) => JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x && x.type === 'Buffer' ? Buffer.from(x.data).toString('base64') : x);
+        if (flags.json) {
+            process.stdout.write(json(rows) + '\n');
+        }
+        else if (flags.nl) {
+            for (const r of rows)
+                process.stdout.write(json(r) + '\n');
+        }
+        else if (flags.csv) {
+            const { stringify } = await Promise.resolve().then(() => __importStar(require('csv-stringify/sync')));
+            process.stdout.write(stringify(rows.map((r) => columns.map((c) => cell(r[c]))), { header: true, columns: [...columns] }));
+        }
+        else {
+            const Table = (await Promise.resolve().then(() => __importStar(require('cli-table3')))).default;
+            const table = new Table({ head: [...columns], style: { head: [], border: [] } });
+            for (const r of rows)
+                table.push(columns.map((c) => cell(r[c])));
+            process.stdout.write(table.toString() + '\n');
+        }
+    }
+    finally {
+        await db.close();
+    }
+}
+function cell(v) {
+    if (v === null || v === undefined)
+        return '';
+    if (Buffer.isBuffer(v))
+        return `x'${v.toString('hex')}'`;
+    return String(v);
+}
+async function infoCommand(args, flags) {
+    const [url] = args;
+    if (!url || args.length > 1)
+        throw new UsageError(USAGE.info);
+    const a = parseAddress(url, flags);
+    const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
+    try {
+        const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
+        const info = {
+            address: url,
+            layout: db.layout,
+            version: db.layout === 'versioned' ? db.version : null,
+            pageSize: r?.s ?? 0,
+            pageCount: r?.n ?? 0,
+            databaseSize: (r?.n ?? 0) * (r?.s ?? 0),
+        };
+        if (flags.json)
+            process.stdout.write(JSON.stringify(info) + '\n');
+        else
+            for (const [k, v] of Object.entries(info))
+                process.stdout.write(`${k.padEnd(13)} ${v ?? '–'}\n`);
+    }
+    finally {
+        await db.close();
+    }
+}
+async function gcCommand(args, flags) {
+    const [url] = args;
+    if (!url || args.length > 1)
+        throw new UsageError(USAGE.gc);
+    const a = parseAddress(url, flags);
+    const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
+        s3: a.options.s3,
+        store: a.options.store,
+        keepVersions: integer('keep', flags.keep),
+        gracePeriodMs: integer('grace-ms', flags['grace-ms']),
+        unsafeShortGracePeriod: flags['unsafe-short-grace'],
+    });
+    process.stdout.write(JSON.stringify(report) + '\n');
+}
+const COMMANDS = {
+    import: importCommand,
+    export: exportCommand,
+    query: queryCommand,
+    info: infoCommand,
+    gc: gcCommand,
+};
+async function main(argv) {
+    let flags = {};
+    try {
+        const parsed = (0, node_util_1.parseArgs)({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+        flags = parsed.values;
+        const [command, ...args] = parsed.positionals;
+        if (!command) {
+            process.stdout.write(USAGE.main + '\n');
+            return flags.help ? 0 : 2;
+        }
+        const run = COMMANDS[command];
+        if (!run)
+            throw new UsageError(`unknown command: ${command}\n\n${USAGE.main}`);
+        if (flags.help) {
+            process.stdout.write(USAGE[command] + '\n');
+            return 0;
+        }
+        if (flags.profile)
+            process.env.AWS_PROFILE = flags.profile;
+        await run(args, flags);
+        return 0;
+    }
+    catch (e) {
+        if (e instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
+            process.stderr.write(`sqlite-s3vfs: ${e.message}\n`);
+            return 2;
+        }
+        const code = e instanceof index_1.SqliteS3Error ? e.code : (e.code ?? 'ERROR');
+        process.stderr.write(`sqlite-s3vfs: [${code}] ${e.message}\n`);
+        if (flags.debug)
+            process.stderr.write(`${e.stack}\n`);
+        return 1;
+    }
+}
+if (require.main === module) {
+    main(process.argv.slice(2)).then((code) => {
+        process.exitCode = code;
+    });
+}
