@@ -53,9 +53,11 @@ export declare class NativeSerializer {
   read(): Promise<Buffer | null>
 }
 
-export declare function collectGarbage(bucket: string, prefix: string, options?: JsOptions | undefined | null, keepVersions?: number | undefined | null, gracePeriodMs?: number | undefined | null, unsafeShortGracePeriod?: boolean | undefined | null): Promise<JsGcReport>
+export declare function collectGarbage(bucket: string, prefix: string, options?: JsOptions | undefined | null, keepVersions?: number | undefined | null, gracePeriodMs?: number | undefined | null, unsafeShortGracePeriod?: boolean | undefined | null, dryRun?: boolean | undefined | null): Promise<JsGcReport>
 
 export declare function defaults(): JsDefaults
+
+export declare function inspectDatabase(bucket: string, prefix: string, options?: JsOptions | undefined | null): Promise<JsInspection>
 
 export interface JsCredentials {
   accessKeyId: string
@@ -82,6 +84,15 @@ export interface JsGcReport {
   /** Versions whose roots became tombstones in this run. */
   versionsPruned: number
   objectsDeleted: number
+}
+
+export interface JsInspection {
+  /** `'versioned'`, `'sqlite-s3vfs'`, or none when no database is stored there. */
+  layout?: string
+  objects: number
+  bytes: number
+  /** Oldest first (versioned layout). */
+  versions: Array<JsVersionInfo>
 }
 
 export interface JsOptions {
@@ -170,4 +181,12 @@ export interface JsTimeouts {
   minUploadRate?: number
   listMs?: number
   rewriteMs?: number
+}
+
+export interface JsVersionInfo {
+  version: number
+  /** When its root was created (ms since the epoch, the store's clock). */
+  createdMs?: number
+  /** Garbage-collected: only its tombstone is left. */
+  pruned: boolean
 }

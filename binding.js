@@ -840,3 +840,4 @@ module.exports.NativeDeserializer = nativeBinding.NativeDeserializer
 module.exports.NativeSerializer = nativeBinding.NativeSerializer
 module.exports.collectGarbage = nativeBinding.collectGarbage
 module.exports.defaults = nativeBinding.defaults
+module.exports.inspectDatabase = nativeBinding.inspectDatabase

@@ -157,12 +157,29 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 
      * safe): only when no writer runs (tests, maintenance). Default false.
      */
     unsafeShortGracePeriod?: boolean;
+    /** Report what would be pruned and deleted, and change nothing. Default false. */
+    dryRun?: boolean;
 }
 export interface GcReport {
     head: number;
     versionsKept: number;
     versionsPruned: number;
     objectsDeleted: number;
+}
+/** What `S3Database.inspect()` finds stored for a database (one LIST per 1,000 objects). */
+export interface Inspection {
+    /** `undefined`: no database under the prefix. */
+    layout?: 'versioned' | 'sqlite-s3vfs';
+    /** Objects and bytes stored (the sqlite-s3vfs layout's journal included). */
+    objects: number;
+    bytes: number;
+    /** Versioned layout: every version whose root is stored, oldest first; `pruned` ones were
+     *  garbage-collected (only their tombstone is left). */
+    versions: {
+        version: number;
+        createdMs?: number;
+        pruned: boolean;
+    }[];
 }
 export interface DeserializeOptions extends DatabaseOptions {
     /** Replace a database that already exists under the prefix. Default false. */
@@ -299,6 +316,8 @@ export declare class S3Database implements Queryable {
      * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
      */
     static gc(bucket: string, prefix: string, options?: GcOptions): Promise<GcReport>;
+    /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
+    static inspect(bucket: string, prefix: string, options?: Pick<DatabaseOptions, 's3' | 'store'>): Promise<Inspection>;
     /** Request and cache counters since open. */
     stats(): Stats;
     /**

@@ -523,7 +523,22 @@ class S3Database {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
         }
         const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store });
-        return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod));
+        return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun));
+    }
+    /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
+    static async inspect(bucket, prefix, options) {
+        const o = nativeOptions({ s3: options?.s3, store: options?.store });
+        const r = await guard(native.inspectDatabase(bucket, prefix, o));
+        return {
+            ...(r.layout ? { layout: r.layout } : {}),
+            objects: r.objects,
+            bytes: r.bytes,
+            versions: r.versions.map((v) => ({
+                version: v.version,
+                ...(v.createdMs === undefined || v.createdMs === null ? {} : { createdMs: v.createdMs }),
+                pruned: v.pruned,
+            })),
+        };
     }
     /** Request and cache counters since open. */
     stats() {

@@ -61,8 +61,19 @@ for (const [label, address] of [
     t.regex(table.out, /│ 2  │ q"x  │/)
 
     const info = JSON.parse(cli('info', url, '--json', ...s3).out)
-    t.like(info, { layout: 'versioned', pageSize: 4096, pageCount: 2, databaseSize: 8192 })
-    t.true(info.version >= 1)
+    t.like(info, { layout: 'versioned', pageSize: 4096, pageCount: 2, databaseSize: 8192, oldestVersion: 1 })
+    t.true(info.version >= 1 && info.objects >= 2 && info.bytesStored >= 8192, JSON.stringify(info))
+    // Two imports (the second with --overwrite): versions 1 and 2, each with its creation time.
+    const versions = JSON.parse(cli('versions', url, '--json', ...s3).out)
+    t.deepEqual(
+      versions.map((v: { version: number; pruned: boolean }) => [v.version, v.pruned]),
+      [
+        [1, false],
+        [2, false],
+      ],
+    )
+    t.true(versions.every((v: { created: string }) => !Number.isNaN(Date.parse(v.created))))
+    t.regex(cli('versions', url, ...s3).out, /│ version │ created/)
 
     const out = join(dir, `${label.replace(/\W/g, '')}.sqlite`)
     const exported = cli('export', url, out, ...s3)
@@ -71,9 +82,24 @@ for (const [label, address] of [
     const stdout = spawnSync(process.execPath, [CLI, 'export', url, '-', ...s3], { env: { ...process.env, NODE_NO_WARNINGS: '1' } })
     t.true(stdout.stdout.equals(readFileSync(source)), 'export to stdout')
 
+    // A dry run reports what a run would do, and changes nothing.
+    const before = JSON.parse(cli('info', url, '--json', ...s3).out)
+    const dry = cli('gc', url, '--keep', '1', '--grace-ms', '0', '--unsafe-short-grace', '--dry-run', ...s3)
+    t.is(dry.code, 0, dry.err)
+    const planned = JSON.parse(dry.out)
+    t.like(planned, { versionsKept: 1, versionsPruned: 1 })
+    t.deepEqual(JSON.parse(cli('info', url, '--json', ...s3).out), before)
     const gc = cli('gc', url, '--keep', '1', '--grace-ms', '0', '--unsafe-short-grace', ...s3)
     t.is(gc.code, 0, gc.err)
-    t.like(JSON.parse(gc.out), { versionsKept: 1 })
+    t.deepEqual(JSON.parse(gc.out), planned, 'the run did what the dry run said')
+    const after = JSON.parse(cli('versions', url, '--json', ...s3).out)
+    t.deepEqual(
+      after.map((v: { version: number; pruned: boolean }) => [v.version, v.pruned]),
+      [
+        [1, true],
+        [2, false],
+      ],
+    )
   })
 }
 
@@ -97,6 +123,9 @@ test('usage errors exit 2, runtime errors exit 1 with a coded line and no stack'
   t.notRegex(failed.err, /at .*\.js/, 'no stack trace without --debug')
   const debug = cli('query', `file://${dir}/store/bucket/x.sqlite`, 'SELECT * FROM missing', '--debug')
   t.regex(debug.err, /at /)
+  const none = cli('info', `file://${dir}/store/bucket/never.sqlite`)
+  t.is(none.code, 1)
+  t.regex(none.err, /\[ERR_NOT_FOUND\] no database at/)
   const missing = cli('import', join(dir, 'nope.sqlite'), `file://${dir}/store/bucket/y.sqlite`)
   t.is(missing.code, 1)
   t.regex(missing.err, /^sqlite-s3vfs: \[ENOENT\]/)

@@ -37,6 +37,15 @@ for (const layout of ['versioned', 'sqlite-s3vfs'] as const) {
     await db.close()
     // The objects are files under the bucket's folder.
     t.true(existsSync(join(dir, 'bucket')))
+    const stored = await S3Database.inspect('bucket', p, { store })
+    t.is(stored.layout, layout)
+    t.true(stored.bytes >= file.length && stored.objects >= 2, JSON.stringify(stored))
+    t.deepEqual(
+      stored.versions.map((v) => v.version),
+      layout === 'versioned' ? [1, 2] : [],
+      'one version for the CREATE, one for the transaction',
+    )
+    t.deepEqual(await S3Database.inspect('bucket', `${p}-none`, { store }), { objects: 0, bytes: 0, versions: [] })
     const copy = `${p}-copy`
     await S3Database.deserialize('bucket', copy, [file], { store, layout })
     const reopened = new S3Database('bucket', copy, { store })

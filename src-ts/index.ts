@@ -197,6 +197,8 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 
    * safe): only when no writer runs (tests, maintenance). Default false.
    */
   unsafeShortGracePeriod?: boolean
+  /** Report what would be pruned and deleted, and change nothing. Default false. */
+  dryRun?: boolean
 }
 
 export interface GcReport {
@@ -204,6 +206,18 @@ export interface GcReport {
   versionsKept: number
   versionsPruned: number
   objectsDeleted: number
+}
+
+/** What `S3Database.inspect()` finds stored for a database (one LIST per 1,000 objects). */
+export interface Inspection {
+  /** `undefined`: no database under the prefix. */
+  layout?: 'versioned' | 'sqlite-s3vfs'
+  /** Objects and bytes stored (the sqlite-s3vfs layout's journal included). */
+  objects: number
+  bytes: number
+  /** Versioned layout: every version whose root is stored, oldest first; `pruned` ones were
+   *  garbage-collected (only their tombstone is left). */
+  versions: { version: number; createdMs?: number; pruned: boolean }[]
 }
 
 export interface DeserializeOptions extends DatabaseOptions {
@@ -774,7 +788,23 @@ export class S3Database implements Queryable {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
     }
     const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store })
-    return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod))
+    return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun))
+  }
+
+  /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
+  static async inspect(bucket: string, prefix: string, options?: Pick<DatabaseOptions, 's3' | 'store'>): Promise<Inspection> {
+    const o = nativeOptions({ s3: options?.s3, store: options?.store })
+    const r = await guard(native.inspectDatabase(bucket, prefix, o))
+    return {
+      ...(r.layout ? { layout: r.layout as Inspection['layout'] } : {}),
+      objects: r.objects,
+      bytes: r.bytes,
+      versions: r.versions.map((v) => ({
+        version: v.version,
+        ...(v.createdMs === undefined || v.createdMs === null ? {} : { createdMs: v.createdMs }),
+        pruned: v.pruned,
+      })),
+    }
   }
 
   /** Request and cache counters since open. */

@@ -218,6 +218,7 @@ impl Op {
                     grace_ms: 0,
                     concurrency: 4,
                     allow_short_grace: true,
+                    dry_run: false,
                 };
                 block_on(collect(store, &Names::new("db"), opts)).map(|_| ())
             }

@@ -1,6 +1,7 @@
 //! How files are named and committed in the bucket.
 
 pub mod compat;
+pub mod inspect;
 pub mod versioned;
 
 use crate::error::{Error, Result};

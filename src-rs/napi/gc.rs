@@ -28,6 +28,7 @@ pub async fn collect_garbage(
     keep_versions: Option<f64>,
     grace_period_ms: Option<f64>,
     unsafe_short_grace_period: Option<bool>,
+    dry_run: Option<bool>,
 ) -> napi::Result<JsGcReport> {
     let config = config(bucket, prefix, options).js()?;
     let report = crate::runtime::run(async move {
@@ -40,6 +41,7 @@ pub async fn collect_garbage(
                 .unwrap_or(DEFAULT_GRACE_MS),
             concurrency: config.concurrency,
             allow_short_grace: unsafe_short_grace_period.unwrap_or(false),
+            dry_run: dry_run.unwrap_or(false),
         };
         collect(store, &Names::new(config.prefix.clone()), opts).await
     })

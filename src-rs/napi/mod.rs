@@ -4,6 +4,7 @@
 mod database;
 mod error;
 mod gc;
+mod inspect;
 mod options;
 mod streams;
 mod values;

@@ -19,7 +19,8 @@ Commands:
   import <file|-> <url>        import a SQLite file (or stdin) as a database
   export <url> <file|->        export a database as a SQLite file (or to stdout)
   query <url> <sql> [params]   run SQL; rows as a table (TTY), --json, --nl or --csv
-  info <url>                   layout, version, page size, database size (--json)
+  info <url>                   layout, version, sizes, objects stored, oldest version (--json)
+  versions <url>               the stored versions and when each was created (--json)
   gc <url>                     delete what no kept version needs (versioned layout)
 
 Addresses: s3://bucket/prefix, or file:///dir/bucket/prefix for the local directory store
@@ -33,7 +34,8 @@ Options for every command:
   export: `Usage: sqlite-s3vfs export <url> <file|->`,
   query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--at-version N]`,
   info: `Usage: sqlite-s3vfs info <url> [--json]`,
-  gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace]`,
+  versions: `Usage: sqlite-s3vfs versions <url> [--json]`,
+  gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace] [--dry-run]`,
 }
 
 class UsageError extends Error {}
@@ -74,6 +76,7 @@ interface Flags {
   keep?: string
   'grace-ms'?: string
   'unsafe-short-grace'?: boolean
+  'dry-run'?: boolean
 }
 
 const OPTIONS = {
@@ -93,6 +96,7 @@ const OPTIONS = {
   keep: { type: 'string' },
   'grace-ms': { type: 'string' },
   'unsafe-short-grace': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
 } as const
 
 function integer(name: string, v: string | undefined): number | undefined {
@@ -224,22 +228,56 @@ async function infoCommand(args: string[], flags: Flags) {
   const [url] = args
   if (!url || args.length > 1) throw new UsageError(USAGE.info)
   const a = parseAddress(url, flags)
+  const stored = await S3Database.inspect(a.bucket, a.prefix, a.options)
+  if (!stored.layout) throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' })
   const db = new S3Database(a.bucket, a.prefix, a.options)
   try {
     const r = await db.get<{ n: number; s: number }>('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()')
+    const kept = stored.versions.filter((v) => !v.pruned)
     const info = {
       address: url,
-      layout: db.layout,
-      version: db.layout === 'versioned' ? db.version : null,
+      layout: stored.layout,
+      version: stored.layout === 'versioned' ? db.version : null,
+      oldestVersion: kept[0]?.version ?? null,
       pageSize: r?.s ?? 0,
       pageCount: r?.n ?? 0,
       databaseSize: (r?.n ?? 0) * (r?.s ?? 0),
+      objects: stored.objects,
+      bytesStored: stored.bytes,
     }
     if (flags.json) process.stdout.write(JSON.stringify(info) + '\n')
-    else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(13)} ${v ?? '–'}\n`)
+    else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(14)} ${v ?? '–'}\n`)
   } finally {
     await db.close()
   }
+}
+
+async function versionsCommand(args: string[], flags: Flags) {
+  const [url] = args
+  if (!url || args.length > 1) throw new UsageError(USAGE.versions)
+  const a = parseAddress(url, flags)
+  const stored = await S3Database.inspect(a.bucket, a.prefix, a.options)
+  if (stored.layout !== 'versioned') {
+    throw Object.assign(
+      new Error(`${url} is ${stored.layout ? 'in the sqlite-s3vfs layout, which keeps no versions' : 'not a database'}`),
+      {
+        code: stored.layout ? 'ERR_UNSUPPORTED' : 'ERR_NOT_FOUND',
+      },
+    )
+  }
+  const rows = stored.versions.map((v) => ({
+    version: v.version,
+    created: v.createdMs === undefined ? null : new Date(v.createdMs).toISOString(),
+    pruned: v.pruned,
+  }))
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(rows) + '\n')
+    return
+  }
+  const Table = (await import('cli-table3')).default
+  const table = new Table({ head: ['version', 'created', 'pruned'], style: { head: [], border: [] } })
+  for (const r of rows) table.push([String(r.version), r.created ?? '', r.pruned ? 'yes' : ''])
+  process.stdout.write(table.toString() + '\n')
 }
 
 async function gcCommand(args: string[], flags: Flags) {
@@ -252,6 +290,7 @@ async function gcCommand(args: string[], flags: Flags) {
     keepVersions: integer('keep', flags.keep),
     gracePeriodMs: integer('grace-ms', flags['grace-ms']),
     unsafeShortGracePeriod: flags['unsafe-short-grace'],
+    dryRun: flags['dry-run'],
   })
   process.stdout.write(JSON.stringify(report) + '\n')
 }
@@ -261,6 +300,7 @@ const COMMANDS: Record<string, (args: string[], flags: Flags) => Promise<void>> 
   export: exportCommand,
   query: queryCommand,
   info: infoCommand,
+  versions: versionsCommand,
   gc: gcCommand,
 }
 

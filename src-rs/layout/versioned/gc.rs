@@ -32,6 +32,13 @@ pub struct GcOptions {
     pub concurrency: usize,
     /// Accept a horizon below `MIN_SAFE_GRACE_MS` (tests, maintenance with no writer running).
     pub allow_short_grace: bool,
+    /// Report what would be pruned and deleted, and change nothing.
+    pub dry_run: bool,
+}
+
+/// Whether a root object of this size is a tombstone (a pruned version's bare header).
+pub fn is_tombstone(size: u64) -> bool {
+    size as usize <= TOMBSTONE_LEN
 }
 
 #[derive(Debug, Default, Clone)]
@@ -81,7 +88,7 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
     for (v, _, size) in &roots {
         let key = names.root(*v);
         // A tombstone is a bare header (a version always has block 0).
-        if *size as usize <= TOMBSTONE_LEN {
+        if is_tombstone(*size) {
             if successor_age(*v).is_some_and(|age| age >= TOMBSTONE_AGE_MS.max(grace)) {
                 doomed.push(key);
             }
@@ -149,13 +156,16 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
         }
     }
 
+    report.versions_kept = retained.len() as u64;
+    report.versions_pruned = to_prune.len() as u64;
+    report.objects_deleted = doomed.len() as u64;
+    if opts.dry_run {
+        return Ok(report);
+    }
     // Tombstones first (after that no reader can pin those versions), then the objects.
     for &v in &to_prune {
         write_tombstone(&store, names, v).await?;
     }
-    report.versions_kept = retained.len() as u64;
-    report.versions_pruned = to_prune.len() as u64;
-    report.objects_deleted = doomed.len() as u64;
     delete_keys(store.clone(), doomed, opts.concurrency).await?;
     Ok(report)
 }

@@ -581,6 +581,7 @@ mod tests {
                 grace_ms: 0,
                 concurrency: 8,
                 allow_short_grace: true,
+                dry_run: false,
             },
         ))
         .unwrap();
