@@ -95,6 +95,18 @@ export interface JsInspection {
   versions: Array<JsVersionInfo>
 }
 
+/** One request-log event, as the JS logger receives it (see `store::log`). */
+export interface JsLogEvent {
+  level: string
+  method: string
+  key: string
+  status: string
+  bytes: number
+  ms: number
+  attempt: number
+  message: string
+}
+
 export interface JsOptions {
   blockSize?: number
   cacheSize?: number
@@ -110,6 +122,8 @@ export interface JsOptions {
   hotJournalMs?: number
   memoryLimit?: number
   store?: JsStore
+  /** Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`). */
+  log?: ((arg: JsLogEvent) => unknown)
 }
 
 export interface JsParams {

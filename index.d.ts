@@ -133,6 +133,28 @@ export interface DatabaseOptions {
     store?: {
         dir: string;
     };
+    /**
+     * Receives the request log: every S3 request at `debug` (method, key, status, bytes, ms,
+     * attempt), retries and give-ups at `warn`, each as `(fields, message)` — pino, console, or any
+     * object with `debug` and `warn`. Never a credential or a signature. `DEBUG=sqlite-s3vfs` in
+     * the environment logs to stderr when no logger is given.
+     */
+    logger?: Logger;
+}
+/** What `options.logger` needs: pino and console fit. */
+export interface Logger {
+    debug(fields: RequestLogFields, message: string): void;
+    warn(fields: RequestLogFields, message: string): void;
+}
+/** The fields of a request-log line. */
+export interface RequestLogFields {
+    method: 'GET' | 'PUT' | 'LIST' | 'DELETE' | 'HEAD';
+    key: string;
+    /** 200, 304, 404, or the error's code. */
+    status: string;
+    bytes: number;
+    ms: number;
+    attempt: number;
 }
 export interface TransactionOptions {
     behavior?: 'deferred' | 'immediate' | 'exclusive';
@@ -142,7 +164,7 @@ export interface TransactionOptions {
      */
     retries?: number;
 }
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store'> {
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger'> {
     /** The newest versions always kept. Default 1. */
     keepVersions?: number;
     /**

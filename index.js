@@ -122,9 +122,43 @@ function toRows(r) {
     }
     return out;
 }
-function nativeOptions(o) {
-    if (o === undefined)
+/** Whether `DEBUG` names this package (`sqlite-s3vfs`, `sqlite-s3vfs*`, `*`). */
+function debugEnabled() {
+    return (process.env.DEBUG ?? '')
+        .split(/[\s,]+/)
+        .some((p) => p === '*' || p === 'sqlite-s3vfs' || p === 'sqlite-s3vfs*' || p === 'sqlite-s3vfs:*');
+}
+const stderrLogger = {
+    debug: (_f, m) => process.stderr.write(`${m}\n`),
+    warn: (_f, m) => process.stderr.write(`${m}\n`),
+};
+/** The native log callback for `logger`: a line per event; a logger that throws is ignored. */
+function logCallback(logger) {
+    if (!logger)
         return undefined;
+    return (e) => {
+        const fields = { method: e.method, key: e.key, status: e.status, bytes: e.bytes, ms: e.ms, attempt: e.attempt };
+        const text = `sqlite-s3vfs ${e.level} ${e.method} ${e.key} ${e.status} ${e.bytes} B ${e.ms} ms attempt ${e.attempt}${e.message ? `: ${e.message}` : ''}`;
+        try {
+            if (e.level === 'warn')
+                logger.warn(fields, text);
+            else
+                logger.debug(fields, text);
+        }
+        catch {
+            // The log must never break a request.
+        }
+    };
+}
+function nativeOptions(o) {
+    if (o === undefined) {
+        if (!debugEnabled())
+            return undefined;
+        o = {};
+    }
+    if (o.logger !== undefined && (typeof o.logger?.debug !== 'function' || typeof o.logger?.warn !== 'function')) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'logger must have debug and warn methods (pino and console do)');
+    }
     const check = (name, v, min) => {
         if (v !== undefined && (!Number.isInteger(v) || v < min)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`);
@@ -181,6 +215,7 @@ function nativeOptions(o) {
         hotJournalMs: o.hotJournalMs,
         memoryLimit: o.memoryLimit,
         store: o.store,
+        log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -522,7 +557,7 @@ class S3Database {
         if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
         }
-        const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store });
+        const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger });
         return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun));
     }
     /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */

@@ -171,6 +171,30 @@ export interface DatabaseOptions {
    * developing and testing an app with no S3 server. `s3` options are then ignored.
    */
   store?: { dir: string }
+  /**
+   * Receives the request log: every S3 request at `debug` (method, key, status, bytes, ms,
+   * attempt), retries and give-ups at `warn`, each as `(fields, message)` — pino, console, or any
+   * object with `debug` and `warn`. Never a credential or a signature. `DEBUG=sqlite-s3vfs` in
+   * the environment logs to stderr when no logger is given.
+   */
+  logger?: Logger
+}
+
+/** What `options.logger` needs: pino and console fit. */
+export interface Logger {
+  debug(fields: RequestLogFields, message: string): void
+  warn(fields: RequestLogFields, message: string): void
+}
+
+/** The fields of a request-log line. */
+export interface RequestLogFields {
+  method: 'GET' | 'PUT' | 'LIST' | 'DELETE' | 'HEAD'
+  key: string
+  /** 200, 304, 404, or the error's code. */
+  status: string
+  bytes: number
+  ms: number
+  attempt: number
 }
 
 export interface TransactionOptions {
@@ -182,7 +206,7 @@ export interface TransactionOptions {
   retries?: number
 }
 
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store'> {
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger'> {
   /** The newest versions always kept. Default 1. */
   keepVersions?: number
   /**
@@ -346,8 +370,41 @@ function toRows<T>(r: { columns: string[]; values: NativeValue[] }): T[] {
   return out
 }
 
+/** Whether `DEBUG` names this package (`sqlite-s3vfs`, `sqlite-s3vfs*`, `*`). */
+function debugEnabled(): boolean {
+  return (process.env.DEBUG ?? '')
+    .split(/[\s,]+/)
+    .some((p) => p === '*' || p === 'sqlite-s3vfs' || p === 'sqlite-s3vfs*' || p === 'sqlite-s3vfs:*')
+}
+
+const stderrLogger: Logger = {
+  debug: (_f, m) => process.stderr.write(`${m}\n`),
+  warn: (_f, m) => process.stderr.write(`${m}\n`),
+}
+
+/** The native log callback for `logger`: a line per event; a logger that throws is ignored. */
+function logCallback(logger: Logger | undefined) {
+  if (!logger) return undefined
+  return (e: import('../binding').JsLogEvent) => {
+    const fields = { method: e.method, key: e.key, status: e.status, bytes: e.bytes, ms: e.ms, attempt: e.attempt } as RequestLogFields
+    const text = `sqlite-s3vfs ${e.level} ${e.method} ${e.key} ${e.status} ${e.bytes} B ${e.ms} ms attempt ${e.attempt}${e.message ? `: ${e.message}` : ''}`
+    try {
+      if (e.level === 'warn') logger.warn(fields, text)
+      else logger.debug(fields, text)
+    } catch {
+      // The log must never break a request.
+    }
+  }
+}
+
 function nativeOptions(o: DatabaseOptions | undefined) {
-  if (o === undefined) return undefined
+  if (o === undefined) {
+    if (!debugEnabled()) return undefined
+    o = {}
+  }
+  if (o.logger !== undefined && (typeof o.logger?.debug !== 'function' || typeof o.logger?.warn !== 'function')) {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'logger must have debug and warn methods (pino and console do)')
+  }
   const check = (name: string, v: number | undefined, min: number) => {
     if (v !== undefined && (!Number.isInteger(v) || v < min)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`)
@@ -404,6 +461,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     hotJournalMs: o.hotJournalMs,
     memoryLimit: o.memoryLimit,
     store: o.store,
+    log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
   }
 }
 
@@ -787,7 +845,7 @@ export class S3Database implements Queryable {
     if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
     }
-    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store })
+    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger })
     return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun))
   }
 

@@ -55,6 +55,7 @@ fn config(store: &Arc<FaultyStore>, prefix: &str, layout: LayoutKind) -> Databas
         cache_dir: None,
         cache_dir_bytes: 0,
         memory_limit: crate::connection::DEFAULT_MEMORY_LIMIT,
+        log: None,
         layout: Some(layout),
         versioned: VersionedOptions::default(),
         compat: CompatOptions {

@@ -42,6 +42,8 @@ pub struct DatabaseConfig {
     /// Bytes of a transaction's buffered writes (changed blocks, rollback journal) kept in
     /// memory; the rest goes to a temp file or, versioned layout, to the store early.
     pub memory_limit: usize,
+    /// Where the request log goes (`options.logger`), if anywhere.
+    pub log: Option<crate::store::log::RequestLog>,
     /// The layout of a new database (an existing one opens in the layout it holds).
     pub layout: Option<LayoutKind>,
     pub versioned: VersionedOptions,
@@ -82,7 +84,7 @@ impl DatabaseConfig {
             ),
             StoreConfig::Given(store, policy) => (store.clone(), policy.clone()),
         };
-        let retrying = RetryingStore::new(store, policy, stats.clone());
+        let retrying = RetryingStore::new(store, policy, stats.clone()).with_log(self.log.clone());
         Ok(Arc::new(CountingStore::new(Arc::new(retrying), stats)))
     }
 }

@@ -7,9 +7,11 @@ use crate::connection::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_READ_AHEAD,
 };
 use crate::layout::LayoutKind;
+use crate::store::log::{RequestEvent, RequestLog};
 use crate::store::retry::{Policy, RetryPolicy, Timeouts};
 use crate::store::s3::{S3Config, StaticCredentials};
 use crate::vfs::{CompatOptions, VersionedOptions, DEFAULT_HOT_JOURNAL_AGE};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use std::time::Duration;
 
 #[napi(object)]
@@ -86,7 +88,20 @@ fn policy(s: &JsS3Options) -> Policy {
     }
 }
 
+/// One request-log event, as the JS logger receives it (see `store::log`).
 #[napi(object)]
+pub struct JsLogEvent {
+    pub level: String,
+    pub method: String,
+    pub key: String,
+    pub status: String,
+    pub bytes: f64,
+    pub ms: f64,
+    pub attempt: u32,
+    pub message: String,
+}
+
+#[napi(object, object_to_js = false)]
 pub struct JsOptions {
     pub block_size: Option<u32>,
     pub cache_size: Option<f64>,
@@ -102,6 +117,17 @@ pub struct JsOptions {
     pub hot_journal_ms: Option<f64>,
     pub memory_limit: Option<f64>,
     pub store: Option<JsStore>,
+    /// Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`).
+    pub log: Option<
+        ThreadsafeFunction<
+            JsLogEvent,
+            napi::bindgen_prelude::Unknown<'static>,
+            JsLogEvent,
+            napi::Status,
+            false,
+            true,
+        >,
+    >,
 }
 
 /// `options.store`: where the objects live instead of S3.
@@ -131,6 +157,7 @@ pub fn config(
         hot_journal_ms: None,
         memory_limit: None,
         store: None,
+        log: None,
     });
     let layout = o.layout.as_deref().map(LayoutKind::parse).transpose()?;
     let versioned = VersionedOptions {
@@ -177,6 +204,24 @@ pub fn config(
             .memory_limit
             .map(|m| m.max(0.0) as usize)
             .unwrap_or(DEFAULT_MEMORY_LIMIT),
+        log: o.log.map(|callback| {
+            let callback = std::sync::Arc::new(callback);
+            RequestLog(std::sync::Arc::new(move |e: RequestEvent| {
+                let _ = callback.call(
+                    JsLogEvent {
+                        level: e.level.as_str().to_string(),
+                        method: e.method.to_string(),
+                        key: e.key,
+                        status: e.status,
+                        bytes: e.bytes as f64,
+                        ms: e.ms as f64,
+                        attempt: e.attempt,
+                        message: e.message,
+                    },
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }))
+        }),
         layout,
         versioned,
         compat: CompatOptions {

@@ -7,6 +7,7 @@ mod conformance;
 pub mod dir;
 #[cfg(test)]
 pub mod faults;
+pub mod log;
 pub mod memory;
 pub mod retry;
 pub mod s3;

@@ -11,6 +11,7 @@
 //! - A create-only PUT (`If-None-Match: *`) is sent once per call: a resend could be answered 412
 //!   by our own first send, so its caller resends and decides that itself (the commit protocol).
 
+use super::log::{Answer, Level, RequestEvent, RequestLog};
 use super::{BoxFuture, GetOptions, GetOutcome, ListPage, ObjectMeta, ObjectStore, PutMode, Stats};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
@@ -207,11 +208,21 @@ pub struct RetryingStore {
     policy: Policy,
     throttle: Throttle,
     stats: Arc<Stats>,
+    log: Option<RequestLog>,
+}
+
+/// The numbers of a log event: bytes moved, milliseconds, attempt number.
+struct Figures {
+    bytes: u64,
+    ms: u64,
+    attempt: u32,
 }
 
 /// What a request sends and expects, for its timeouts and its retries.
 struct Request<'a> {
     what: &'a str,
+    /// For the log: GET, PUT, LIST, DELETE, HEAD.
+    method: &'static str,
     kind: Kind,
     upload_bytes: u64,
     download_bytes: Option<u64>,
@@ -228,9 +239,10 @@ enum Kind {
 
 impl<'a> Request<'a> {
     /// A request with no body either way (DELETE, HEAD).
-    fn bodiless(what: &'a str, kind: Kind) -> Self {
+    fn bodiless(what: &'a str, method: &'static str, kind: Kind) -> Self {
         Request {
             what,
+            method,
             kind,
             upload_bytes: 0,
             download_bytes: Some(0),
@@ -246,10 +258,32 @@ impl RetryingStore {
             policy,
             throttle: Throttle::default(),
             stats,
+            log: None,
         }
     }
 
-    async fn run<'a, T, F, Fut>(&'a self, req: Request<'a>, attempt: F) -> Result<T>
+    /// Sends every attempt, retry and give-up to `log`.
+    pub fn with_log(mut self, log: Option<RequestLog>) -> Self {
+        self.log = log;
+        self
+    }
+
+    fn emit(&self, req: &Request, level: Level, status: &str, at: Figures, message: String) {
+        if let Some(log) = &self.log {
+            (log.0)(RequestEvent {
+                level,
+                method: req.method,
+                key: req.what.to_string(),
+                status: status.to_string(),
+                bytes: at.bytes,
+                ms: at.ms,
+                attempt: at.attempt,
+                message,
+            });
+        }
+    }
+
+    async fn run<'a, T: Answer, F, Fut>(&'a self, req: Request<'a>, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>> + 'a,
@@ -273,16 +307,41 @@ impl RetryingStore {
             }
             attempts += 1;
             let cut = limit.map_or(left, |l| l.min(left));
+            let sent = Instant::now();
             let result = tokio::time::timeout(cut, attempt())
                 .await
                 .unwrap_or_else(|_| Err(timed_out(req.what, cut)));
+            let ms = sent.elapsed().as_millis() as u64;
             let error = match result {
                 Ok(v) => {
                     self.throttle.succeeded();
+                    let bytes = req.upload_bytes.max(v.bytes());
+                    self.emit(
+                        &req,
+                        Level::Debug,
+                        v.status(),
+                        Figures {
+                            bytes,
+                            ms,
+                            attempt: attempts,
+                        },
+                        String::new(),
+                    );
                     return Ok(v);
                 }
                 Err(e) => e,
             };
+            self.emit(
+                &req,
+                Level::Debug,
+                &error.code,
+                Figures {
+                    bytes: req.upload_bytes,
+                    ms,
+                    attempt: attempts,
+                },
+                error.message.clone(),
+            );
             if error.kind == ErrorKind::Throttled {
                 self.throttle.throttled(retry);
             }
@@ -292,8 +351,35 @@ impl RetryingStore {
             let delay = backoff(retry, attempts, error.kind == ErrorKind::Throttled);
             let spent = started.elapsed();
             if attempts >= retry.max_attempts || spent + delay > retry.budget {
-                return Err(gave_up(error, attempts, spent));
+                let error = gave_up(error, attempts, spent);
+                self.emit(
+                    &req,
+                    Level::Warn,
+                    &error.code,
+                    Figures {
+                        bytes: 0,
+                        ms: spent.as_millis() as u64,
+                        attempt: attempts,
+                    },
+                    format!("gave up: {}", error.message),
+                );
+                return Err(error);
             }
+            self.emit(
+                &req,
+                Level::Warn,
+                &error.code,
+                Figures {
+                    bytes: 0,
+                    ms: delay.as_millis() as u64,
+                    attempt: attempts,
+                },
+                format!(
+                    "retrying in {} ms ({})",
+                    delay.as_millis(),
+                    error.kind.as_str()
+                ),
+            );
             self.stats.retries.fetch_add(1, Relaxed);
             tokio::time::sleep(delay).await;
         }
@@ -323,6 +409,7 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: key,
+                method: "GET",
                 kind: Kind::Read,
                 upload_bytes: 0,
                 download_bytes: opts.range.map(|(s, e)| e.saturating_sub(s)),
@@ -341,6 +428,7 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: key,
+                method: "PUT",
                 kind: Kind::Write(mode.clone()),
                 upload_bytes: body.len() as u64,
                 download_bytes: Some(0),
@@ -362,6 +450,7 @@ impl ObjectStore for RetryingStore {
         Box::pin(async move {
             let req = Request {
                 what: prefix,
+                method: "LIST",
                 kind: Kind::List,
                 upload_bytes: 0,
                 // A page of 1,000 keys is ~250 KB of XML.
@@ -375,7 +464,7 @@ impl ObjectStore for RetryingStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let req = Request::bodiless(key, Kind::Delete);
+            let req = Request::bodiless(key, "DELETE", Kind::Delete);
             self.run(req, || self.inner.delete(key)).await
         })
     }
@@ -387,7 +476,7 @@ impl ObjectStore for RetryingStore {
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
-            let req = Request::bodiless(key, Kind::Read);
+            let req = Request::bodiless(key, "HEAD", Kind::Read);
             self.run(req, || self.inner.head(key)).await
         })
     }

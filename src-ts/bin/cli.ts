@@ -28,7 +28,8 @@ Addresses: s3://bucket/prefix, or file:///dir/bucket/prefix for the local direct
 
 Options for every command:
   --endpoint <url>   --region <name>   --profile <name>
-  --quiet            no progress bar      --debug   stack traces on errors
+  --quiet            no progress bar
+  --debug            the request log on stderr, and stack traces on errors
   --help             help for a command`,
   import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
   export: `Usage: sqlite-s3vfs export <url> <file|->`,
@@ -321,6 +322,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0
     }
     if (flags.profile) process.env.AWS_PROFILE = flags.profile
+    // --debug: the request log on stderr (as DEBUG=sqlite-s3vfs does).
+    if (flags.debug) process.env.DEBUG = [process.env.DEBUG, 'sqlite-s3vfs'].filter(Boolean).join(',')
     await run(args, flags)
     return 0
   } catch (e) {
