@@ -130,3 +130,35 @@ test('usage errors exit 2, runtime errors exit 1 with a coded line and no stack'
   t.is(missing.code, 1)
   t.regex(missing.err, /^sqlite-s3vfs: \[ENOENT\]/)
 })
+
+test('shell: statements over several lines, dot commands, errors that keep the shell, .quit', (t) => {
+  const url = `file://${dir}/store/bucket/shell.sqlite`
+  const input = [
+    'CREATE TABLE t(x);',
+    'INSERT INTO t VALUES (1),',
+    '(2);',
+    'SELECT count(*) AS n',
+    '  FROM t;',
+    'SELECT * FROM nope;',
+    '.tables',
+    '.schema t',
+    '.stats',
+    '.bogus',
+    '.quit',
+    'SELECT 99 AS after_quit;',
+  ].join('\n')
+  const r = spawnSync(process.execPath, [CLI, 'shell', url], {
+    input,
+    encoding: 'utf8',
+    env: { ...process.env, NODE_NO_WARNINGS: '1', HOME: dir },
+  })
+  t.is(r.status, 0, r.stderr)
+  t.regex(r.stdout, /2 rows changed/)
+  t.regex(r.stdout, /│ n │\n├───┤\n│ 2 │/)
+  t.regex(r.stdout, /error: \[SQLITE_ERROR\] no such table: nope/)
+  t.regex(r.stdout, /^t$/m)
+  t.regex(r.stdout, /^CREATE TABLE t\(x\);$/m)
+  t.regex(r.stdout, /│ get/)
+  t.regex(r.stdout, /unknown command \.bogus/)
+  t.notRegex(r.stdout, /after_quit/, 'nothing runs after .quit')
+})

@@ -52,6 +52,7 @@ Commands:
   import <file|-> <url>        import a SQLite file (or stdin) as a database
   export <url> <file|->        export a database as a SQLite file (or to stdout)
   query <url> <sql> [params]   run SQL; rows as a table (TTY), --json, --nl or --csv
+  shell <url>                  an interactive SQL prompt (.tables, .schema, .stats, .help)
   info <url>                   layout, version, sizes, objects stored, oldest version (--json)
   versions <url>               the stored versions and when each was created (--json)
   gc <url>                     delete what no kept version needs (versioned layout)
@@ -68,6 +69,15 @@ Options for every command:
     export: `Usage: sqlite-s3vfs export <url> <file|->`,
     query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--at-version N]`,
     info: `Usage: sqlite-s3vfs info <url> [--json]`,
+    shell: `Usage: sqlite-s3vfs shell <url>
+
+Statements end with ';' and may span lines. Ctrl-C drops the statement being typed (one that
+is running finishes, and its result is not shown); Ctrl-D or .quit leaves. History is kept in
+~/.sqlite_s3vfs_history.
+  .tables            the tables
+  .schema [table]    CREATE statements
+  .stats             requests and bytes since the shell started
+  .help  .quit`,
     versions: `Usage: sqlite-s3vfs versions <url> [--json]`,
     gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace] [--dry-run]`,
 };
@@ -213,11 +223,7 @@ async function queryCommand(args, flags) {
             process.stdout.write(stringify(rows.map((r) => columns.map((c) => cell(r[c]))), { header: true, columns: [...columns] }));
         }
         else {
-            const Table = (await Promise.resolve().then(() => __importStar(require('cli-table3')))).default;
-            const table = new Table({ head: [...columns], style: { head: [], border: [] } });
-            for (const r of rows)
-                table.push(columns.map((c) => cell(r[c])));
-            process.stdout.write(table.toString() + '\n');
+            await printTable(columns, rows, process.stdout);
         }
     }
     finally {
@@ -284,11 +290,7 @@ async function versionsCommand(args, flags) {
         process.stdout.write(JSON.stringify(rows) + '\n');
         return;
     }
-    const Table = (await Promise.resolve().then(() => __importStar(require('cli-table3')))).default;
-    const table = new Table({ head: ['version', 'created', 'pruned'], style: { head: [], border: [] } });
-    for (const r of rows)
-        table.push([String(r.version), r.created ?? '', r.pruned ? 'yes' : '']);
-    process.stdout.write(table.toString() + '\n');
+    await printTable(['version', 'created', 'pruned'], rows.map((r) => ({ ...r, created: r.created ?? '', pruned: r.pruned ? 'yes' : '' })), process.stdout);
 }
 async function gcCommand(args, flags) {
     const [url] = args;
@@ -305,11 +307,126 @@ async function gcCommand(args, flags) {
     });
     process.stdout.write(JSON.stringify(report) + '\n');
 }
+/** Prints rows as an aligned table. */
+async function printTable(columns, rows, out) {
+    const Table = (await Promise.resolve().then(() => __importStar(require('cli-table3')))).default;
+    const table = new Table({ head: [...columns], style: { head: [], border: [] } });
+    for (const r of rows)
+        table.push(columns.map((c) => cell(r[c])));
+    out.write(table.toString() + '\n');
+}
+async function shellCommand(args, flags) {
+    const [url] = args;
+    if (!url || args.length > 1)
+        throw new UsageError(USAGE.shell);
+    const a = parseAddress(url, flags);
+    const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
+    await db.open();
+    const { createInterface } = await Promise.resolve().then(() => __importStar(require('node:readline')));
+    const { homedir } = await Promise.resolve().then(() => __importStar(require('node:os')));
+    const { readFileSync, appendFileSync } = await Promise.resolve().then(() => __importStar(require('node:fs')));
+    const historyFile = `${homedir()}/.sqlite_s3vfs_history`;
+    const interactive = Boolean(process.stdin.isTTY);
+    let history = [];
+    if (interactive) {
+        try {
+            history = readFileSync(historyFile, 'utf8').split('\n').filter(Boolean).reverse().slice(0, 1000);
+        }
+        catch {
+            // No history yet.
+        }
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: interactive, history, historySize: 1000 });
+    const say = (text) => process.stdout.write(text + '\n');
+    let buffer = '';
+    let generation = 0;
+    const prompt = () => {
+        rl.setPrompt(buffer ? '         ...> ' : 'sqlite-s3vfs> ');
+        if (interactive)
+            rl.prompt();
+    };
+    rl.on('SIGINT', () => {
+        // Drops what is being typed (or the running statement's result), never the shell.
+        buffer = '';
+        generation++;
+        process.stdout.write('^C\n');
+        prompt();
+    });
+    const run = async (sql) => {
+        const mine = generation;
+        try {
+            const stmt = await db.prepare(sql);
+            if (stmt.columns.length > 0) {
+                const rows = await stmt.all();
+                if (mine === generation)
+                    await printTable(stmt.columns, rows, process.stdout);
+            }
+            else {
+                const r = await stmt.run();
+                if (mine === generation && r.changes > 0)
+                    say(`${r.changes} row${r.changes === 1 ? '' : 's'} changed`);
+            }
+            stmt.finalize();
+        }
+        catch (e) {
+            if (mine === generation)
+                say(`error: [${e.code ?? 'ERROR'}] ${e.message}`);
+        }
+    };
+    const dot = async (line) => {
+        const [cmd, arg] = line.split(/\s+/);
+        if (cmd === '.quit' || cmd === '.exit')
+            return false;
+        if (cmd === '.help')
+            say(USAGE.shell);
+        else if (cmd === '.tables') {
+            const rows = await db.all("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name");
+            say(rows.map((r) => r.name).join('  '));
+        }
+        else if (cmd === '.schema') {
+            const rows = await db.all(`SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ${arg ? 'AND tbl_name = ?' : ''} ORDER BY type DESC, name`, arg ? [arg] : []);
+            for (const r of rows)
+                say(`${r.sql};`);
+        }
+        else if (cmd === '.stats') {
+            const s = db.stats();
+            await printTable(Object.keys(s), [s], process.stdout);
+        }
+        else
+            say(`error: unknown command ${cmd} (.help lists them)`);
+        return true;
+    };
+    prompt();
+    try {
+        for await (const line of rl) {
+            if (interactive && line.trim())
+                appendFileSync(historyFile, line + '\n');
+            if (!buffer && line.trim().startsWith('.')) {
+                if (!(await dot(line.trim())))
+                    break;
+            }
+            else if (line.trim() || buffer) {
+                buffer += (buffer ? '\n' : '') + line;
+                if (buffer.trim().endsWith(';')) {
+                    const sql = buffer;
+                    buffer = '';
+                    await run(sql);
+                }
+            }
+            prompt();
+        }
+    }
+    finally {
+        rl.close();
+        await db.close();
+    }
+}
 const COMMANDS = {
     import: importCommand,
     export: exportCommand,
     query: queryCommand,
     info: infoCommand,
+    shell: shellCommand,
     versions: versionsCommand,
     gc: gcCommand,
 };
