@@ -140,10 +140,10 @@ function logCallback(logger) {
         const fields = { method: e.method, key: e.key, status: e.status, bytes: e.bytes, ms: e.ms, attempt: e.attempt };
         const text = `sqlite-s3vfs ${e.level} ${e.method} ${e.key} ${e.status} ${e.bytes} B ${e.ms} ms attempt ${e.attempt}${e.message ? `: ${e.message}` : ''}`;
         try {
-            if (e.level === 'warn')
-                logger.warn(fields, text);
-            else
-                logger.debug(fields, text);
+            const r = e.level === 'warn' ? logger.warn(fields, text) : logger.debug(fields, text);
+            // An async logger that rejects is ignored too.
+            if (r instanceof Promise)
+                r.catch(() => undefined);
         }
         catch {
             // The log must never break a request.
@@ -181,6 +181,10 @@ function nativeOptions(o) {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`);
     }
     const s3 = o.s3;
+    if (s3?.endpoint !== undefined && !/^https?:\/\/[^/@?#]+(\/[^?#@]*)?$/.test(s3.endpoint)) {
+        // User info or a query string would be repeated in every error message and log line.
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.endpoint must be http(s)://host[:port][/path], with no user info or query string');
+    }
     if (s3 !== undefined) {
         check('s3.maxAttempts', s3.maxAttempts, 1);
         const r = s3.retry ?? {};
@@ -347,7 +351,15 @@ class S3Database {
         // event must not slip in between (an async helper in between would add ticks).
         for (let wait = this.#blocker(); wait !== null; wait = this.#blocker())
             await wait;
-        return guard(send());
+        // A value the native side cannot take (a bigint beyond 64 bits) throws as the call is made.
+        let sent;
+        try {
+            sent = send();
+        }
+        catch (e) {
+            throw toError(e);
+        }
+        return guard(sent);
     }
     /** Connects and reads the database header: fails now on a bad bucket, credentials or file. */
     async open() {

@@ -199,3 +199,14 @@ test('two S3Database objects on one prefix in one process do not deadlock', asyn
   await a.close()
   await b.close()
 })
+
+test('a parameter the native side cannot take is a SqliteS3Error with a code, not a bare Error', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('toobig'), options())
+  const e = await t.throwsAsync(db.get('SELECT ? AS q', [2n ** 70n]))
+  t.true(e instanceof SqliteS3Error, `${e?.constructor.name}: ${e?.message}`)
+  t.is((e as SqliteS3Error).code, 'SQLITE_TOOBIG')
+  const stmt = await db.prepare('SELECT ? AS q')
+  const e2 = await t.throwsAsync(stmt.all([-(2n ** 64n)]))
+  t.is((e2 as SqliteS3Error).code, 'SQLITE_TOOBIG')
+  await db.close()
+})

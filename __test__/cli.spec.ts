@@ -86,6 +86,10 @@ for (const [label, address] of [
     const before = JSON.parse(cli('info', url, '--json', ...s3).out)
     const dry = cli('gc', url, '--keep', '1', '--grace-ms', '0', '--unsafe-short-grace', '--dry-run', ...s3)
     t.is(dry.code, 0, dry.err)
+    if (label === 'local directory') {
+      const { existsSync } = await import('node:fs')
+      t.false(existsSync(join(dir, 'store', 'bucket', 'db%2Esqlite', '%2Eclock')), 'a dry run writes nothing, not even the clock probe')
+    }
     const planned = JSON.parse(dry.out)
     t.like(planned, { versionsKept: 1, versionsPruned: 1 })
     t.deepEqual(JSON.parse(cli('info', url, '--json', ...s3).out), before)
@@ -126,6 +130,36 @@ test('usage errors exit 2, runtime errors exit 1 with a coded line and no stack'
   const none = cli('info', `file://${dir}/store/bucket/never.sqlite`)
   t.is(none.code, 1)
   t.regex(none.err, /\[ERR_NOT_FOUND\] no database at/)
+  // An export of nothing fails, and never replaces an earlier export.
+  const { writeFileSync, readFileSync: read } = require('node:fs') as typeof import('node:fs')
+  const backup = join(dir, 'backup.sqlite')
+  writeFileSync(backup, 'earlier backup')
+  const nothing = cli('export', `file://${dir}/store/bucket/typo.sqlite`, backup)
+  t.is(nothing.code, 1)
+  t.regex(nothing.err, /\[ERR_NOT_FOUND\] no database at/)
+  t.is(read(backup, 'utf8'), 'earlier backup')
+  t.is(cli('gc', `file://${dir}/store/bucket/typo.sqlite`).code, 1)
+  // A flag another command takes is a usage error here, never silently ignored.
+  const stray = cli('export', `file://${dir}/store/bucket/x.sqlite`, backup, '--at-version', '1')
+  t.is(stray.code, 2)
+  t.regex(stray.err, /export does not take --at-version/)
+  // An input that cannot be read is one coded line.
+  const folder = cli('import', dir, `file://${dir}/store/bucket/z.sqlite`)
+  t.is(folder.code, 1)
+  t.regex(folder.err, /^sqlite-s3vfs: \[EISDIR\]/)
+  t.notRegex(folder.err, /\n\s+at /)
+  // JSON cell by cell (a row that looks like a serialized Buffer stays itself); parameters that
+  // are not plain decimals stay text.
+  const odd = cli(
+    'query',
+    `file://${dir}/store/bucket/x.sqlite`,
+    "SELECT 'Buffer' AS type, 'abc' AS data, ? AS p, ? AS q, ? AS r",
+    '007',
+    '12345678901234567890',
+    '1.5',
+    '--json',
+  )
+  t.deepEqual(JSON.parse(odd.out), [{ type: 'Buffer', data: 'abc', p: '007', q: '12345678901234567890', r: 1.5 }])
   const missing = cli('import', join(dir, 'nope.sqlite'), `file://${dir}/store/bucket/y.sqlite`)
   t.is(missing.code, 1)
   t.regex(missing.err, /^sqlite-s3vfs: \[ENOENT\]/)

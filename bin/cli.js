@@ -163,7 +163,10 @@ async function importCommand(args, flags) {
     const source = file === '-' ? process.stdin : (0, node_fs_1.createReadStream)(file);
     const bar = await progressBar(flags, file === '-' ? undefined : (0, node_fs_1.statSync)(file).size);
     try {
-        const { size } = await index_1.S3Database.deserialize(a.bucket, a.prefix, source.pipe(counter(bar)), {
+        const counted = counter(bar);
+        // An input that fails (a folder, an unreadable file) fails the import, which cleans up.
+        source.on('error', (e) => counted.destroy(e));
+        const { size } = await index_1.S3Database.deserialize(a.bucket, a.prefix, source.pipe(counted), {
             ...a.options,
             layout,
             blockSize: integer('block-size', flags['block-size']),
@@ -182,17 +185,31 @@ async function exportCommand(args, flags) {
     if (!url || !file || args.length > 2)
         throw new UsageError(USAGE.export);
     const a = parseAddress(url, flags);
+    await mustExist(url, a);
     const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
+    // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
+    const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`;
     try {
         const size = await databaseSize(db);
         const bar = await progressBar(flags, size);
-        const sink = file === '-' ? process.stdout : (0, node_fs_1.createWriteStream)(file);
+        const sink = partial ? (0, node_fs_1.createWriteStream)(partial) : process.stdout;
         await (0, promises_1.pipeline)(db.serialize(), counter(bar), sink);
         bar?.stop();
+        if (partial)
+            (0, node_fs_1.renameSync)(partial, file);
     }
     finally {
+        if (partial)
+            (0, node_fs_1.rmSync)(partial, { force: true });
         await db.close();
     }
+}
+/** Fails with ERR_NOT_FOUND when no database is stored at the address. */
+async function mustExist(url, a) {
+    const stored = await index_1.S3Database.inspect(a.bucket, a.prefix, a.options);
+    if (!stored.layout)
+        throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' });
+    return stored;
 }
 async function databaseSize(db) {
     const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
@@ -207,16 +224,21 @@ async function queryCommand(args, flags) {
     const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
     try {
         const stmt = await db.prepare(sql);
-        const rows = await stmt.all(params.map((p) => (/^-?\d+(\.\d+)?$/.test(p) ? Number(p) : p)));
+        const rows = await stmt.all(params.map(parameter));
         const columns = stmt.columns;
         stmt.finalize();
-        const json = (v) => JSON.stringify(v, (_k, x) => typeof x === 'bigint' ? x.toString() : x && x.type === 'Buffer' ? Buffer.from(x.data).toString('base64') : x);
+        // Cell by cell: a BLOB is base64 text, an integer beyond 2^53 a decimal string.
+        const json = (v) => JSON.stringify(v);
+        const jsonRow = (r) => Object.fromEntries(columns.map((c) => [
+            c,
+            Buffer.isBuffer(r[c]) ? r[c].toString('base64') : typeof r[c] === 'bigint' ? String(r[c]) : r[c],
+        ]));
         if (flags.json) {
-            process.stdout.write(json(rows) + '\n');
+            process.stdout.write(json(rows.map(jsonRow)) + '\n');
         }
         else if (flags.nl) {
             for (const r of rows)
-                process.stdout.write(json(r) + '\n');
+                process.stdout.write(json(jsonRow(r)) + '\n');
         }
         else if (flags.csv) {
             const { stringify } = await Promise.resolve().then(() => __importStar(require('csv-stringify/sync')));
@@ -230,6 +252,20 @@ async function queryCommand(args, flags) {
         await db.close();
     }
 }
+/** A command-line parameter: a plain decimal number is a number (an integer beyond 2^53 a
+ *  bigint, beyond 64 bits text); anything else, `007` and `1e3` included, is text. */
+function parameter(p) {
+    if (/^-?(0|[1-9]\d*)$/.test(p)) {
+        if (Number.isSafeInteger(Number(p)))
+            return Number(p);
+        // Beyond 2^53 a bigint, beyond SQLite's 64-bit INTEGER text.
+        const big = BigInt(p);
+        return big >= -(2n ** 63n) && big < 2n ** 63n ? big : p;
+    }
+    if (/^-?(0|[1-9]\d*)\.\d+$/.test(p))
+        return Number(p);
+    return p;
+}
 function cell(v) {
     if (v === null || v === undefined)
         return '';
@@ -242,9 +278,7 @@ async function infoCommand(args, flags) {
     if (!url || args.length > 1)
         throw new UsageError(USAGE.info);
     const a = parseAddress(url, flags);
-    const stored = await index_1.S3Database.inspect(a.bucket, a.prefix, a.options);
-    if (!stored.layout)
-        throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' });
+    const stored = await mustExist(url, a);
     const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
     try {
         const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
@@ -297,6 +331,10 @@ async function gcCommand(args, flags) {
     if (!url || args.length > 1)
         throw new UsageError(USAGE.gc);
     const a = parseAddress(url, flags);
+    const stored = await mustExist(url, a);
+    if (stored.layout !== 'versioned') {
+        throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' });
+    }
     const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
         s3: a.options.s3,
         store: a.options.store,
@@ -421,6 +459,17 @@ async function shellCommand(args, flags) {
         await db.close();
     }
 }
+/** The flags each command takes (besides the ones every command takes): any other is a usage error. */
+const COMMON = ['endpoint', 'region', 'profile', 'quiet', 'debug', 'help'];
+const COMMAND_FLAGS = {
+    import: ['overwrite', 'layout', 'block-size'],
+    export: [],
+    query: ['json', 'nl', 'csv', 'at-version'],
+    info: ['json'],
+    shell: [],
+    versions: ['json'],
+    gc: ['keep', 'grace-ms', 'unsafe-short-grace', 'dry-run'],
+};
 const COMMANDS = {
     import: importCommand,
     export: exportCommand,
@@ -447,6 +496,9 @@ async function main(argv) {
             process.stdout.write(USAGE[command] + '\n');
             return 0;
         }
+        const stray = Object.keys(flags).filter((f) => !COMMON.includes(f) && !COMMAND_FLAGS[command].includes(f));
+        if (stray.length)
+            throw new UsageError(`${command} does not take --${stray.join(', --')}\n\n${USAGE[command]}`);
         if (flags.profile)
             process.env.AWS_PROFILE = flags.profile;
         // --debug: the request log on stderr (as DEBUG=sqlite-s3vfs does).

@@ -6,7 +6,7 @@
 // Exit codes: 0 ok, 1 runtime error (one line on stderr with its code), 2 usage.
 
 import { type SingleBar } from 'cli-progress'
-import { createReadStream, createWriteStream, statSync } from 'node:fs'
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs'
 import { Transform, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
@@ -157,7 +157,10 @@ async function importCommand(args: string[], flags: Flags) {
   const source: Readable = file === '-' ? process.stdin : createReadStream(file)
   const bar = await progressBar(flags, file === '-' ? undefined : statSync(file).size)
   try {
-    const { size } = await S3Database.deserialize(a.bucket, a.prefix, source.pipe(counter(bar)), {
+    const counted = counter(bar)
+    // An input that fails (a folder, an unreadable file) fails the import, which cleans up.
+    source.on('error', (e) => counted.destroy(e))
+    const { size } = await S3Database.deserialize(a.bucket, a.prefix, source.pipe(counted), {
       ...a.options,
       layout,
       blockSize: integer('block-size', flags['block-size']),
@@ -174,16 +177,28 @@ async function exportCommand(args: string[], flags: Flags) {
   const [url, file] = args
   if (!url || !file || args.length > 2) throw new UsageError(USAGE.export)
   const a = parseAddress(url, flags)
+  await mustExist(url, a)
   const db = new S3Database(a.bucket, a.prefix, a.options)
+  // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
+  const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`
   try {
     const size = await databaseSize(db)
     const bar = await progressBar(flags, size)
-    const sink: Writable = file === '-' ? process.stdout : createWriteStream(file)
+    const sink: Writable = partial ? createWriteStream(partial) : process.stdout
     await pipeline(db.serialize(), counter(bar), sink)
     bar?.stop()
+    if (partial) renameSync(partial, file)
   } finally {
+    if (partial) rmSync(partial, { force: true })
     await db.close()
   }
+}
+
+/** Fails with ERR_NOT_FOUND when no database is stored at the address. */
+async function mustExist(url: string, a: Address): Promise<Awaited<ReturnType<typeof S3Database.inspect>>> {
+  const stored = await S3Database.inspect(a.bucket, a.prefix, a.options)
+  if (!stored.layout) throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' })
+  return stored
 }
 
 async function databaseSize(db: S3Database): Promise<number> {
@@ -199,17 +214,22 @@ async function queryCommand(args: string[], flags: Flags) {
   const db = new S3Database(a.bucket, a.prefix, { ...a.options, version })
   try {
     const stmt = await db.prepare(sql)
-    const rows = await stmt.all(params.map((p) => (/^-?\d+(\.\d+)?$/.test(p) ? Number(p) : p)))
+    const rows = await stmt.all(params.map(parameter))
     const columns = stmt.columns
     stmt.finalize()
-    const json = (v: unknown) =>
-      JSON.stringify(v, (_k, x) =>
-        typeof x === 'bigint' ? x.toString() : x && x.type === 'Buffer' ? Buffer.from(x.data).toString('base64') : x,
+    // Cell by cell: a BLOB is base64 text, an integer beyond 2^53 a decimal string.
+    const json = (v: unknown) => JSON.stringify(v)
+    const jsonRow = (r: Record<string, unknown>) =>
+      Object.fromEntries(
+        columns.map((c) => [
+          c,
+          Buffer.isBuffer(r[c]) ? (r[c] as Buffer).toString('base64') : typeof r[c] === 'bigint' ? String(r[c]) : r[c],
+        ]),
       )
     if (flags.json) {
-      process.stdout.write(json(rows) + '\n')
+      process.stdout.write(json(rows.map(jsonRow)) + '\n')
     } else if (flags.nl) {
-      for (const r of rows) process.stdout.write(json(r) + '\n')
+      for (const r of rows) process.stdout.write(json(jsonRow(r)) + '\n')
     } else if (flags.csv) {
       const { stringify } = await import('csv-stringify/sync')
       process.stdout.write(
@@ -226,6 +246,19 @@ async function queryCommand(args: string[], flags: Flags) {
   }
 }
 
+/** A command-line parameter: a plain decimal number is a number (an integer beyond 2^53 a
+ *  bigint, beyond 64 bits text); anything else, `007` and `1e3` included, is text. */
+function parameter(p: string): string | number | bigint {
+  if (/^-?(0|[1-9]\d*)$/.test(p)) {
+    if (Number.isSafeInteger(Number(p))) return Number(p)
+    // Beyond 2^53 a bigint, beyond SQLite's 64-bit INTEGER text.
+    const big = BigInt(p)
+    return big >= -(2n ** 63n) && big < 2n ** 63n ? big : p
+  }
+  if (/^-?(0|[1-9]\d*)\.\d+$/.test(p)) return Number(p)
+  return p
+}
+
 function cell(v: unknown): string {
   if (v === null || v === undefined) return ''
   if (Buffer.isBuffer(v)) return `x'${v.toString('hex')}'`
@@ -236,8 +269,7 @@ async function infoCommand(args: string[], flags: Flags) {
   const [url] = args
   if (!url || args.length > 1) throw new UsageError(USAGE.info)
   const a = parseAddress(url, flags)
-  const stored = await S3Database.inspect(a.bucket, a.prefix, a.options)
-  if (!stored.layout) throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' })
+  const stored = await mustExist(url, a)
   const db = new S3Database(a.bucket, a.prefix, a.options)
   try {
     const r = await db.get<{ n: number; s: number }>('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()')
@@ -293,6 +325,10 @@ async function gcCommand(args: string[], flags: Flags) {
   const [url] = args
   if (!url || args.length > 1) throw new UsageError(USAGE.gc)
   const a = parseAddress(url, flags)
+  const stored = await mustExist(url, a)
+  if (stored.layout !== 'versioned') {
+    throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' })
+  }
   const report = await S3Database.gc(a.bucket, a.prefix, {
     s3: a.options.s3,
     store: a.options.store,
@@ -405,6 +441,18 @@ async function shellCommand(args: string[], flags: Flags) {
   }
 }
 
+/** The flags each command takes (besides the ones every command takes): any other is a usage error. */
+const COMMON = ['endpoint', 'region', 'profile', 'quiet', 'debug', 'help']
+const COMMAND_FLAGS: Record<string, string[]> = {
+  import: ['overwrite', 'layout', 'block-size'],
+  export: [],
+  query: ['json', 'nl', 'csv', 'at-version'],
+  info: ['json'],
+  shell: [],
+  versions: ['json'],
+  gc: ['keep', 'grace-ms', 'unsafe-short-grace', 'dry-run'],
+}
+
 const COMMANDS: Record<string, (args: string[], flags: Flags) => Promise<void>> = {
   import: importCommand,
   export: exportCommand,
@@ -431,6 +479,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE[command] + '\n')
       return 0
     }
+    const stray = Object.keys(flags).filter((f) => !COMMON.includes(f) && !COMMAND_FLAGS[command].includes(f))
+    if (stray.length) throw new UsageError(`${command} does not take --${stray.join(', --')}\n\n${USAGE[command]}`)
     if (flags.profile) process.env.AWS_PROFILE = flags.profile
     // --debug: the request log on stderr (as DEBUG=sqlite-s3vfs does).
     if (flags.debug) process.env.DEBUG = [process.env.DEBUG, 'sqlite-s3vfs'].filter(Boolean).join(',')

@@ -62,7 +62,13 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
             opts.grace_ms
         )));
     }
-    let now = store_now(&store, names).await?;
+    // A dry run writes nothing, not even the clock probe: it takes the local clock (a report
+    // can be off by the clocks' skew; a real run never is).
+    let now = if opts.dry_run {
+        crate::store::now_ms()
+    } else {
+        store_now(&store, names).await?
+    };
     let grace = opts.grace_ms as i64;
     let mut roots: Vec<(u64, i64, u64)> = list_all(&*store, &names.roots_dir())
         .await?
