@@ -32,6 +32,8 @@ export declare class NativeDatabase {
   /** The layout's name, once the database is open. */
   layout(): string | null
   stats(): JsStats
+  /** Makes the running statement fail with `SQLITE_INTERRUPT` (the database stays usable). */
+  interrupt(): void
 }
 
 export declare class NativeDeserializer {

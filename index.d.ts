@@ -340,6 +340,12 @@ export declare class S3Database implements Queryable {
     static gc(bucket: string, prefix: string, options?: GcOptions): Promise<GcReport>;
     /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
     static inspect(bucket: string, prefix: string, options?: Pick<DatabaseOptions, 's3' | 'store'>): Promise<Inspection>;
+    /**
+     * Makes the statement running now fail with `SQLITE_INTERRUPT` (a long query, from a timer or
+     * a Ctrl-C handler); the database stays usable, and a write transaction it was part of rolls
+     * back. Does nothing when no statement runs.
+     */
+    interrupt(): void;
     /** Request and cache counters since open. */
     stats(): Stats;
     /**

@@ -587,6 +587,14 @@ class S3Database {
             })),
         };
     }
+    /**
+     * Makes the statement running now fail with `SQLITE_INTERRUPT` (a long query, from a timer or
+     * a Ctrl-C handler); the database stays usable, and a write transaction it was part of rolls
+     * back. Does nothing when no statement runs.
+     */
+    interrupt() {
+        this.#native.interrupt();
+    }
     /** Request and cache counters since open. */
     stats() {
         return this.#native.stats();

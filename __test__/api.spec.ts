@@ -210,3 +210,16 @@ test('a parameter the native side cannot take is a SqliteS3Error with a code, no
   t.is((e2 as SqliteS3Error).code, 'SQLITE_TOOBIG')
   await db.close()
 })
+
+test('interrupt() stops a running statement with SQLITE_INTERRUPT, and the database keeps working', async (t) => {
+  const db = new S3Database(bucket, freshPrefix('interrupt'), options())
+  await db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)')
+  db.interrupt() // nothing runs: a no-op
+  const long = db.get('WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c WHERE n > 1e12')
+  setTimeout(() => db.interrupt(), 200)
+  const e = await t.throwsAsync(long)
+  t.is((e as SqliteS3Error).code, 'SQLITE_INTERRUPT')
+  t.deepEqual(await db.get('SELECT x FROM t'), { x: 1 })
+  await db.close()
+  db.interrupt() // after close: still a no-op
+})

@@ -71,8 +71,8 @@ Options for every command:
     info: `Usage: sqlite-s3vfs info <url> [--json]`,
     shell: `Usage: sqlite-s3vfs shell <url>
 
-Statements end with ';' and may span lines. Ctrl-C drops the statement being typed (one that
-is running finishes, and its result is not shown); Ctrl-D or .quit leaves. History is kept in
+Statements end with ';' and may span lines. Ctrl-C interrupts the running statement or drops
+the one being typed; Ctrl-D or .quit leaves. History is kept in
 ~/.sqlite_s3vfs_history.
   .tables            the tables
   .schema [table]    CREATE statements
@@ -383,8 +383,11 @@ async function shellCommand(args, flags) {
         if (interactive)
             rl.prompt();
     };
+    let running = false;
     rl.on('SIGINT', () => {
-        // Drops what is being typed (or the running statement's result), never the shell.
+        // Interrupts the running statement, or drops what is being typed; never the shell.
+        if (running)
+            db.interrupt();
         buffer = '';
         generation++;
         process.stdout.write('^C\n');
@@ -392,6 +395,7 @@ async function shellCommand(args, flags) {
     });
     const run = async (sql) => {
         const mine = generation;
+        running = true;
         try {
             const stmt = await db.prepare(sql);
             if (stmt.columns.length > 0) {
@@ -409,6 +413,9 @@ async function shellCommand(args, flags) {
         catch (e) {
             if (mine === generation)
                 say(`error: [${e.code ?? 'ERROR'}] ${e.message}`);
+        }
+        finally {
+            running = false;
         }
     };
     const dot = async (line) => {

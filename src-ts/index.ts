@@ -877,6 +877,15 @@ export class S3Database implements Queryable {
     }
   }
 
+  /**
+   * Makes the statement running now fail with `SQLITE_INTERRUPT` (a long query, from a timer or
+   * a Ctrl-C handler); the database stays usable, and a write transaction it was part of rolls
+   * back. Does nothing when no statement runs.
+   */
+  interrupt(): void {
+    this.#native.interrupt()
+  }
+
   /** Request and cache counters since open. */
   stats(): Stats {
     return this.#native.stats()

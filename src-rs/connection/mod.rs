@@ -194,9 +194,14 @@ pub struct Connection {
     stats: Arc<Stats>,
     pinned: Pinned,
     layout: Arc<Mutex<Option<LayoutKind>>>,
+    /// Interrupts the statement the connection thread runs (set once the database is open).
+    interrupt: Interrupt,
     next_iterator: AtomicU64,
     place: String,
 }
+
+/// SQLite's interrupt handle of a connection, shared with the thread that opens it.
+type Interrupt = Arc<Mutex<Option<rusqlite::InterruptHandle>>>;
 
 impl Connection {
     pub fn start(config: DatabaseConfig) -> Result<Connection> {
@@ -207,7 +212,8 @@ impl Connection {
         let thread_stats = stats.clone();
         let pinned = Pinned::default();
         let layout = Arc::new(Mutex::new(None));
-        let shared = (pinned.clone(), layout.clone());
+        let interrupt: Interrupt = Arc::default();
+        let shared = (pinned.clone(), layout.clone(), interrupt.clone());
         std::thread::Builder::new()
             .name("s3vfs-connection".into())
             // Open iterators nest frames on this thread (bounded by MAX_OPEN_ITERATORS); SQLite
@@ -220,6 +226,7 @@ impl Connection {
             stats,
             pinned,
             layout,
+            interrupt,
             next_iterator: AtomicU64::new(1),
             place,
         })
@@ -227,6 +234,14 @@ impl Connection {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Makes the statement running now (if any) fail with `SQLITE_INTERRUPT`; the connection
+    /// stays usable. A no-op before the database is open or between statements.
+    pub fn interrupt(&self) {
+        if let Some(handle) = self.interrupt.lock().unwrap().as_ref() {
+            handle.interrupt();
+        }
     }
 
     /// The version the connection has pinned (versioned layout; 0 before the first read).
@@ -344,6 +359,7 @@ struct Worker {
     stats: Arc<Stats>,
     pinned: Pinned,
     layout: Arc<Mutex<Option<LayoutKind>>>,
+    interrupt: Interrupt,
     db: Option<OpenDb>,
 }
 
@@ -358,13 +374,14 @@ impl Worker {
     fn new(
         config: DatabaseConfig,
         stats: Arc<Stats>,
-        shared: (Pinned, Arc<Mutex<Option<LayoutKind>>>),
+        shared: (Pinned, Arc<Mutex<Option<LayoutKind>>>, Interrupt),
     ) -> Self {
         Worker {
             config,
             stats,
             pinned: shared.0,
             layout: shared.1,
+            interrupt: shared.2,
             db: None,
         }
     }
@@ -433,6 +450,7 @@ impl Worker {
         conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
             .map_err(|e| sql_error(&ctx, e))
             .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+        *self.interrupt.lock().unwrap() = Some(conn.get_interrupt_handle());
         self.db = Some(OpenDb {
             conn,
             ctx,

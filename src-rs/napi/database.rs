@@ -194,6 +194,12 @@ impl NativeDatabase {
     pub fn stats(&self) -> JsStats {
         self.conn.stats().into()
     }
+
+    /// Makes the running statement fail with `SQLITE_INTERRUPT` (the database stays usable).
+    #[napi]
+    pub fn interrupt(&self) {
+        self.conn.interrupt();
+    }
 }
 
 /// Sends a command whose promise the connection thread resolves itself (one wake-up of the JS
