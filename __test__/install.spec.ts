@@ -61,28 +61,10 @@ let packed: Packed
 let bucket = ''
 const figures: string[] = []
 
-const ESM = `
-import { S3Database, SqliteS3Error } from 'sqlite-s3vfs'
-import { createRequire } from 'node:module'
-const same = createRequire(import.meta.url)('sqlite-s3vfs').SqliteS3Error === SqliteS3Error
-const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : typeof Deno !== 'undefined' ? 'deno ' + Deno.version.deno : 'node ' + process.version
-const db = new S3Database(process.env.BUCKET, process.env.PREFIX, { layout: 'versioned', s3: { endpoint: process.env.ENDPOINT, region: process.env.REGION } })
-await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
-await db.transaction(async (tx) => { for (let i = 0; i < 10; i++) await tx.run('INSERT INTO t(v) VALUES (?)', ['row ' + i]) })
-const { n } = await db.get('SELECT count(*) AS n FROM t')
-let bytes = 0, header = ''
-for await (const chunk of db.serialize()) { if (!header) header = Buffer.from(chunk).subarray(0, 15).toString(); bytes += chunk.length }
-let code = ''
-try { await db.run('INSERT INTO t(id) VALUES (1)') } catch (e) { code = e instanceof SqliteS3Error ? e.code : 'not a SqliteS3Error' }
-await db.close()
-console.log(JSON.stringify({ runtime, n, bytes, header, same, code, version: db.version }))
-`
-
-const CJS = `
-const { S3Database, SqliteS3Error, defaults } = require('sqlite-s3vfs')
-const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : 'node ' + process.version
-;(async () => {
-  const db = new S3Database(process.env.BUCKET, process.env.PREFIX, { layout: 'sqlite-s3vfs', blockSize: defaults.compatBlockSize, s3: { endpoint: process.env.ENDPOINT, region: process.env.REGION } })
+/** What both smoke programs do once they hold the package, inside an async function or an ES
+ *  module's top level: create, write in a transaction, query, serialize, catch a coded error. */
+const SMOKE = (dbOptions: string, report: string) => `
+  const db = new S3Database(process.env.BUCKET, process.env.PREFIX, ${dbOptions})
   await db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)')
   await db.transaction(async (tx) => { for (let i = 0; i < 10; i++) await tx.run('INSERT INTO t(v) VALUES (?)', ['row ' + i]) })
   const { n } = await db.get('SELECT count(*) AS n FROM t')
@@ -91,7 +73,22 @@ const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : 'node ' + pr
   let code = ''
   try { await db.run('INSERT INTO t(id) VALUES (1)') } catch (e) { code = e instanceof SqliteS3Error ? e.code : 'not a SqliteS3Error' }
   await db.close()
-  console.log(JSON.stringify({ runtime, n, bytes, header, same: true, code, version: 0 }))
+  console.log(JSON.stringify({ runtime, n, bytes, header, code, ${report} }))
+`
+const S3 = 's3: { endpoint: process.env.ENDPOINT, region: process.env.REGION }'
+
+const ESM = `
+import { S3Database, SqliteS3Error } from 'sqlite-s3vfs'
+import { createRequire } from 'node:module'
+const same = createRequire(import.meta.url)('sqlite-s3vfs').SqliteS3Error === SqliteS3Error
+const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : typeof Deno !== 'undefined' ? 'deno ' + Deno.version.deno : 'node ' + process.version
+${SMOKE(`{ layout: 'versioned', ${S3} }`, 'same, version: db.version')}`
+
+const CJS = `
+const { S3Database, SqliteS3Error, defaults } = require('sqlite-s3vfs')
+const runtime = typeof Bun !== 'undefined' ? 'bun ' + Bun.version : 'node ' + process.version
+;(async () => {
+${SMOKE(`{ layout: 'sqlite-s3vfs', blockSize: defaults.compatBlockSize, ${S3} }`, 'same: true, version: 0')}
 })().catch((e) => { console.error(e); process.exit(1) })
 `
 

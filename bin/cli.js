@@ -190,7 +190,7 @@ async function exportCommand(args, flags) {
     // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
     const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`;
     try {
-        const size = await databaseSize(db);
+        const { databaseSize: size } = await pages(db);
         const bar = await progressBar(flags, size);
         const sink = partial ? (0, node_fs_1.createWriteStream)(partial) : process.stdout;
         await (0, promises_1.pipeline)(db.serialize(), counter(bar), sink);
@@ -211,9 +211,12 @@ async function mustExist(url, a) {
         throw Object.assign(new Error(`no database at ${url}`), { code: 'ERR_NOT_FOUND' });
     return stored;
 }
-async function databaseSize(db) {
+/** The database's page size, page count and size in bytes, as SQLite sees them. */
+async function pages(db) {
     const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
-    return (r?.n ?? 0) * (r?.s ?? 0);
+    const pageSize = r?.s ?? 0;
+    const pageCount = r?.n ?? 0;
+    return { pageSize, pageCount, databaseSize: pageSize * pageCount };
 }
 async function queryCommand(args, flags) {
     const [url, sql, ...params] = args;
@@ -281,16 +284,14 @@ async function infoCommand(args, flags) {
     const stored = await mustExist(url, a);
     const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
     try {
-        const r = await db.get('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()');
+        const figures = await pages(db);
         const kept = stored.versions.filter((v) => !v.pruned);
         const info = {
             address: url,
             layout: stored.layout,
             version: stored.layout === 'versioned' ? db.version : null,
             oldestVersion: kept[0]?.version ?? null,
-            pageSize: r?.s ?? 0,
-            pageCount: r?.n ?? 0,
-            databaseSize: (r?.n ?? 0) * (r?.s ?? 0),
+            ...figures,
             objects: stored.objects,
             bytesStored: stored.bytes,
         };

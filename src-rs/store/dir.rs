@@ -43,6 +43,8 @@ const RESERVED: [&str; 22] = [
     "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
 ];
 
+/// Cloned into each blocking task: the store is only its folder.
+#[derive(Clone)]
 pub struct DirStore {
     /// The bucket's folder.
     root: PathBuf,
@@ -403,7 +405,7 @@ impl ObjectStore for DirStore {
     }
 
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
-        let (store, key) = (self.clone_root(), key.to_string());
+        let (store, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move |_| store.get_sync(&key, opts)))
     }
 
@@ -413,7 +415,7 @@ impl ObjectStore for DirStore {
         body: Bytes,
         mode: PutMode,
     ) -> BoxFuture<'a, Result<Option<String>>> {
-        let (store, key) = (self.clone_root(), key.to_string());
+        let (store, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move |cancelled| {
             store.put_sync(&key, &body, mode, cancelled)
         }))
@@ -426,7 +428,7 @@ impl ObjectStore for DirStore {
         max_keys: Option<u32>,
     ) -> BoxFuture<'a, Result<ListPage>> {
         let (store, prefix, after) = (
-            self.clone_root(),
+            self.clone(),
             prefix.to_string(),
             start_after.map(str::to_string),
         );
@@ -436,24 +438,15 @@ impl ObjectStore for DirStore {
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        let (store, key) = (self.clone_root(), key.to_string());
+        let (store, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move |cancelled| {
             store.delete_sync(&key, cancelled)
         }))
     }
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
-        let (store, key) = (self.clone_root(), key.to_string());
+        let (store, key) = (self.clone(), key.to_string());
         Box::pin(blocking(move |_| store.head_sync(&key)))
-    }
-}
-
-impl DirStore {
-    /// A handle for a blocking task (the store is only its folder).
-    fn clone_root(&self) -> DirStore {
-        DirStore {
-            root: self.root.clone(),
-        }
     }
 }
 

@@ -182,7 +182,7 @@ async function exportCommand(args: string[], flags: Flags) {
   // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
   const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`
   try {
-    const size = await databaseSize(db)
+    const { databaseSize: size } = await pages(db)
     const bar = await progressBar(flags, size)
     const sink: Writable = partial ? createWriteStream(partial) : process.stdout
     await pipeline(db.serialize(), counter(bar), sink)
@@ -201,9 +201,12 @@ async function mustExist(url: string, a: Address): Promise<Awaited<ReturnType<ty
   return stored
 }
 
-async function databaseSize(db: S3Database): Promise<number> {
+/** The database's page size, page count and size in bytes, as SQLite sees them. */
+async function pages(db: S3Database): Promise<{ pageSize: number; pageCount: number; databaseSize: number }> {
   const r = await db.get<{ n: number; s: number }>('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()')
-  return (r?.n ?? 0) * (r?.s ?? 0)
+  const pageSize = r?.s ?? 0
+  const pageCount = r?.n ?? 0
+  return { pageSize, pageCount, databaseSize: pageSize * pageCount }
 }
 
 async function queryCommand(args: string[], flags: Flags) {
@@ -272,16 +275,14 @@ async function infoCommand(args: string[], flags: Flags) {
   const stored = await mustExist(url, a)
   const db = new S3Database(a.bucket, a.prefix, a.options)
   try {
-    const r = await db.get<{ n: number; s: number }>('SELECT page_count AS n, page_size AS s FROM pragma_page_count(), pragma_page_size()')
+    const figures = await pages(db)
     const kept = stored.versions.filter((v) => !v.pruned)
     const info = {
       address: url,
       layout: stored.layout,
       version: stored.layout === 'versioned' ? db.version : null,
       oldestVersion: kept[0]?.version ?? null,
-      pageSize: r?.s ?? 0,
-      pageCount: r?.n ?? 0,
-      databaseSize: (r?.n ?? 0) * (r?.s ?? 0),
+      ...figures,
       objects: stored.objects,
       bytesStored: stored.bytes,
     }
