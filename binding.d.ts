@@ -31,6 +31,8 @@ export declare class NativeDatabase {
   version(): number
   /** The layout's name, once the database is open. */
   layout(): string | null
+  /** The block size, once the database is open. */
+  blockSize(): number | null
   stats(): JsStats
   /** Makes the running statement fail with `SQLITE_INTERRUPT` (the database stays usable). */
   interrupt(): void
@@ -55,7 +57,7 @@ export declare class NativeSerializer {
   read(): Promise<Buffer | null>
 }
 
-export declare function collectGarbage(bucket: string, prefix: string, options?: JsOptions | undefined | null, keepVersions?: number | undefined | null, gracePeriodMs?: number | undefined | null, unsafeShortGracePeriod?: boolean | undefined | null, dryRun?: boolean | undefined | null): Promise<JsGcReport>
+export declare function collectGarbage(bucket: string, prefix: string, options: JsOptions | undefined | null, gc: JsGcOptions): Promise<JsGcReport>
 
 export declare function defaults(): JsDefaults
 
@@ -77,6 +79,21 @@ export interface JsDefaults {
   concurrency: number
   readAhead: number
   memoryLimit: number
+}
+
+/** What `S3Database.gc` takes besides the store's options. */
+export interface JsGcOptions {
+  keepVersions?: number
+  gracePeriodMs?: number
+  unsafeShortGracePeriod?: boolean
+  dryRun?: boolean
+  onProgress?: ProgressCallback
+}
+
+/** How far the deletions are. */
+export interface JsGcProgress {
+  deleted: number
+  total: number
 }
 
 export interface JsGcReport {

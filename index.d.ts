@@ -181,6 +181,12 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 
     unsafeShortGracePeriod?: boolean;
     /** Report what would be pruned and deleted, and change nothing. Default false. */
     dryRun?: boolean;
+    /** Called as the objects are deleted (from 0 to `total`), for a progress bar. What it throws is
+     *  ignored. */
+    onProgress?: (progress: {
+        deleted: number;
+        total: number;
+    }) => void;
 }
 export interface GcReport {
     head: number;
@@ -333,6 +339,9 @@ export declare class S3Database implements Queryable {
     get version(): number;
     /** The layout of the database (known once it is open). */
     get layout(): 'versioned' | 'sqlite-s3vfs' | undefined;
+    /** The block size in bytes (known once it is open): a versioned database's own, whatever the
+     *  options say; in the `sqlite-s3vfs` layout, the `blockSize` option (that format records none). */
+    get blockSize(): number | undefined;
     /**
      * Versioned layout: deletes what no retained version needs (old versions' blocks and map
      * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.

@@ -556,6 +556,11 @@ class S3Database {
     get layout() {
         return (this.#native.layout() ?? undefined);
     }
+    /** The block size in bytes (known once it is open): a versioned database's own, whatever the
+     *  options say; in the `sqlite-s3vfs` layout, the `blockSize` option (that format records none). */
+    get blockSize() {
+        return this.#native.blockSize() ?? undefined;
+    }
     /**
      * Versioned layout: deletes what no retained version needs (old versions' blocks and map
      * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
@@ -570,7 +575,27 @@ class S3Database {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
         }
         const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger });
-        return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun));
+        const report = options?.onProgress;
+        if (report !== undefined && typeof report !== 'function') {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function');
+        }
+        const onProgress = report
+            ? (p) => {
+                try {
+                    report({ deleted: p.deleted, total: p.total });
+                }
+                catch {
+                    // A progress display that fails must not fail the collection.
+                }
+            }
+            : undefined;
+        return guard(native.collectGarbage(bucket, prefix, o, {
+            keepVersions: keep,
+            gracePeriodMs: grace,
+            unsafeShortGracePeriod: options?.unsafeShortGracePeriod,
+            dryRun: options?.dryRun,
+            onProgress,
+        }));
     }
     /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
     static async inspect(bucket, prefix, options) {

@@ -186,6 +186,27 @@ test('bad options and prefixes are refused before any request', async (t) => {
   t.throws(() => new S3Database(bucket, 'a//b', options()), { code: 'ERR_INVALID_ARGUMENT' })
   t.throws(() => new S3Database(bucket, 'ok', options({ blockSize: 100 })), { code: 'ERR_INVALID_ARGUMENT', message: /blockSize/ })
   t.throws(() => new S3Database(bucket, 'ok', options({ concurrency: 0 })), { code: 'ERR_INVALID_ARGUMENT' })
+  await t.throwsAsync(S3Database.gc(bucket, 'ok', { ...options(), onProgress: 5 as never }), {
+    code: 'ERR_INVALID_ARGUMENT',
+    message: /onProgress/,
+  })
+})
+
+test('blockSize: unknown before open; a versioned database keeps its own, whatever the options say', async (t) => {
+  const prefix = freshPrefix('blocksize')
+  const db = new S3Database(bucket, prefix, options({ blockSize: 65536 }))
+  t.is(db.blockSize, undefined)
+  await db.exec('CREATE TABLE t(x)')
+  t.is(db.blockSize, 65536)
+  await db.close()
+  const other = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
+  await other.open()
+  t.is(other.blockSize, 65536)
+  await other.close()
+  const compat = new S3Database(bucket, freshPrefix('blocksize'), options({ layout: 'sqlite-s3vfs' }))
+  await compat.open()
+  t.is(compat.blockSize, 4096)
+  await compat.close()
 })
 
 test('two S3Database objects on one prefix in one process do not deadlock', async (t) => {

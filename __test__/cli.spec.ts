@@ -61,7 +61,7 @@ for (const [label, address] of [
     t.regex(table.out, /│ 2  │ q"x  │/)
 
     const info = JSON.parse(cli('info', url, '--json', ...s3).out)
-    t.like(info, { layout: 'versioned', pageSize: 4096, pageCount: 2, databaseSize: 8192, oldestVersion: 1 })
+    t.like(info, { layout: 'versioned', pageSize: 4096, pageCount: 2, databaseSize: 8192, oldestVersion: 1, blockSize: 262144 })
     t.true(info.version >= 1 && info.objects >= 2 && info.bytesStored >= 8192, JSON.stringify(info))
     // Two imports (the second with --overwrite): versions 1 and 2, each with its creation time.
     const versions = JSON.parse(cli('versions', url, '--json', ...s3).out)
@@ -84,7 +84,7 @@ for (const [label, address] of [
 
     // A dry run reports what a run would do, and changes nothing.
     const before = JSON.parse(cli('info', url, '--json', ...s3).out)
-    const dry = cli('gc', url, '--keep', '1', '--grace-ms', '0', '--unsafe-short-grace', '--dry-run', ...s3)
+    const dry = cli('gc', url, '--keep', '1', '--grace', '0', '--unsafe-short-grace', '--dry-run', ...s3)
     t.is(dry.code, 0, dry.err)
     if (label === 'local directory') {
       const { existsSync } = await import('node:fs')
@@ -93,7 +93,7 @@ for (const [label, address] of [
     const planned = JSON.parse(dry.out)
     t.like(planned, { versionsKept: 1, versionsPruned: 1 })
     t.deepEqual(JSON.parse(cli('info', url, '--json', ...s3).out), before)
-    const gc = cli('gc', url, '--keep', '1', '--grace-ms', '0', '--unsafe-short-grace', ...s3)
+    const gc = cli('gc', url, '--keep', '1', '--grace', '0', '--unsafe-short-grace', ...s3)
     t.is(gc.code, 0, gc.err)
     t.deepEqual(JSON.parse(gc.out), planned, 'the run did what the dry run said')
     const after = JSON.parse(cli('versions', url, '--json', ...s3).out)
@@ -140,9 +140,12 @@ test('usage errors exit 2, runtime errors exit 1 with a coded line and no stack'
   t.is(read(backup, 'utf8'), 'earlier backup')
   t.is(cli('gc', `file://${dir}/store/bucket/typo.sqlite`).code, 1)
   // A flag another command takes is a usage error here, never silently ignored.
-  const stray = cli('export', `file://${dir}/store/bucket/x.sqlite`, backup, '--at-version', '1')
+  const stray = cli('export', `file://${dir}/store/bucket/x.sqlite`, backup, '--json')
   t.is(stray.code, 2)
-  t.regex(stray.err, /export does not take --at-version/)
+  t.regex(stray.err, /export does not take --json/)
+  t.regex(cli('gc', `file://${dir}/store/bucket/x.sqlite`, '--grace', 'soon').err, /--grace must be a duration/)
+  t.is(cli('gc', `file://${dir}/store/bucket/x.sqlite`, '--grace', 'soon').code, 2)
+  t.is(cli('query', `file://${dir}/store/bucket/x.sqlite`, 'SELECT 1', '--dir', dir).code, 2, '--dir goes with s3:// only')
   // An input that cannot be read is one coded line.
   const folder = cli('import', dir, `file://${dir}/store/bucket/z.sqlite`)
   t.is(folder.code, 1)
@@ -195,4 +198,183 @@ test('shell: statements over several lines, dot commands, errors that keep the s
   t.regex(r.stdout, /│ get/)
   t.regex(r.stdout, /unknown command \.bogus/)
   t.notRegex(r.stdout, /after_quit/, 'nothing runs after .quit')
+})
+
+test('progress bars: on a terminal (a pseudo-terminal by script(1)) for import, export and gc; none when piped', (t) => {
+  const big = join(dir, 'big.sqlite')
+  const db = new Database(big)
+  db.exec(
+    'CREATE TABLE t(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO t SELECT randomblob(1000) FROM n',
+  )
+  db.close()
+  const url = `file://${dir}/store/bucket/progress.sqlite`
+  const copy = join(dir, 'progress-copy.sqlite')
+  // script(1) runs the command on a pseudo-terminal and copies what it shows to stdout.
+  const tty = (...args: string[]) => {
+    const r = spawnSync('script', ['-qec', [process.execPath, CLI, ...args].join(' '), '/dev/null'], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_NO_WARNINGS: '1' },
+    })
+    return { code: r.status, shown: r.stdout }
+  }
+  const bytes = readFileSync(big).length
+  const imported = tty('import', big, url)
+  t.is(imported.code, 0, imported.shown)
+  t.true(imported.shown.includes(`100% | ${bytes}/${bytes} bytes | `), imported.shown)
+  t.regex(imported.shown, /MB\/s \| ETA \d+s/)
+  t.regex(imported.shown, /imported \d+ bytes into/)
+  t.true(imported.shown.includes('█'), 'a bar')
+  const exported = tty('export', url, copy)
+  t.is(exported.code, 0, exported.shown)
+  t.true(exported.shown.includes(`100% | ${bytes}/${bytes} bytes | `), exported.shown)
+  t.true(readFileSync(copy).equals(readFileSync(big)))
+  t.is(tty('import', big, url, '--overwrite').code, 0)
+  const gc = tty('gc', url, '--grace', '0', '--unsafe-short-grace')
+  t.is(gc.code, 0, gc.shown)
+  const bar = /100% \| (\d+)\/\1 objects \| \d+ objects\/s/.exec(gc.shown)
+  t.truthy(bar, gc.shown)
+  const report = JSON.parse(/\{.*\}/.exec(gc.shown)![0])
+  t.true(report.objectsDeleted > 0 && report.objectsDeleted === Number(bar?.[1]), JSON.stringify(report))
+  // --quiet on a terminal: no bar.
+  t.notRegex(tty('export', url, copy, '--quiet').shown, /%|ETA|█/)
+  // Piped (stderr not a terminal): no bar, only the closing line.
+  const piped = cli('import', big, url, '--overwrite')
+  t.is(piped.code, 0)
+  t.is(piped.err, `imported ${bytes} bytes into ${url}\n`)
+  const pipedExport = cli('export', url, copy)
+  t.is(pipedExport.err, '')
+})
+
+test('query --json and --nl give what better-sqlite3 gives on the same file (seeded random rows)', (t) => {
+  const seed = Number(process.env.CLI_SEED ?? Date.now() % 100000)
+  let state = seed
+  const random = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+  const pick = (): unknown => {
+    const r = random()
+    if (r < 0.15) return null
+    if (r < 0.35) return Math.floor(random() * 2 ** 40) - 2 ** 39
+    if (r < 0.55) return (random() - 0.5) * 1e6
+    if (r < 0.85)
+      return Array.from({ length: Math.floor(random() * 12) }, () => String.fromCodePoint(32 + Math.floor(random() * 400))).join('')
+    return Buffer.from(Array.from({ length: Math.floor(random() * 9) }, () => Math.floor(random() * 256)))
+  }
+  const file = join(dir, `random-${seed}.sqlite`)
+  const local = new Database(file)
+  local.exec('CREATE TABLE r(a, b, c, "d e")')
+  const insert = local.prepare('INSERT INTO r VALUES (?, ?, ?, ?)')
+  for (let i = 0; i < 200; i++) insert.run(pick(), pick(), pick(), pick())
+  const sql = 'SELECT rowid, * FROM r ORDER BY rowid'
+  const expected = local
+    .prepare(sql)
+    .all()
+    .map((row) => Object.fromEntries(Object.entries(row as object).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('base64') : v])))
+  local.close()
+  const url = `file://${dir}/store/bucket/random-${seed}.sqlite`
+  t.is(cli('import', file, url).code, 0)
+  const json = cli('query', url, sql, '--json')
+  t.is(json.code, 0, json.err)
+  t.deepEqual(JSON.parse(json.out), expected, `seed ${seed} (replay with CLI_SEED=${seed})`)
+  const nl = cli('query', url, sql, '--nl')
+  t.deepEqual(
+    nl.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    expected,
+    `seed ${seed}`,
+  )
+})
+
+test('a wrong bucket, a missing database and a bad statement each exit 1 with one coded line', (t) => {
+  const sigv4 = process.env.SQLITE_S3VFS_TEST_SIGV4_ENDPOINT
+  if (!sigv4) throw new Error('SQLITE_S3VFS_TEST_SIGV4_ENDPOINT is not set: run with npm test')
+  // A server that does not create buckets on first use (the main test server may).
+  const env = {
+    ...process.env,
+    NODE_NO_WARNINGS: '1',
+    AWS_ACCESS_KEY_ID: process.env.SQLITE_S3VFS_TEST_SIGV4_KEY ?? '',
+    AWS_SECRET_ACCESS_KEY: process.env.SQLITE_S3VFS_TEST_SIGV4_SECRET ?? '',
+  }
+  const run = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args, '--endpoint', sigv4, '--region', 'us-east-1'], { encoding: 'utf8', env })
+    return { code: r.status, err: r.stderr, out: r.stdout }
+  }
+  for (const command of [
+    ['query', 's3://no-such-bucket-here/db.sqlite', 'SELECT 1'],
+    ['info', 's3://no-such-bucket-here/db.sqlite'],
+    ['import', source, 's3://no-such-bucket-here/db.sqlite'],
+  ]) {
+    const r = run(...command)
+    t.is(r.code, 1, `${command[0]}: ${r.err}`)
+    t.regex(r.err, /^sqlite-s3vfs: \[NoSuchBucket\] [^\n]*\n$/, command[0])
+    t.is(r.out, '')
+  }
+  const missing = cli('info', `file://${dir}/store/bucket/missing.sqlite`)
+  t.is(missing.code, 1)
+  t.regex(missing.err, /^sqlite-s3vfs: \[ERR_NOT_FOUND\] [^\n]*\n$/)
+  const bad = cli('query', `file://${dir}/store/bucket/missing.sqlite`, 'SELEC 1')
+  t.is(bad.code, 1)
+  t.regex(bad.err, /^sqlite-s3vfs: \[SQLITE_ERROR\] near "SELEC": syntax error[^\n]*\n$/)
+})
+
+test('--dir with a prefix of several segments, query --version N, export --version N, --version, rows changed', (t) => {
+  const url = `s3://bucket/a/b/c.sqlite`
+  const store = ['--dir', join(dir, 'deep')]
+  t.is(cli('query', url, 'CREATE TABLE t(x)', ...store).err, '0 rows changed\n')
+  t.is(cli('query', url, 'INSERT INTO t VALUES (1), (2)', ...store).err, '2 rows changed\n')
+  t.is(cli('query', url, 'DELETE FROM t WHERE x = 1', ...store).err, '1 row changed\n')
+  t.deepEqual(JSON.parse(cli('query', url, 'SELECT x FROM t ORDER BY x', '--json', ...store).out), [{ x: 2 }])
+  t.deepEqual(JSON.parse(cli('query', url, 'SELECT x FROM t ORDER BY x', '--json', '--version', '2', ...store).out), [{ x: 1 }, { x: 2 }])
+  const old = join(dir, 'v2.sqlite')
+  t.is(cli('export', url, old, '--version', '2', ...store).code, 0)
+  const v2 = new Database(old, { readonly: true })
+  t.deepEqual(v2.prepare('SELECT x FROM t ORDER BY x').all(), [{ x: 1 }, { x: 2 }])
+  v2.close()
+  // The objects live under <dir>/<bucket>/<the prefix's segments>.
+  const { existsSync } = require('node:fs') as typeof import('node:fs')
+  t.true(existsSync(join(dir, 'deep', 'bucket', 'a', 'b')))
+  t.regex(cli('--version').out, /^\d+\.\d+\.\d+\n$/)
+  t.is(cli('query', url, 'SELECT 1', '--version', 'x', ...store).code, 2)
+})
+
+test('shell on a terminal: Ctrl-C interrupts a running statement and drops a half-typed one; the shell goes on', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const url = `file://${dir}/store/bucket/ctrl-c.sqlite`
+  const shell = spawn('script', ['-qec', `${process.execPath} ${CLI} shell ${url}`, '/dev/null'], {
+    env: { ...process.env, NODE_NO_WARNINGS: '1', HOME: dir },
+  })
+  let shown = ''
+  const waiters: { re: RegExp; from: number; done: () => void }[] = []
+  shell.stdout.on('data', (d: Buffer) => {
+    shown += d.toString('utf8')
+    for (const w of waiters.splice(0)) {
+      if (w.re.test(shown.slice(w.from))) w.done()
+      else waiters.push(w)
+    }
+  })
+  const exited = new Promise<number | null>((ok) => shell.on('exit', ok))
+  // Types `keys`, then waits until the terminal shows `re` (a deadline fails the test, not hangs it).
+  const type = (keys: string, re: RegExp) =>
+    new Promise<void>((ok, fail) => {
+      const from = shown.length
+      const timer = setTimeout(() => fail(new Error(`no ${re} after ${JSON.stringify(keys)}; shown: ${JSON.stringify(shown)}`)), 20_000)
+      waiters.push({ re, from, done: () => (clearTimeout(timer), ok()) })
+      shell.stdin.write(keys)
+    })
+  try {
+    await type('', /sqlite-s3vfs> /)
+    // An endless statement: only an interrupt ends it.
+    await type('WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n;\r', /FROM n;\r\r\n/)
+    await new Promise((r) => setTimeout(r, 300))
+    await type('\x03', /\^C[\s\S]*sqlite-s3vfs> /)
+    await type('SELECT 40 +\r', /\.\.\.> /)
+    await type('\x03', /\^C[\s\S]*sqlite-s3vfs> /)
+    // Had `SELECT 40 +` been kept, this would be a syntax error.
+    await type('SELECT 42 AS answer;\r', /│ 42 +│[\s\S]*sqlite-s3vfs> /)
+    await type('.quit\r', /\.quit/)
+    t.is(await exited, 0)
+    t.notRegex(shown, /error:/)
+  } finally {
+    shell.kill('SIGKILL')
+  }
 })

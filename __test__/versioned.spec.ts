@@ -325,12 +325,31 @@ test('GC: old versions go, retained versions still open, a pinned reader and a r
   t.is(safe.versionsPruned, 0)
 
   await new Promise((r) => setTimeout(r, 1500))
+  const progress: { deleted: number; total: number }[] = []
   const report = await reader.transaction(async (tx) => {
     const n = await tx.get('SELECT count(*) AS n FROM t')
-    const r = await S3Database.gc(bucket, prefix, { ...options(), keepVersions: 3, gracePeriodMs: 1000, unsafeShortGracePeriod: true })
+    const r = await S3Database.gc(bucket, prefix, {
+      ...options(),
+      keepVersions: 3,
+      gracePeriodMs: 1000,
+      unsafeShortGracePeriod: true,
+      // A progress callback that throws does not fail the collection.
+      onProgress: (p) => {
+        progress.push(p)
+        throw new Error('a broken progress display')
+      },
+    })
     t.deepEqual(await tx.get('SELECT count(*) AS n FROM t'), n, 'the pinned reader still reads')
     return r
   })
+  // Progress reports arrive asynchronously (they may trail the result); the last one says all are
+  // deleted.
+  for (let waited = 0; progress.at(-1)?.deleted !== report.objectsDeleted && waited < 10_000; waited += 20) {
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  t.deepEqual(progress[0], { deleted: 0, total: report.objectsDeleted })
+  t.deepEqual(progress.at(-1), { deleted: report.objectsDeleted, total: report.objectsDeleted })
+  t.is(progress.length, report.objectsDeleted + 1)
   t.log('GC:', report, 'objects before:', before, 'after:', (await listObjects(bucket, `${prefix}/`)).length)
   t.is(report.head, head)
   t.is(report.versionsKept, 3)

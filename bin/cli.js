@@ -38,12 +38,16 @@ var __importStar = (this && this.__importStar) || (function () {
         return result;
     };
 })();
+var __importDefault = (this && this.__importDefault) || function (mod) {
+    return (mod && mod.__esModule) ? mod : { "default": mod };
+};
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.main = main;
 const node_fs_1 = require("node:fs");
 const node_stream_1 = require("node:stream");
 const promises_1 = require("node:stream/promises");
 const node_util_1 = require("node:util");
+const ms_1 = __importDefault(require("ms"));
 const index_1 = require("../index");
 const USAGE = {
     main: `Usage: sqlite-s3vfs <command> [options]
@@ -58,16 +62,21 @@ Commands:
   gc <url>                     delete what no kept version needs (versioned layout)
 
 Addresses: s3://bucket/prefix, or file:///dir/bucket/prefix for the local directory store
-(the database under dir/bucket). S3 settings come from the AWS environment and profile.
+(the database under dir/bucket; for a prefix with slashes, s3://bucket/a/b --dir <dir>).
+S3 settings come from the AWS environment and profile.
 
 Options for every command:
   --endpoint <url>   --region <name>   --profile <name>
+  --dir <path>       the local directory store at <path> instead of S3
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
-  --help             help for a command`,
+  --help             help for a command
+  --version          the version of sqlite-s3vfs`,
     import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
-    export: `Usage: sqlite-s3vfs export <url> <file|->`,
-    query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--at-version N]`,
+    export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N]`,
+    query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N]
+
+--version N reads version N of a versioned database (see \`versions\`).`,
     info: `Usage: sqlite-s3vfs info <url> [--json]`,
     shell: `Usage: sqlite-s3vfs shell <url>
 
@@ -79,30 +88,43 @@ the one being typed; Ctrl-D or .quit leaves. History is kept in
   .stats             requests and bytes since the shell started
   .help  .quit`,
     versions: `Usage: sqlite-s3vfs versions <url> [--json]`,
-    gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace] [--dry-run]`,
+    gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace DURATION] [--unsafe-short-grace] [--dry-run]
+
+  --keep N            versions to keep (default 1)
+  --grace DURATION    keep what was written within DURATION (30m, 2h, 1d; default 1h)
+  --unsafe-short-grace  allow a grace under 30 minutes (only when no writer is running)
+  --dry-run           report what would be deleted, and delete nothing`,
 };
 class UsageError extends Error {
 }
-/** `s3://bucket/prefix` or `file:///dir/bucket/prefix` (the last two path segments' parent is
- *  the directory: bucket, then the prefix's first segment onward is one name per database). */
+/** `s3://bucket/prefix` (in S3, or with --dir in that local directory store), or
+ *  `file:///dir/bucket/prefix` (the last two path segments are the bucket and a one-segment
+ *  prefix; the rest is the directory: a path cannot say where the directory ends otherwise). */
 function parseAddress(url, flags) {
-    const s3 = {};
-    if (flags.endpoint)
-        s3.endpoint = flags.endpoint;
-    if (flags.region)
-        s3.region = flags.region;
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
-    if (m)
+    if (m) {
+        if (flags.dir)
+            return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } };
+        const s3 = {};
+        if (flags.endpoint)
+            s3.endpoint = flags.endpoint;
+        if (flags.region)
+            s3.region = flags.region;
         return { bucket: m[1], prefix: m[2], options: { s3 } };
+    }
     const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url);
-    if (f)
+    if (f) {
+        if (flags.dir)
+            throw new UsageError(`--dir goes with an s3:// address, not ${url}`);
         return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } };
+    }
     throw new UsageError(`not an address: ${url} (use s3://bucket/prefix or file:///dir/bucket/prefix)`);
 }
 const OPTIONS = {
     endpoint: { type: 'string' },
     region: { type: 'string' },
     profile: { type: 'string' },
+    dir: { type: 'string' },
     quiet: { type: 'boolean' },
     debug: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -112,12 +134,21 @@ const OPTIONS = {
     json: { type: 'boolean' },
     nl: { type: 'boolean' },
     csv: { type: 'boolean' },
-    'at-version': { type: 'string' },
+    version: { type: 'string' },
     keep: { type: 'string' },
-    'grace-ms': { type: 'string' },
+    grace: { type: 'string' },
     'unsafe-short-grace': { type: 'boolean' },
     'dry-run': { type: 'boolean' },
 };
+/** A duration: `30m`, `2h`, `1d`, `500ms`, or a number of milliseconds (by the `ms` package). */
+function duration(name, v) {
+    if (v === undefined)
+        return undefined;
+    const n = /^\d+$/.test(v) ? Number(v) : (0, ms_1.default)(v);
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+        throw new UsageError(`--${name} must be a duration such as 30m, 2h or 1d, got ${v}`);
+    return n;
+}
 function integer(name, v) {
     if (v === undefined)
         return undefined;
@@ -127,13 +158,13 @@ function integer(name, v) {
     return n;
 }
 /** A progress bar on stderr when it is a TTY (and not --quiet); else nothing. */
-async function progressBar(flags, total) {
+async function progressBar(flags, total, unit = 'bytes') {
     if (flags.quiet || !process.stderr.isTTY)
         return undefined;
     const { SingleBar, Presets } = await Promise.resolve().then(() => __importStar(require('cli-progress')));
     const bar = new SingleBar({
         stream: process.stderr,
-        format: total ? '{bar} {percentage}% | {value}/{total} bytes | {speed} | ETA {eta}s' : '{value} bytes | {speed}',
+        format: total ? `{bar} {percentage}% | {value}/{total} ${unit} | {speed} | ETA {eta}s` : `{value} ${unit} | {speed}`,
         hideCursor: true,
     }, Presets.shades_classic);
     bar.start(total ?? 0, 0, { speed: '' });
@@ -185,8 +216,9 @@ async function exportCommand(args, flags) {
     if (!url || !file || args.length > 2)
         throw new UsageError(USAGE.export);
     const a = parseAddress(url, flags);
+    const version = integer('version', flags.version);
     await mustExist(url, a);
-    const db = new index_1.S3Database(a.bucket, a.prefix, a.options);
+    const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
     // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
     const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`;
     try {
@@ -223,12 +255,20 @@ async function queryCommand(args, flags) {
     if (!url || !sql)
         throw new UsageError(USAGE.query);
     const a = parseAddress(url, flags);
-    const version = integer('at-version', flags['at-version']);
+    const version = integer('version', flags.version);
     const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
     try {
         const stmt = await db.prepare(sql);
-        const rows = await stmt.all(params.map(parameter));
         const columns = stmt.columns;
+        if (columns.length === 0 && !flags.json && !flags.nl && !flags.csv) {
+            // A statement without a result (INSERT, CREATE, ...): how many rows it changed, on stderr.
+            const { changes } = await stmt.run(params.map(parameter));
+            stmt.finalize();
+            if (!flags.quiet)
+                process.stderr.write(`${changes} row${changes === 1 ? '' : 's'} changed\n`);
+            return;
+        }
+        const rows = await stmt.all(params.map(parameter));
         stmt.finalize();
         // Cell by cell: a BLOB is base64 text, an integer beyond 2^53 a decimal string.
         const json = (v) => JSON.stringify(v);
@@ -292,6 +332,7 @@ async function infoCommand(args, flags) {
             version: stored.layout === 'versioned' ? db.version : null,
             oldestVersion: kept[0]?.version ?? null,
             ...figures,
+            blockSize: db.blockSize ?? null,
             objects: stored.objects,
             bytesStored: stored.bytes,
         };
@@ -332,19 +373,40 @@ async function gcCommand(args, flags) {
     if (!url || args.length > 1)
         throw new UsageError(USAGE.gc);
     const a = parseAddress(url, flags);
+    const keepVersions = integer('keep', flags.keep);
+    const gracePeriodMs = duration('grace', flags.grace);
     const stored = await mustExist(url, a);
     if (stored.layout !== 'versioned') {
         throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' });
     }
-    const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
-        s3: a.options.s3,
-        store: a.options.store,
-        keepVersions: integer('keep', flags.keep),
-        gracePeriodMs: integer('grace-ms', flags['grace-ms']),
-        unsafeShortGracePeriod: flags['unsafe-short-grace'],
-        dryRun: flags['dry-run'],
-    });
-    process.stdout.write(JSON.stringify(report) + '\n');
+    // The bar starts when the deletions do (their number is known only then).
+    let bar;
+    let total = 0;
+    const started = Date.now();
+    try {
+        const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
+            s3: a.options.s3,
+            store: a.options.store,
+            keepVersions,
+            gracePeriodMs,
+            unsafeShortGracePeriod: flags['unsafe-short-grace'],
+            dryRun: flags['dry-run'],
+            onProgress: ({ deleted, total: all }) => {
+                total = all;
+                bar ??= progressBar(flags, all, 'objects');
+                const s = (Date.now() - started) / 1000;
+                void bar.then((b) => b?.update(deleted, { speed: s > 0 ? `${(deleted / s).toFixed(0)} objects/s` : '' }));
+            },
+        });
+        const done = await bar;
+        done?.update(total);
+        done?.stop();
+        process.stdout.write(JSON.stringify(report) + '\n');
+    }
+    finally {
+        ;
+        (await bar)?.stop();
+    }
 }
 /** Prints rows as an aligned table. */
 async function printTable(columns, rows, out) {
@@ -468,15 +530,15 @@ async function shellCommand(args, flags) {
     }
 }
 /** The flags each command takes (besides the ones every command takes): any other is a usage error. */
-const COMMON = ['endpoint', 'region', 'profile', 'quiet', 'debug', 'help'];
+const COMMON = ['endpoint', 'region', 'profile', 'dir', 'quiet', 'debug', 'help'];
 const COMMAND_FLAGS = {
     import: ['overwrite', 'layout', 'block-size'],
-    export: [],
-    query: ['json', 'nl', 'csv', 'at-version'],
+    export: ['version'],
+    query: ['json', 'nl', 'csv', 'version'],
     info: ['json'],
     shell: [],
     versions: ['json'],
-    gc: ['keep', 'grace-ms', 'unsafe-short-grace', 'dry-run'],
+    gc: ['keep', 'grace', 'unsafe-short-grace', 'dry-run'],
 };
 const COMMANDS = {
     import: importCommand,
@@ -490,6 +552,11 @@ const COMMANDS = {
 async function main(argv) {
     let flags = {};
     try {
+        // `--version` alone is the program's version; after a command, `--version N` picks a version.
+        if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+            process.stdout.write(`${require('../package.json').version}\n`);
+            return 0;
+        }
         const parsed = (0, node_util_1.parseArgs)({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
         flags = parsed.values;
         const [command, ...args] = parsed.positionals;

@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createReadStream } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { S3Database } from '../index'
 
 const endpoint = process.env.SQLITE_S3VFS_TEST_ENDPOINT ?? process.env.AWS_ENDPOINT_URL_S3
@@ -59,6 +60,14 @@ async function main() {
   console.log(`exported a plain SQLite file to s3://${bucket}/${exportKey} (${head.ContentLength} bytes)`)
   console.log('requests made by this S3Database:', db.stats())
   await db.close()
+
+  // The same database from the command line (bin/cli.js is the package's `sqlite-s3vfs`).
+  const cli = join(__dirname, '..', 'bin', 'cli.js')
+  const flags = endpoint ? ['--endpoint', endpoint] : []
+  for (const command of ['info', 'versions']) {
+    console.log(`\n$ sqlite-s3vfs ${command} s3://${bucket}/${prefix}`)
+    execFileSync(process.execPath, [cli, command, `s3://${bucket}/${prefix}`, ...flags], { stdio: 'inherit' })
+  }
 }
 
 main().catch((e) => {

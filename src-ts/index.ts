@@ -223,6 +223,9 @@ export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 
   unsafeShortGracePeriod?: boolean
   /** Report what would be pruned and deleted, and change nothing. Default false. */
   dryRun?: boolean
+  /** Called as the objects are deleted (from 0 to `total`), for a progress bar. What it throws is
+   *  ignored. */
+  onProgress?: (progress: { deleted: number; total: number }) => void
 }
 
 export interface GcReport {
@@ -844,6 +847,12 @@ export class S3Database implements Queryable {
     return (this.#native.layout() ?? undefined) as 'versioned' | 'sqlite-s3vfs' | undefined
   }
 
+  /** The block size in bytes (known once it is open): a versioned database's own, whatever the
+   *  options say; in the `sqlite-s3vfs` layout, the `blockSize` option (that format records none). */
+  get blockSize(): number | undefined {
+    return this.#native.blockSize() ?? undefined
+  }
+
   /**
    * Versioned layout: deletes what no retained version needs (old versions' blocks and map
    * segments, losing writers' leftovers). Safe beside running readers and writers; see `GcOptions`.
@@ -858,7 +867,28 @@ export class S3Database implements Queryable {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
     }
     const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger })
-    return guard(native.collectGarbage(bucket, prefix, o, keep, grace, options?.unsafeShortGracePeriod, options?.dryRun))
+    const report = options?.onProgress
+    if (report !== undefined && typeof report !== 'function') {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function')
+    }
+    const onProgress = report
+      ? (p: { deleted: number; total: number }) => {
+          try {
+            report({ deleted: p.deleted, total: p.total })
+          } catch {
+            // A progress display that fails must not fail the collection.
+          }
+        }
+      : undefined
+    return guard(
+      native.collectGarbage(bucket, prefix, o, {
+        keepVersions: keep,
+        gracePeriodMs: grace,
+        unsafeShortGracePeriod: options?.unsafeShortGracePeriod,
+        dryRun: options?.dryRun,
+        onProgress,
+      }),
+    )
   }
 
   /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */

@@ -220,6 +220,7 @@ impl Op {
                     concurrency: 4,
                     allow_short_grace: true,
                     dry_run: false,
+                    progress: None,
                 };
                 block_on(collect(store, &Names::new("db"), opts)).map(|_| ())
             }

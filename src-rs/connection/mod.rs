@@ -193,11 +193,19 @@ pub struct Connection {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     stats: Arc<Stats>,
     pinned: Pinned,
-    layout: Arc<Mutex<Option<LayoutKind>>>,
+    opened: Arc<Mutex<Option<Opened>>>,
     /// Interrupts the statement the connection thread runs (set once the database is open).
     interrupt: Interrupt,
     next_iterator: AtomicU64,
     place: String,
+}
+
+/// What the connection thread learnt when it opened the database.
+#[derive(Clone, Copy)]
+struct Opened {
+    layout: LayoutKind,
+    /// The block size it was opened with (a versioned database's own, once pinned, wins).
+    block_size: u64,
 }
 
 /// SQLite's interrupt handle of a connection, shared with the thread that opens it.
@@ -211,9 +219,9 @@ impl Connection {
         let place = format!("s3://{}/{}", config.bucket, config.prefix);
         let thread_stats = stats.clone();
         let pinned = Pinned::default();
-        let layout = Arc::new(Mutex::new(None));
+        let opened = Arc::new(Mutex::new(None));
         let interrupt: Interrupt = Arc::default();
-        let shared = (pinned.clone(), layout.clone(), interrupt.clone());
+        let shared = (pinned.clone(), opened.clone(), interrupt.clone());
         std::thread::Builder::new()
             .name("s3vfs-connection".into())
             // Open iterators nest frames on this thread (bounded by MAX_OPEN_ITERATORS); SQLite
@@ -225,7 +233,7 @@ impl Connection {
             tx: Mutex::new(Some(tx)),
             stats,
             pinned,
-            layout,
+            opened,
             interrupt,
             next_iterator: AtomicU64::new(1),
             place,
@@ -252,7 +260,17 @@ impl Connection {
 
     /// The layout, once the database is open.
     pub fn layout(&self) -> Option<LayoutKind> {
-        *self.layout.lock().unwrap()
+        self.opened.lock().unwrap().map(|o| o.layout)
+    }
+
+    /// The block size, once the database is open: a versioned database's own (from its root),
+    /// else the one the options gave (the `sqlite-s3vfs` layout records none).
+    pub fn block_size(&self) -> Option<u64> {
+        let pinned = self.pinned.lock().unwrap();
+        match pinned.as_ref() {
+            Some(s) => Some(s.root.block_size),
+            None => self.opened.lock().unwrap().map(|o| o.block_size),
+        }
     }
 
     pub fn next_iterator_id(&self) -> u64 {
@@ -358,7 +376,7 @@ struct Worker {
     config: DatabaseConfig,
     stats: Arc<Stats>,
     pinned: Pinned,
-    layout: Arc<Mutex<Option<LayoutKind>>>,
+    opened: Arc<Mutex<Option<Opened>>>,
     interrupt: Interrupt,
     db: Option<OpenDb>,
 }
@@ -374,13 +392,13 @@ impl Worker {
     fn new(
         config: DatabaseConfig,
         stats: Arc<Stats>,
-        shared: (Pinned, Arc<Mutex<Option<LayoutKind>>>, Interrupt),
+        shared: (Pinned, Arc<Mutex<Option<Opened>>>, Interrupt),
     ) -> Self {
         Worker {
             config,
             stats,
             pinned: shared.0,
-            layout: shared.1,
+            opened: shared.1,
             interrupt: shared.2,
             db: None,
         }
@@ -408,13 +426,14 @@ impl Worker {
                 c.bucket, c.prefix
             )));
         }
-        *self.layout.lock().unwrap() = Some(layout);
+        let block_size = c.block_size.unwrap_or(layout.default_block_size());
+        *self.opened.lock().unwrap() = Some(Opened { layout, block_size });
         let ctx = Arc::new(DbContext::new(
             store,
             self.stats.clone(),
             &c.bucket,
             &c.prefix,
-            c.block_size.unwrap_or(layout.default_block_size()),
+            block_size,
             c.cache_bytes,
             c.concurrency,
             c.read_ahead,

@@ -190,6 +190,12 @@ impl NativeDatabase {
         self.conn.layout().map(|l| l.name().to_string())
     }
 
+    /// The block size, once the database is open.
+    #[napi]
+    pub fn block_size(&self) -> Option<f64> {
+        self.conn.block_size().map(|b| b as f64)
+    }
+
     #[napi]
     pub fn stats(&self) -> JsStats {
         self.conn.stats().into()

@@ -5,6 +5,7 @@ use super::options::{config, JsOptions};
 use crate::layout::versioned::gc::{collect, GcOptions, DEFAULT_GRACE_MS};
 use crate::layout::versioned::Names;
 use crate::store::Stats;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use std::sync::Arc;
 
 // Only JS calls these (the unit-test build sees them unused).
@@ -19,17 +20,61 @@ pub struct JsGcReport {
     pub objects_deleted: f64,
 }
 
+/// How far the deletions are.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(object)]
+pub struct JsGcProgress {
+    pub deleted: f64,
+    pub total: f64,
+}
+
+type ProgressCallback = ThreadsafeFunction<
+    JsGcProgress,
+    napi::bindgen_prelude::Unknown<'static>,
+    JsGcProgress,
+    napi::Status,
+    false,
+    true,
+>;
+
+/// What `S3Database.gc` takes besides the store's options.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(object, object_to_js = false)]
+pub struct JsGcOptions {
+    pub keep_versions: Option<f64>,
+    pub grace_period_ms: Option<f64>,
+    pub unsafe_short_grace_period: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub on_progress: Option<ProgressCallback>,
+}
+
 #[cfg_attr(test, allow(dead_code))]
 #[napi]
 pub async fn collect_garbage(
     bucket: String,
     prefix: String,
     options: Option<JsOptions>,
-    keep_versions: Option<f64>,
-    grace_period_ms: Option<f64>,
-    unsafe_short_grace_period: Option<bool>,
-    dry_run: Option<bool>,
+    gc: JsGcOptions,
 ) -> napi::Result<JsGcReport> {
+    let JsGcOptions {
+        keep_versions,
+        grace_period_ms,
+        unsafe_short_grace_period,
+        dry_run,
+        on_progress,
+    } = gc;
+    let progress = on_progress.map(|callback| {
+        let callback = Arc::new(callback);
+        Arc::new(move |deleted: u64, total: u64| {
+            let _ = callback.call(
+                JsGcProgress {
+                    deleted: deleted as f64,
+                    total: total as f64,
+                },
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        }) as crate::layout::versioned::gc::Progress
+    });
     let config = config(bucket, prefix, options).js()?;
     let report = crate::runtime::run(async move {
         config.validate()?;
@@ -42,6 +87,7 @@ pub async fn collect_garbage(
             concurrency: config.concurrency,
             allow_short_grace: unsafe_short_grace_period.unwrap_or(false),
             dry_run: dry_run.unwrap_or(false),
+            progress,
         };
         collect(store, &Names::new(config.prefix.clone()), opts).await
     })

@@ -139,15 +139,28 @@ pub async fn store_now(store: &dyn ObjectStore, scratch_key: &str) -> Result<i64
 /// Deletes `keys`, `concurrency` requests at a time. Takes owned values so the future can be
 /// spawned (it holds no borrow).
 pub async fn delete_keys(store: DynStore, keys: Vec<String>, concurrency: usize) -> Result<()> {
+    delete_keys_reporting(store, keys, concurrency, &|_| ()).await
+}
+
+/// `delete_keys`, telling `deleted` how many keys are gone after each one.
+pub async fn delete_keys_reporting(
+    store: DynStore,
+    keys: Vec<String>,
+    concurrency: usize,
+    deleted: &(dyn Fn(u64) + Send + Sync),
+) -> Result<()> {
     use futures::{StreamExt, TryStreamExt};
-    futures::stream::iter(keys.into_iter().map(|key| {
+    let mut done = 0u64;
+    let mut gone = futures::stream::iter(keys.into_iter().map(|key| {
         let store = store.clone();
         async move { store.delete(&key).await }
     }))
-    .buffer_unordered(concurrency.max(1))
-    .try_collect::<Vec<()>>()
-    .await
-    .map(|_| ())
+    .buffer_unordered(concurrency.max(1));
+    while gone.try_next().await?.is_some() {
+        done += 1;
+        deleted(done);
+    }
+    Ok(())
 }
 
 /// Every key under `prefix`, following pagination.

@@ -10,6 +10,7 @@ import { createReadStream, createWriteStream, renameSync, rmSync, statSync } fro
 import { Transform, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
+import ms from 'ms'
 import { type DatabaseOptions, S3Database, SqliteS3Error } from '../index'
 
 const USAGE: Record<string, string> = {
@@ -25,16 +26,21 @@ Commands:
   gc <url>                     delete what no kept version needs (versioned layout)
 
 Addresses: s3://bucket/prefix, or file:///dir/bucket/prefix for the local directory store
-(the database under dir/bucket). S3 settings come from the AWS environment and profile.
+(the database under dir/bucket; for a prefix with slashes, s3://bucket/a/b --dir <dir>).
+S3 settings come from the AWS environment and profile.
 
 Options for every command:
   --endpoint <url>   --region <name>   --profile <name>
+  --dir <path>       the local directory store at <path> instead of S3
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
-  --help             help for a command`,
+  --help             help for a command
+  --version          the version of sqlite-s3vfs`,
   import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
-  export: `Usage: sqlite-s3vfs export <url> <file|->`,
-  query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--at-version N]`,
+  export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N]`,
+  query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N]
+
+--version N reads version N of a versioned database (see \`versions\`).`,
   info: `Usage: sqlite-s3vfs info <url> [--json]`,
   shell: `Usage: sqlite-s3vfs shell <url>
 
@@ -46,7 +52,12 @@ the one being typed; Ctrl-D or .quit leaves. History is kept in
   .stats             requests and bytes since the shell started
   .help  .quit`,
   versions: `Usage: sqlite-s3vfs versions <url> [--json]`,
-  gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace-ms MS] [--unsafe-short-grace] [--dry-run]`,
+  gc: `Usage: sqlite-s3vfs gc <url> [--keep N] [--grace DURATION] [--unsafe-short-grace] [--dry-run]
+
+  --keep N            versions to keep (default 1)
+  --grace DURATION    keep what was written within DURATION (30m, 2h, 1d; default 1h)
+  --unsafe-short-grace  allow a grace under 30 minutes (only when no writer is running)
+  --dry-run           report what would be deleted, and delete nothing`,
 }
 
 class UsageError extends Error {}
@@ -57,16 +68,23 @@ interface Address {
   options: DatabaseOptions
 }
 
-/** `s3://bucket/prefix` or `file:///dir/bucket/prefix` (the last two path segments' parent is
- *  the directory: bucket, then the prefix's first segment onward is one name per database). */
+/** `s3://bucket/prefix` (in S3, or with --dir in that local directory store), or
+ *  `file:///dir/bucket/prefix` (the last two path segments are the bucket and a one-segment
+ *  prefix; the rest is the directory: a path cannot say where the directory ends otherwise). */
 function parseAddress(url: string, flags: Flags): Address {
-  const s3: DatabaseOptions['s3'] = {}
-  if (flags.endpoint) s3.endpoint = flags.endpoint
-  if (flags.region) s3.region = flags.region
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url)
-  if (m) return { bucket: m[1], prefix: m[2], options: { s3 } }
+  if (m) {
+    if (flags.dir) return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } }
+    const s3: DatabaseOptions['s3'] = {}
+    if (flags.endpoint) s3.endpoint = flags.endpoint
+    if (flags.region) s3.region = flags.region
+    return { bucket: m[1], prefix: m[2], options: { s3 } }
+  }
   const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url)
-  if (f) return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } }
+  if (f) {
+    if (flags.dir) throw new UsageError(`--dir goes with an s3:// address, not ${url}`)
+    return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } }
+  }
   throw new UsageError(`not an address: ${url} (use s3://bucket/prefix or file:///dir/bucket/prefix)`)
 }
 
@@ -74,6 +92,7 @@ interface Flags {
   endpoint?: string
   region?: string
   profile?: string
+  dir?: string
   quiet?: boolean
   debug?: boolean
   help?: boolean
@@ -83,9 +102,9 @@ interface Flags {
   json?: boolean
   nl?: boolean
   csv?: boolean
-  'at-version'?: string
+  version?: string
   keep?: string
-  'grace-ms'?: string
+  grace?: string
   'unsafe-short-grace'?: boolean
   'dry-run'?: boolean
 }
@@ -94,6 +113,7 @@ const OPTIONS = {
   endpoint: { type: 'string' },
   region: { type: 'string' },
   profile: { type: 'string' },
+  dir: { type: 'string' },
   quiet: { type: 'boolean' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -103,12 +123,21 @@ const OPTIONS = {
   json: { type: 'boolean' },
   nl: { type: 'boolean' },
   csv: { type: 'boolean' },
-  'at-version': { type: 'string' },
+  version: { type: 'string' },
   keep: { type: 'string' },
-  'grace-ms': { type: 'string' },
+  grace: { type: 'string' },
   'unsafe-short-grace': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
 } as const
+
+/** A duration: `30m`, `2h`, `1d`, `500ms`, or a number of milliseconds (by the `ms` package). */
+function duration(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  const n = /^\d+$/.test(v) ? Number(v) : ms(v as ms.StringValue)
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+    throw new UsageError(`--${name} must be a duration such as 30m, 2h or 1d, got ${v}`)
+  return n
+}
 
 function integer(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined
@@ -118,13 +147,13 @@ function integer(name: string, v: string | undefined): number | undefined {
 }
 
 /** A progress bar on stderr when it is a TTY (and not --quiet); else nothing. */
-async function progressBar(flags: Flags, total: number | undefined): Promise<SingleBar | undefined> {
+async function progressBar(flags: Flags, total: number | undefined, unit = 'bytes'): Promise<SingleBar | undefined> {
   if (flags.quiet || !process.stderr.isTTY) return undefined
   const { SingleBar, Presets } = await import('cli-progress')
   const bar = new SingleBar(
     {
       stream: process.stderr,
-      format: total ? '{bar} {percentage}% | {value}/{total} bytes | {speed} | ETA {eta}s' : '{value} bytes | {speed}',
+      format: total ? `{bar} {percentage}% | {value}/{total} ${unit} | {speed} | ETA {eta}s` : `{value} ${unit} | {speed}`,
       hideCursor: true,
     },
     Presets.shades_classic,
@@ -177,8 +206,9 @@ async function exportCommand(args: string[], flags: Flags) {
   const [url, file] = args
   if (!url || !file || args.length > 2) throw new UsageError(USAGE.export)
   const a = parseAddress(url, flags)
+  const version = integer('version', flags.version)
   await mustExist(url, a)
-  const db = new S3Database(a.bucket, a.prefix, a.options)
+  const db = new S3Database(a.bucket, a.prefix, { ...a.options, version })
   // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
   const partial = file === '-' ? undefined : `${file}.partial-${process.pid}`
   try {
@@ -213,12 +243,19 @@ async function queryCommand(args: string[], flags: Flags) {
   const [url, sql, ...params] = args
   if (!url || !sql) throw new UsageError(USAGE.query)
   const a = parseAddress(url, flags)
-  const version = integer('at-version', flags['at-version'])
+  const version = integer('version', flags.version)
   const db = new S3Database(a.bucket, a.prefix, { ...a.options, version })
   try {
     const stmt = await db.prepare(sql)
-    const rows = await stmt.all(params.map(parameter))
     const columns = stmt.columns
+    if (columns.length === 0 && !flags.json && !flags.nl && !flags.csv) {
+      // A statement without a result (INSERT, CREATE, ...): how many rows it changed, on stderr.
+      const { changes } = await stmt.run(params.map(parameter))
+      stmt.finalize()
+      if (!flags.quiet) process.stderr.write(`${changes} row${changes === 1 ? '' : 's'} changed\n`)
+      return
+    }
+    const rows = await stmt.all(params.map(parameter))
     stmt.finalize()
     // Cell by cell: a BLOB is base64 text, an integer beyond 2^53 a decimal string.
     const json = (v: unknown) => JSON.stringify(v)
@@ -283,6 +320,7 @@ async function infoCommand(args: string[], flags: Flags) {
       version: stored.layout === 'versioned' ? db.version : null,
       oldestVersion: kept[0]?.version ?? null,
       ...figures,
+      blockSize: db.blockSize ?? null,
       objects: stored.objects,
       bytesStored: stored.bytes,
     }
@@ -326,19 +364,38 @@ async function gcCommand(args: string[], flags: Flags) {
   const [url] = args
   if (!url || args.length > 1) throw new UsageError(USAGE.gc)
   const a = parseAddress(url, flags)
+  const keepVersions = integer('keep', flags.keep)
+  const gracePeriodMs = duration('grace', flags.grace)
   const stored = await mustExist(url, a)
   if (stored.layout !== 'versioned') {
     throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' })
   }
-  const report = await S3Database.gc(a.bucket, a.prefix, {
-    s3: a.options.s3,
-    store: a.options.store,
-    keepVersions: integer('keep', flags.keep),
-    gracePeriodMs: integer('grace-ms', flags['grace-ms']),
-    unsafeShortGracePeriod: flags['unsafe-short-grace'],
-    dryRun: flags['dry-run'],
-  })
-  process.stdout.write(JSON.stringify(report) + '\n')
+  // The bar starts when the deletions do (their number is known only then).
+  let bar: Promise<SingleBar | undefined> | undefined
+  let total = 0
+  const started = Date.now()
+  try {
+    const report = await S3Database.gc(a.bucket, a.prefix, {
+      s3: a.options.s3,
+      store: a.options.store,
+      keepVersions,
+      gracePeriodMs,
+      unsafeShortGracePeriod: flags['unsafe-short-grace'],
+      dryRun: flags['dry-run'],
+      onProgress: ({ deleted, total: all }) => {
+        total = all
+        bar ??= progressBar(flags, all, 'objects')
+        const s = (Date.now() - started) / 1000
+        void bar.then((b) => b?.update(deleted, { speed: s > 0 ? `${(deleted / s).toFixed(0)} objects/s` : '' }))
+      },
+    })
+    const done = await bar
+    done?.update(total)
+    done?.stop()
+    process.stdout.write(JSON.stringify(report) + '\n')
+  } finally {
+    ;(await bar)?.stop()
+  }
 }
 
 /** Prints rows as an aligned table. */
@@ -448,15 +505,15 @@ async function shellCommand(args: string[], flags: Flags) {
 }
 
 /** The flags each command takes (besides the ones every command takes): any other is a usage error. */
-const COMMON = ['endpoint', 'region', 'profile', 'quiet', 'debug', 'help']
+const COMMON = ['endpoint', 'region', 'profile', 'dir', 'quiet', 'debug', 'help']
 const COMMAND_FLAGS: Record<string, string[]> = {
   import: ['overwrite', 'layout', 'block-size'],
-  export: [],
-  query: ['json', 'nl', 'csv', 'at-version'],
+  export: ['version'],
+  query: ['json', 'nl', 'csv', 'version'],
   info: ['json'],
   shell: [],
   versions: ['json'],
-  gc: ['keep', 'grace-ms', 'unsafe-short-grace', 'dry-run'],
+  gc: ['keep', 'grace', 'unsafe-short-grace', 'dry-run'],
 }
 
 const COMMANDS: Record<string, (args: string[], flags: Flags) => Promise<void>> = {
@@ -472,6 +529,11 @@ const COMMANDS: Record<string, (args: string[], flags: Flags) => Promise<void>> 
 export async function main(argv: string[]): Promise<number> {
   let flags: Flags = {}
   try {
+    // `--version` alone is the program's version; after a command, `--version N` picks a version.
+    if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+      process.stdout.write(`${require('../package.json').version}\n`)
+      return 0
+    }
     const parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
     flags = parsed.values as Flags
     const [command, ...args] = parsed.positionals

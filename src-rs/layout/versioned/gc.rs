@@ -14,7 +14,7 @@
 use super::format::{MapRef, Root, ROOT_HEADER_LEN};
 use super::{get_required, get_root, Names, SegmentCache};
 use crate::error::{Error, Result};
-use crate::store::{delete_keys, list_all, DynStore, PutMode};
+use crate::store::{delete_keys_reporting, list_all, DynStore, PutMode};
 use std::collections::{HashMap, HashSet};
 
 pub const DEFAULT_GRACE_MS: u64 = 3_600_000;
@@ -34,7 +34,12 @@ pub struct GcOptions {
     pub allow_short_grace: bool,
     /// Report what would be pruned and deleted, and change nothing.
     pub dry_run: bool,
+    /// Told `(deleted, total)` as the objects go (a CLI's progress bar).
+    pub progress: Option<Progress>,
 }
+
+/// `(done, total)` of a long operation.
+pub type Progress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Whether a root object of this size is a tombstone (a pruned version's bare header).
 pub fn is_tombstone(size: u64) -> bool {
@@ -172,7 +177,15 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
     for &v in &to_prune {
         write_tombstone(&store, names, v).await?;
     }
-    delete_keys(store.clone(), doomed, opts.concurrency).await?;
+    let total = doomed.len() as u64;
+    let progress = opts.progress.clone();
+    let deleted = move |n: u64| {
+        if let Some(p) = &progress {
+            p(n, total)
+        }
+    };
+    deleted(0);
+    delete_keys_reporting(store.clone(), doomed, opts.concurrency, &deleted).await?;
     Ok(report)
 }
 

@@ -573,6 +573,8 @@ mod tests {
         ))
         .unwrap();
         let dyn_store: crate::store::DynStore = store.clone();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let progress = told.clone();
         let report = crate::runtime::block_on(super::gc::collect(
             dyn_store,
             &names,
@@ -582,10 +584,18 @@ mod tests {
                 concurrency: 8,
                 allow_short_grace: true,
                 dry_run: false,
+                progress: Some(Arc::new(move |done, total| {
+                    progress.lock().unwrap().push((done, total))
+                })),
             },
         ))
         .unwrap();
         assert_eq!(report.objects_deleted, 1);
+        assert_eq!(
+            *told.lock().unwrap(),
+            [(0, 1), (1, 1)],
+            "progress from 0 to the total"
+        );
         let blocks: Vec<String> = store
             .keys()
             .into_iter()
