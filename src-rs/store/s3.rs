@@ -116,6 +116,18 @@ impl S3Store {
         })
     }
 
+    /// Creates the bucket (for tests against a local server).
+    #[cfg(test)]
+    pub async fn create_bucket(&self) -> Result<()> {
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::internal(format!("CreateBucket: {}", DisplayErrorContext(&e))))
+    }
+
     /// Sends a request, giving up when no answer starts within `limit`.
     async fn timed<T>(
         &self,
