@@ -140,6 +140,9 @@ export interface JsOptions {
   singleWriter?: boolean
   hotJournalMs?: number
   memoryLimit?: number
+  /** `'none'` or `'zstd'` (versioned layout; unset: as the database records). */
+  compression?: string
+  compressionLevel?: number
   store?: JsStore
   /** Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`). */
   log?: ((arg: JsLogEvent) => unknown)

@@ -126,6 +126,17 @@ export interface DatabaseOptions {
      */
     memoryLimit?: number;
     /**
+     * Versioned layout: how new blocks are stored. `'zstd'` compresses each block object on its own
+     * (a block that does not shrink is stored as it is); `'none'` stores them as SQLite wrote them.
+     * The choice is recorded in the database, so readers need no option and a writer given none
+     * keeps the recorded one; blocks written before a change stay as they are and read correctly.
+     * A database that has used compression cannot be read by versions of this package before 0.2.
+     * The memory cache holds blocks as SQLite reads them; `cacheDir` holds them as stored.
+     */
+    compression?: 'none' | 'zstd';
+    /** zstd's level for `compression: 'zstd'`, 1 (fastest) to 22 (smallest). Default 3. */
+    compressionLevel?: number;
+    /**
      * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
      * directory (each bucket a folder under it), with the same guarantees across processes — for
      * developing and testing an app with no S3 server. `s3` options are then ignored.

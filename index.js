@@ -177,6 +177,12 @@ function nativeOptions(o) {
     check('maxStaleness', o.maxStaleness, 0);
     check('hotJournalMs', o.hotJournalMs, 1000);
     check('memoryLimit', o.memoryLimit, 0);
+    if (o.compression !== undefined && o.compression !== 'none' && o.compression !== 'zstd') {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compression must be 'none' or 'zstd', got ${JSON.stringify(o.compression)}`);
+    }
+    if (o.compressionLevel !== undefined && (!Number.isInteger(o.compressionLevel) || o.compressionLevel < 1 || o.compressionLevel > 22)) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compressionLevel must be an integer from 1 to 22, got ${o.compressionLevel}`);
+    }
     if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.dir !== 'string' || o.store.dir === '')) {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`);
     }
@@ -218,6 +224,8 @@ function nativeOptions(o) {
         singleWriter: o.singleWriter,
         hotJournalMs: o.hotJournalMs,
         memoryLimit: o.memoryLimit,
+        compression: o.compression,
+        compressionLevel: o.compressionLevel,
         store: o.store,
         log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
     };
@@ -571,8 +579,8 @@ class S3Database {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `keepVersions must be an integer >= 1, got ${keep}`);
         }
         const grace = options?.gracePeriodMs;
-        if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
-            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`);
+        if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0) || grace > Number.MAX_SAFE_INTEGER)) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${grace}`);
         }
         const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger });
         const report = options?.onProgress;
@@ -582,7 +590,10 @@ class S3Database {
         const onProgress = report
             ? (p) => {
                 try {
-                    report({ deleted: p.deleted, total: p.total });
+                    const r = report({ deleted: p.deleted, total: p.total });
+                    // An async callback that rejects is ignored too.
+                    if (r instanceof Promise)
+                        r.catch(() => undefined);
                 }
                 catch {
                     // A progress display that fails must not fail the collection.

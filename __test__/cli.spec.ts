@@ -146,6 +146,22 @@ test('usage errors exit 2, runtime errors exit 1 with a coded line and no stack'
   t.regex(cli('gc', `file://${dir}/store/bucket/x.sqlite`, '--grace', 'soon').err, /--grace must be a duration/)
   t.is(cli('gc', `file://${dir}/store/bucket/x.sqlite`, '--grace', 'soon').code, 2)
   t.is(cli('query', `file://${dir}/store/bucket/x.sqlite`, 'SELECT 1', '--dir', dir).code, 2, '--dir goes with s3:// only')
+  // Flags that would do the wrong thing are usage errors, found before any request: an empty
+  // --dir (an unset variable) must not fall back to S3; S3 flags beside --dir; a horizon that
+  // would wrap; a keep or version of 0; a short grace without its opt-in.
+  const usage = (...args: string[]) => {
+    const r = cli(...args)
+    t.is(r.code, 2, `${args.join(' ')}: ${r.err}`)
+    return r.err
+  }
+  t.regex(usage('query', 's3://b/p', 'SELECT 1', '--dir', ''), /--dir needs a path/)
+  t.regex(usage('query', 's3://b/p', 'SELECT 1', '--dir', dir, '--endpoint', 'http://127.0.0.1:1'), /--endpoint does not apply/)
+  t.regex(usage('gc', 's3://b/p', '--dir', dir, '--grace', '99999999999999999999'), /--grace must be a duration/)
+  t.regex(usage('gc', 's3://b/p', '--dir', dir, '--grace', '300000000y'), /--grace must be a duration/)
+  t.regex(usage('gc', 's3://b/p', '--dir', dir, '--keep', '0'), /--keep must be an integer >= 1/)
+  t.regex(usage('gc', 's3://b/p', '--dir', dir, '--grace', '10m'), /needs --unsafe-short-grace/)
+  t.regex(usage('query', 's3://b/p', 'SELECT 1', '--dir', dir, '--version', '0'), /--version must be an integer >= 1/)
+  t.regex(cli('--quiet', '--version').out, /^\d+\.\d+\.\d+\n$/)
   // An input that cannot be read is one coded line.
   const folder = cli('import', dir, `file://${dir}/store/bucket/z.sqlite`)
   t.is(folder.code, 1)

@@ -48,6 +48,8 @@ interface Config {
   cacheDir: boolean
   connections: number
   memoryLimit: number
+  /** Per connection (versioned layout): compressed, not, or as the database records. */
+  compression: ('none' | 'zstd' | undefined)[]
 }
 
 const configArb: fc.Arbitrary<Config> = fc.record({
@@ -62,6 +64,8 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   // Small limits move buffered blocks out of memory (uploaded early, or to a temp file) as soon
   // as SQLite's page cache spills (CacheSizeCommand).
   memoryLimit: fc.oneof(fc.constantFrom(0, 4096, 64 << 10, 64 << 20), fc.integer({ min: 0, max: 1 << 20 })),
+  // Writers that disagree leave a database of plain and compressed blocks side by side.
+  compression: fc.array(fc.constantFrom(undefined, 'none' as const, 'zstd' as const), { minLength: 3, maxLength: 3 }),
 })
 
 /** What the oracle holds, and what the run has seen. */
@@ -76,6 +80,8 @@ interface Real {
   conns: S3Database[]
   prefix: string
   options: DatabaseOptions
+  /** The options of connection `c` (its own compression). */
+  connectionOptions: (c: number) => DatabaseOptions
 }
 
 const ROWS = 'SELECT id, k, length(v) AS n, hex(substr(v, 1, 6)) AS a, hex(substr(v, -6)) AS z FROM t ORDER BY id'
@@ -302,7 +308,7 @@ class ReopenCommand implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real) {
     const c = pick(r, this.conn)
     await r.conns[c].close()
-    r.conns[c] = new S3Database(bucket, r.prefix, r.options)
+    r.conns[c] = new S3Database(bucket, r.prefix, r.connectionOptions(c))
     await check(m, r, this.toString())
   }
   toString = () => `reopen(${this.conn})`
@@ -395,16 +401,18 @@ test('differential: random operation sequences match better-sqlite3 under random
         readAhead: config.readAhead,
         cacheDir,
         memoryLimit: config.memoryLimit,
+        compression: config.layout === 'versioned' ? config.compression[0] : undefined,
       })
+      const withCompression = (c: number) => (config.layout === 'versioned' ? { ...o, compression: config.compression[c % 3] } : o)
       const oracle = new Database(join(dir, `${prefix.replace(/\W/g, '_')}.sqlite`))
       const schema = `PRAGMA page_size = ${config.pageSize}; CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB); CREATE INDEX t_k ON t(k)`
       oracle.exec(schema)
       const first = new S3Database(bucket, prefix, o)
       await first.exec(schema)
       const conns = [first]
-      for (let i = 1; i < config.connections; i++) conns.push(new S3Database(bucket, prefix, o))
+      for (let i = 1; i < config.connections; i++) conns.push(new S3Database(bucket, prefix, withCompression(i)))
       const model: Model = { oracle, layout: config.layout, versions: new Map() }
-      const real: Real = { conns, prefix, options: o }
+      const real: Real = { conns, prefix, options: o, connectionOptions: withCompression }
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds)
         for (const [c, db] of real.conns.entries()) {

@@ -71,7 +71,8 @@ Options for every command:
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
   --help             help for a command
-  --version          the version of sqlite-s3vfs`,
+
+sqlite-s3vfs --version prints the version of sqlite-s3vfs.`,
     import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
     export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N]`,
     query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N]
@@ -103,8 +104,15 @@ class UsageError extends Error {
 function parseAddress(url, flags) {
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
     if (m) {
-        if (flags.dir)
+        if (flags.dir !== undefined) {
+            // An empty --dir (an unset variable) must not fall back to S3, nor S3 flags be ignored.
+            if (flags.dir === '')
+                throw new UsageError('--dir needs a path');
+            const s3Flags = ['endpoint', 'region', 'profile'].filter((f) => flags[f] !== undefined);
+            if (s3Flags.length)
+                throw new UsageError(`--dir keeps the database in a local directory: --${s3Flags.join(', --')} does not apply`);
             return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } };
+        }
         const s3 = {};
         if (flags.endpoint)
             s3.endpoint = flags.endpoint;
@@ -114,7 +122,7 @@ function parseAddress(url, flags) {
     }
     const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url);
     if (f) {
-        if (flags.dir)
+        if (flags.dir !== undefined)
             throw new UsageError(`--dir goes with an s3:// address, not ${url}`);
         return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } };
     }
@@ -145,16 +153,17 @@ function duration(name, v) {
     if (v === undefined)
         return undefined;
     const n = /^\d+$/.test(v) ? Number(v) : (0, ms_1.default)(v);
-    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+    // Past 2^53 ms (285,000 years) a number is no longer exact: refused, never wrapped.
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > Number.MAX_SAFE_INTEGER)
         throw new UsageError(`--${name} must be a duration such as 30m, 2h or 1d, got ${v}`);
-    return n;
+    return Math.round(n);
 }
-function integer(name, v) {
+function integer(name, v, min = 0) {
     if (v === undefined)
         return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0)
-        throw new UsageError(`--${name} must be a non-negative integer, got ${v}`);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min)
+        throw new UsageError(`--${name} must be an integer >= ${min}, got ${v}`);
     return n;
 }
 /** A progress bar on stderr when it is a TTY (and not --quiet); else nothing. */
@@ -200,7 +209,7 @@ async function importCommand(args, flags) {
         const { size } = await index_1.S3Database.deserialize(a.bucket, a.prefix, source.pipe(counted), {
             ...a.options,
             layout,
-            blockSize: integer('block-size', flags['block-size']),
+            blockSize: integer('block-size', flags['block-size'], 512),
             overwrite: flags.overwrite ?? false,
         });
         bar?.stop();
@@ -216,7 +225,7 @@ async function exportCommand(args, flags) {
     if (!url || !file || args.length > 2)
         throw new UsageError(USAGE.export);
     const a = parseAddress(url, flags);
-    const version = integer('version', flags.version);
+    const version = integer('version', flags.version, 1);
     await mustExist(url, a);
     const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
     // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
@@ -255,7 +264,7 @@ async function queryCommand(args, flags) {
     if (!url || !sql)
         throw new UsageError(USAGE.query);
     const a = parseAddress(url, flags);
-    const version = integer('version', flags.version);
+    const version = integer('version', flags.version, 1);
     const db = new index_1.S3Database(a.bucket, a.prefix, { ...a.options, version });
     try {
         const stmt = await db.prepare(sql);
@@ -373,8 +382,10 @@ async function gcCommand(args, flags) {
     if (!url || args.length > 1)
         throw new UsageError(USAGE.gc);
     const a = parseAddress(url, flags);
-    const keepVersions = integer('keep', flags.keep);
+    const keepVersions = integer('keep', flags.keep, 1);
     const gracePeriodMs = duration('grace', flags.grace);
+    if (gracePeriodMs !== undefined && gracePeriodMs < 30 * 60_000 && !flags['unsafe-short-grace'])
+        throw new UsageError(`--grace below 30m needs --unsafe-short-grace (only when no writer runs: a stalled writer could lose its uploads)`);
     const stored = await mustExist(url, a);
     if (stored.layout !== 'versioned') {
         throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' });
@@ -382,6 +393,7 @@ async function gcCommand(args, flags) {
     // The bar starts when the deletions do (their number is known only then).
     let bar;
     let total = 0;
+    let finished = false;
     const started = Date.now();
     try {
         const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
@@ -392,19 +404,24 @@ async function gcCommand(args, flags) {
             unsafeShortGracePeriod: flags['unsafe-short-grace'],
             dryRun: flags['dry-run'],
             onProgress: ({ deleted, total: all }) => {
+                // A report that trails the result starts nothing (a bar left running would keep the
+                // process alive).
+                if (finished)
+                    return;
                 total = all;
                 bar ??= progressBar(flags, all, 'objects');
                 const s = (Date.now() - started) / 1000;
                 void bar.then((b) => b?.update(deleted, { speed: s > 0 ? `${(deleted / s).toFixed(0)} objects/s` : '' }));
             },
         });
+        finished = true;
         const done = await bar;
         done?.update(total);
         done?.stop();
         process.stdout.write(JSON.stringify(report) + '\n');
     }
     finally {
-        ;
+        finished = true;
         (await bar)?.stop();
     }
 }
@@ -552,8 +569,9 @@ const COMMANDS = {
 async function main(argv) {
     let flags = {};
     try {
-        // `--version` alone is the program's version; after a command, `--version N` picks a version.
-        if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+        // `--version` without a command is the program's version; after one, `--version N` picks a
+        // version of the database.
+        if (!argv.some((a) => !a.startsWith('-')) && (argv.includes('--version') || argv.includes('-V'))) {
             process.stdout.write(`${require('../package.json').version}\n`);
             return 0;
         }

@@ -11,8 +11,8 @@ const bucket = process.env.BUCKET ?? 'examples'
 // A local S3-compatible server (AWS_ENDPOINT_URL_S3) wants path-style addresses.
 const client = new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) })
 
-const db = new S3Database(bucket, 'examples/orders.sqlite')
-await db.exec('CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY, customer TEXT, amount REAL)')
+const db = new S3Database(bucket, `examples/orders-${Date.now()}.sqlite`)
+await db.exec('CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, amount REAL)')
 await db.transaction(async (tx) => {
   for (let i = 0; i < 1000; i++) await tx.run('INSERT INTO orders(customer, amount) VALUES (?, ?)', [`customer-${i % 37}`, i / 10])
 })

@@ -1,7 +1,7 @@
 // Import a plain SQLite file that is an object in S3 (an upload, a nightly export) as a database:
 // the GetObject body streams straight into `S3Database.deserialize`, block by block, without a
 // temp file. `overwrite: true` replaces a database already under the prefix; without it the import
-// fails with ERR_EXISTS.
+// fails with ERR_DATABASE_EXISTS.
 //
 //   BUCKET=my-bucket SOURCE_KEY=exports/orders.sqlite node examples/import-getobject.mjs
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3'

@@ -36,7 +36,7 @@ export async function handler(event) {
 }
 
 // Run as a script: invoke the handler as Lambda would, three times in one warm container.
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const added = await handler({ action: 'add', text: `hello at ${new Date().toISOString()}` })
   console.log('add  ->', added.statusCode, added.body)
   const first = await handler({ action: 'list' })

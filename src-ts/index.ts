@@ -166,6 +166,17 @@ export interface DatabaseOptions {
    */
   memoryLimit?: number
   /**
+   * Versioned layout: how new blocks are stored. `'zstd'` compresses each block object on its own
+   * (a block that does not shrink is stored as it is); `'none'` stores them as SQLite wrote them.
+   * The choice is recorded in the database, so readers need no option and a writer given none
+   * keeps the recorded one; blocks written before a change stay as they are and read correctly.
+   * A database that has used compression cannot be read by versions of this package before 0.2.
+   * The memory cache holds blocks as SQLite reads them; `cacheDir` holds them as stored.
+   */
+  compression?: 'none' | 'zstd'
+  /** zstd's level for `compression: 'zstd'`, 1 (fastest) to 22 (smallest). Default 3. */
+  compressionLevel?: number
+  /**
    * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
    * directory (each bucket a folder under it), with the same guarantees across processes — for
    * developing and testing an app with no S3 server. `s3` options are then ignored.
@@ -427,6 +438,12 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('maxStaleness', o.maxStaleness, 0)
   check('hotJournalMs', o.hotJournalMs, 1000)
   check('memoryLimit', o.memoryLimit, 0)
+  if (o.compression !== undefined && o.compression !== 'none' && o.compression !== 'zstd') {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compression must be 'none' or 'zstd', got ${JSON.stringify(o.compression)}`)
+  }
+  if (o.compressionLevel !== undefined && (!Number.isInteger(o.compressionLevel) || o.compressionLevel < 1 || o.compressionLevel > 22)) {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compressionLevel must be an integer from 1 to 22, got ${o.compressionLevel}`)
+  }
   if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.dir !== 'string' || o.store.dir === '')) {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`)
   }
@@ -468,6 +485,8 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     singleWriter: o.singleWriter,
     hotJournalMs: o.hotJournalMs,
     memoryLimit: o.memoryLimit,
+    compression: o.compression,
+    compressionLevel: o.compressionLevel,
     store: o.store,
     log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
   }
@@ -863,8 +882,8 @@ export class S3Database implements Queryable {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `keepVersions must be an integer >= 1, got ${keep}`)
     }
     const grace = options?.gracePeriodMs
-    if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0))) {
-      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number >= 0, got ${grace}`)
+    if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0) || grace > Number.MAX_SAFE_INTEGER)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${grace}`)
     }
     const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger })
     const report = options?.onProgress
@@ -874,7 +893,9 @@ export class S3Database implements Queryable {
     const onProgress = report
       ? (p: { deleted: number; total: number }) => {
           try {
-            report({ deleted: p.deleted, total: p.total })
+            const r: unknown = report({ deleted: p.deleted, total: p.total })
+            // An async callback that rejects is ignored too.
+            if (r instanceof Promise) r.catch(() => undefined)
           } catch {
             // A progress display that fails must not fail the collection.
           }

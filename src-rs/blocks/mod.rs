@@ -27,6 +27,7 @@ use crate::clock::Stamp;
 use crate::error::Error;
 use crate::error::{codes, Result};
 use crate::layout::compat::BlockKeys;
+use crate::layout::versioned::codec::{self, Compression};
 use crate::layout::versioned::commit::MAX_BASE_AGE;
 use crate::layout::versioned::format::{Pointer, Uploads};
 use crate::layout::versioned::{
@@ -58,6 +59,8 @@ pub enum Naming {
         /// Block 0 as readers see it (held in the root).
         block0: Bytes,
         segments: SegmentCache,
+        /// How new blocks are stored (`None`: as the pinned version records).
+        compression: Option<Compression>,
     },
 }
 
@@ -65,8 +68,9 @@ pub enum Naming {
 enum Source {
     Local(Bytes),
     Zeros,
-    /// An object; with the CRC-32C to check (versioned layout: a missing one is an error).
-    Object(String, Option<u32>),
+    /// An object; with the map entry that names it, whose CRC-32C is checked and whose codec
+    /// decodes it (versioned layout: a missing one is an error).
+    Object(String, Option<Pointer>),
 }
 
 /// The versioned layout's commit attempt that buffered blocks were uploaded early for: the
@@ -208,6 +212,30 @@ impl BlockFile {
 
     pub fn naming(&self) -> &Naming {
         &self.naming
+    }
+
+    /// Versioned layout: how new blocks are stored (the option, else the pinned version's
+    /// recorded choice), and whether the next version's map carries codecs (compression now, or
+    /// a base or an early upload that already does).
+    pub fn codecs(&self) -> (Compression, bool) {
+        let Naming::Versioned {
+            snapshot,
+            compression,
+            ..
+        } = &self.naming
+        else {
+            return (Compression::None, false);
+        };
+        let recorded = snapshot.as_ref().map(|s| s.root.flags).unwrap_or(0);
+        let chosen = compression.unwrap_or(Compression::recorded(recorded));
+        let early_coded = self
+            .dirty
+            .iter()
+            .any(|(_, d)| matches!(d, Dirty::Uploaded { pointer, .. } if pointer.codec != 0));
+        let codecs = chosen != Compression::None
+            || snapshot.as_ref().is_some_and(|s| s.root.has_codecs())
+            || early_coded;
+        (chosen, codecs)
     }
 
     pub fn block_size(&self) -> u64 {
@@ -431,7 +459,7 @@ impl BlockFile {
     /// segment is not loaded is an error, never zeros (`prepare_names` runs before lookups).
     fn source(&self, i: u64) -> Result<Source> {
         if let Some(Dirty::Uploaded { key, pointer, .. }) = self.dirty.get(i) {
-            return Ok(Source::Object(key.clone(), Some(pointer.crc)));
+            return Ok(Source::Object(key.clone(), Some(*pointer)));
         }
         Ok(match &self.naming {
             Naming::Compat(keys) => Source::Object(keys.key(i), None),
@@ -440,11 +468,12 @@ impl BlockFile {
                 snapshot,
                 block0,
                 segments,
+                ..
             } => match snapshot.as_ref() {
                 None => Source::Zeros,
                 Some(s) => match s.locate(names, i, segments)? {
                     BlockLocation::Inline => Source::Local(block0.clone()),
-                    BlockLocation::Object(key, p) => Source::Object(key, Some(p.crc)),
+                    BlockLocation::Object(key, p) => Source::Object(key, Some(p)),
                     BlockLocation::Zeros => Source::Zeros,
                 },
             },
@@ -470,7 +499,7 @@ impl BlockFile {
 
     /// Starts a GET of block `i` in the background unless one is under way for its current key.
     fn start_fetch(&mut self, i: u64) -> Result<()> {
-        let Source::Object(key, crc) = self.source(i)? else {
+        let Source::Object(key, pointer) = self.source(i)? else {
             return Ok(());
         };
         if let Some((k, _)) = self.inflight.get(&i) {
@@ -492,29 +521,38 @@ impl BlockFile {
         };
         let task_key = key.clone();
         let uploaded_early = matches!(self.dirty.get(i), Some(Dirty::Uploaded { .. }));
-        // Only objects with a checksum to verify are kept on disk.
-        let disk = self.disk.clone().filter(|_| crc.is_some());
+        // Only objects with a checksum to verify are kept on disk, as stored (verified on every
+        // hit, then decoded); the memory cache gets them decoded.
+        let disk = self.disk.clone().filter(|_| pointer.is_some());
+        let block_size = self.block_size;
         let handle = crate::runtime::spawn(async move {
             let key = task_key;
             let location = store.location();
-            if let (Some(disk), Some(crc)) = (&disk, crc) {
+            if let (Some(disk), Some(p)) = (&disk, pointer) {
                 if let Some(data) = disk.get(&location, &key) {
                     // A damaged or foreign file is only a miss.
-                    if verify_block(&key, &data, crc).is_ok() {
-                        return Ok((Bytes::from(data), None));
+                    if verify_block(&key, &data, p.crc).is_ok() {
+                        return Ok((
+                            codec::decode(&key, p.codec, Bytes::from(data), block_size)?,
+                            None,
+                        ));
                     }
                 }
             }
             let _permit = permits.acquire_owned().await;
             match store.get(&key, GetOptions::default()).await? {
                 GetOutcome::Found(obj) => {
-                    if let Some(crc) = crc {
-                        verify_block(&key, &obj.body, crc)?;
-                    }
+                    let Some(p) = pointer else {
+                        return Ok((obj.body, obj.etag));
+                    };
+                    verify_block(&key, &obj.body, p.crc)?;
                     if let Some(disk) = &disk {
                         disk.put(&location, &key, &obj.body);
                     }
-                    Ok((obj.body, obj.etag))
+                    Ok((
+                        codec::decode(&key, p.codec, obj.body, block_size)?,
+                        obj.etag,
+                    ))
                 }
                 _ if uploaded_early => Err(relieve::transaction_expired(&key)),
                 // A block a version references must exist.

@@ -84,6 +84,7 @@ impl BlockFile {
         }
         self.renew_stale_attempt()?;
         let (names, version) = self.versioned_names()?;
+        let (compression, _) = self.codecs();
         if self.early.is_none() {
             self.early = Some(EarlyAttempt::new(version)?);
         }
@@ -95,25 +96,25 @@ impl BlockFile {
                 continue;
             };
             let data = Bytes::from(data);
-            let pointer = early.uploads.next(crc32c::crc32c(&data));
-            batch.push((i, names.block(i, &pointer), pointer, data));
+            let (stored, pointer) = compression.seal(&mut early.uploads, &data)?;
+            batch.push((i, names.block(i, &pointer), pointer, data, stored));
         }
         let objects: Vec<(String, Bytes)> = batch
             .iter()
-            .map(|(_, key, _, data)| (key.clone(), data.clone()))
+            .map(|(_, key, _, _, stored)| (key.clone(), stored.clone()))
             .collect();
         let result =
             crate::runtime::block_on(put_all(self.store.clone(), &objects, self.concurrency));
         drop(objects);
         if let Err(e) = result {
             // Nothing changed: the blocks stay in memory (what landed is garbage for GC).
-            for (i, _, _, data) in batch {
+            for (i, _, _, data, _) in batch {
                 self.dirty.put_mem(i, data.to_vec());
             }
             return Err(e);
         }
         early.last_upload = started;
-        for (i, key, pointer, data) in batch {
+        for (i, key, pointer, data, _) in batch {
             let len = data.len();
             if self.cache_enabled {
                 self.cache.insert(key.clone(), data);
@@ -152,7 +153,8 @@ impl BlockFile {
                 _ => None,
             })
             .map(|(i, from, p, len)| {
-                let np = fresh.uploads.next(p.crc);
+                // The same stored bytes under the fresh attempt: same CRC, same codec.
+                let np = fresh.uploads.next(p.crc, p.codec);
                 (i, from, np, names.block(i, &np), len)
             })
             .collect();

@@ -222,6 +222,7 @@ fn limited(
             snapshot: None,
             block0: Bytes::new(),
             segments: SegmentCache::default(),
+            compression: None,
         }
     } else {
         Naming::Compat(BlockKeys::new("db"))

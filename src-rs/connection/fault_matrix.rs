@@ -240,6 +240,7 @@ impl Op {
                     concurrency: 4,
                     overwrite: false,
                     layout: Some(env.layout),
+                    compression: Default::default(),
                 };
                 let file = env.file.clone();
                 block_on(async move {

@@ -427,7 +427,6 @@ impl Worker {
             )));
         }
         let block_size = c.block_size.unwrap_or(layout.default_block_size());
-        *self.opened.lock().unwrap() = Some(Opened { layout, block_size });
         let ctx = Arc::new(DbContext::new(
             store,
             self.stats.clone(),
@@ -470,6 +469,8 @@ impl Worker {
             .map_err(|e| sql_error(&ctx, e))
             .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
         *self.interrupt.lock().unwrap() = Some(conn.get_interrupt_handle());
+        // Only a database that opened has a layout and a block size to report.
+        *self.opened.lock().unwrap() = Some(Opened { layout, block_size });
         self.db = Some(OpenDb {
             conn,
             ctx,

@@ -6,6 +6,8 @@ use crate::connection::{
     DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
     DEFAULT_MEMORY_LIMIT, DEFAULT_READ_AHEAD,
 };
+use crate::error::{Error, Result};
+use crate::layout::versioned::codec::{Compression, DEFAULT_ZSTD_LEVEL};
 use crate::layout::LayoutKind;
 use crate::store::log::{RequestEvent, RequestLog};
 use crate::store::retry::{Policy, RetryPolicy, Timeouts};
@@ -51,6 +53,27 @@ pub struct JsTimeouts {
     pub min_upload_rate: Option<f64>,
     pub list_ms: Option<f64>,
     pub rewrite_ms: Option<f64>,
+}
+
+/// `options.compression` and `options.compressionLevel`.
+fn compression(name: Option<&str>, level: Option<f64>) -> Result<Option<Compression>> {
+    let level = match level {
+        None => DEFAULT_ZSTD_LEVEL,
+        Some(l) if l.fract() == 0.0 && (1.0..=22.0).contains(&l) => l as i32,
+        Some(l) => {
+            return Err(Error::invalid(format!(
+                "compressionLevel must be an integer from 1 to 22, got {l}"
+            )))
+        }
+    };
+    match name {
+        None => Ok(None),
+        Some("none") => Ok(Some(Compression::None)),
+        Some("zstd") => Ok(Some(Compression::Zstd { level })),
+        Some(other) => Err(Error::invalid(format!(
+            "compression must be 'none' or 'zstd', got '{other}'"
+        ))),
+    }
 }
 
 fn millis(ms: Option<f64>, default: Duration) -> Duration {
@@ -116,6 +139,9 @@ pub struct JsOptions {
     pub single_writer: Option<bool>,
     pub hot_journal_ms: Option<f64>,
     pub memory_limit: Option<f64>,
+    /// `'none'` or `'zstd'` (versioned layout; unset: as the database records).
+    pub compression: Option<String>,
+    pub compression_level: Option<f64>,
     pub store: Option<JsStore>,
     /// Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`).
     pub log: Option<
@@ -156,6 +182,8 @@ pub fn config(
         single_writer: None,
         hot_journal_ms: None,
         memory_limit: None,
+        compression: None,
+        compression_level: None,
         store: None,
         log: None,
     });
@@ -164,6 +192,7 @@ pub fn config(
         max_staleness: Duration::from_millis(o.max_staleness.unwrap_or(0.0).max(0.0) as u64),
         time_travel: o.version.map(|v| v.max(0.0) as u64),
         single_writer: o.single_writer.unwrap_or(false),
+        compression: compression(o.compression.as_deref(), o.compression_level)?,
     };
     let s3 =
         o.s3.map(|s| S3Config {

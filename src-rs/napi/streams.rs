@@ -76,6 +76,7 @@ async fn started(
                 concurrency: config.concurrency,
                 overwrite,
                 layout: config.layout,
+                compression: config.versioned.compression.unwrap_or_default(),
             },
         )
         .await?;

@@ -12,7 +12,9 @@ fn body(o: GetOutcome) -> Bytes {
     }
 }
 
-pub async fn conformance(store: &dyn ObjectStore) {
+/// `exact_pages`: a page that ends at the last key must say so (our own stores do; an S3 server
+/// may instead answer one more, empty, page).
+pub async fn conformance(store: &dyn ObjectStore, exact_pages: bool) {
     let get = |k: &'static str| store.get(k, GetOptions::default());
     // Missing keys.
     assert!(matches!(
@@ -162,6 +164,7 @@ pub async fn conformance(store: &dyn ObjectStore) {
     // S3 allows it) its next page is empty and says so.
     let exact = store.list("q/a/", None, Some(2)).await.unwrap();
     assert_eq!(exact.objects.len(), 2);
+    assert!(!exact_pages || exact.next_start_after.is_none());
     if let Some(next) = exact.next_start_after {
         let rest = store.list("q/a/", Some(&next), Some(2)).await.unwrap();
         assert_eq!((rest.objects.len(), rest.next_start_after), (0, None));
@@ -187,14 +190,14 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn the_memory_store_conforms() {
-    rt().block_on(conformance(&super::memory::MemoryStore::new()));
+    rt().block_on(conformance(&super::memory::MemoryStore::new(), true));
 }
 
 #[test]
 fn the_directory_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = super::dir::DirStore::open(dir.path(), "bucket").unwrap();
-    rt().block_on(conformance(&store));
+    rt().block_on(conformance(&store, true));
 }
 
 /// Needs the S3 server `scripts/with-s3.ts` starts (`npm test` runs it with `--include-ignored`).
@@ -218,7 +221,7 @@ fn the_s3_store_conforms() {
         };
         let store = super::s3::S3Store::connect(&bucket, &config).await.unwrap();
         store.create_bucket().await.unwrap();
-        conformance(&store).await;
+        conformance(&store, false).await;
     });
 }
 

@@ -8,6 +8,7 @@
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
+use crate::layout::versioned::codec::Compression;
 use crate::layout::versioned::commit::{
     fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
 };
@@ -30,6 +31,8 @@ pub struct DeserializeOptions {
     pub overwrite: bool,
     /// The layout of a new database (an existing one keeps its own).
     pub layout: Option<LayoutKind>,
+    /// Versioned layout: how the imported blocks are stored (and the choice the new version records).
+    pub compression: Compression,
 }
 
 /// A versioned import: every block goes to a key of this attempt, and nothing is visible until
@@ -268,7 +271,8 @@ impl Deserializer {
         let key = match self.versioned.as_mut() {
             Some(v) => {
                 v.note_upload();
-                let p = v.uploads.next(crc32c::crc32c(&data));
+                let (stored, p) = self.opts.compression.seal(&mut v.uploads, &data)?;
+                data = stored;
                 v.entries.resize(i as usize + 1, Pointer::default());
                 v.entries[i as usize] = p;
                 v.names.block(i, &p)
@@ -422,14 +426,32 @@ impl Deserializer {
         let count = self.total.div_ceil(self.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
+        let compression = self.opts.compression;
         let layout = Layout {
             page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
             block_size: self.block_size,
             file_size: self.total,
+            compression,
+            // A fresh map: it carries codecs only if this import compresses.
+            codecs: compression != Compression::None,
         };
-        let (map, segments) = fresh_map(&v.names, &entries, &mut v.uploads, layout.segment_len());
+        let (map, segments) = fresh_map(
+            &v.names,
+            &entries,
+            &mut v.uploads,
+            layout.segment_len(),
+            layout.codecs,
+        );
         v.entries = entries;
-        let mut prepared = Prepared::new(&v.names, &v.uploads, layout, map, block0, segments, 0);
+        let mut prepared = Prepared::new(
+            &v.names,
+            &v.uploads,
+            layout,
+            map,
+            block0,
+            segments,
+            Vec::new(),
+        );
         let version = v.uploads.version;
         crate::layout::versioned::commit::upload(
             self.store.clone(),
@@ -603,6 +625,7 @@ mod tests {
                 concurrency: 4,
                 overwrite: false,
                 layout: None,
+                compression: Default::default(),
             },
         )
         .await?;

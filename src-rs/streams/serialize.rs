@@ -4,8 +4,9 @@
 //! layout it exports exactly the version pinned when it started, whatever commits meanwhile.
 
 use crate::connection::StoreHandle;
-use crate::error::{Error, Result};
+use crate::error::{codes, Error, Result};
 use crate::layout::compat::{database_size, BlockKeys};
+use crate::layout::versioned::codec;
 use crate::layout::versioned::format::Pointer;
 use crate::layout::versioned::{verify_block, version_gone, Names, SegmentCache};
 use crate::store::{DynStore, GetOptions, GetOutcome};
@@ -93,13 +94,22 @@ impl Serializer {
                         // Never written (the lock-byte page's block): zeros, like SQLite's file.
                         return Ok(Bytes::from(vec![0; expected]));
                     }
-                    match store.get(&key, GetOptions::default()).await? {
-                        GetOutcome::Found(obj) if obj.body.len() >= expected => {
-                            verify_block(&key, &obj.body, p.crc)?;
-                            Ok(obj.body.slice(..expected))
-                        }
-                        _ => Err(version_gone(&key, version)),
+                    let stored = match store.get(&key, GetOptions::default()).await? {
+                        GetOutcome::Found(obj) => obj.body,
+                        _ => return Err(version_gone(&key, version)),
+                    };
+                    verify_block(&key, &stored, p.crc)?;
+                    let block = codec::decode(&key, p.codec, stored, bs)?;
+                    if block.len() < expected {
+                        return Err(Error::new(
+                            codes::CORRUPT_OBJECT,
+                            format!(
+                                "{key}: {} bytes, where the file needs {expected}",
+                                block.len()
+                            ),
+                        ));
                     }
+                    Ok(block.slice(..expected))
                 }));
                 self.next_fetch += 1;
                 continue;

@@ -67,6 +67,8 @@ pub struct VersionedOptions {
     pub time_travel: Option<u64>,
     /// Skip the conditional-write probe: the user promises a single writer.
     pub single_writer: bool,
+    /// How new blocks are stored; `None`: as the database records (its newest root).
+    pub compression: Option<crate::layout::versioned::codec::Compression>,
 }
 
 /// Settings of the `sqlite-s3vfs` layout.

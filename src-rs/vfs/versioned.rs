@@ -114,6 +114,7 @@ impl VersionedFile {
             snapshot: None,
             block0: Bytes::new(),
             segments: SegmentCache::default(),
+            compression: ctx.versioned.compression,
         };
         let blocks = new_blocks(&ctx, naming, 0, None);
         VersionedFile {
@@ -460,6 +461,7 @@ impl VersionedFile {
         let base = self.pinned();
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
+        let (compression, codecs) = self.blocks.codecs();
         let mut scratch = SegmentCache::default();
         let (segments, early) = self.blocks.commit_parts();
         let segments = segments.unwrap_or(&mut scratch);
@@ -481,6 +483,8 @@ impl VersionedFile {
                     page_size,
                     block_size,
                     file_size,
+                    compression,
+                    codecs,
                 },
             )
             .await?;

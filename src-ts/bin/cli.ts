@@ -35,7 +35,8 @@ Options for every command:
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
   --help             help for a command
-  --version          the version of sqlite-s3vfs`,
+
+sqlite-s3vfs --version prints the version of sqlite-s3vfs.`,
   import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
   export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N]`,
   query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N]
@@ -74,7 +75,13 @@ interface Address {
 function parseAddress(url: string, flags: Flags): Address {
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url)
   if (m) {
-    if (flags.dir) return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } }
+    if (flags.dir !== undefined) {
+      // An empty --dir (an unset variable) must not fall back to S3, nor S3 flags be ignored.
+      if (flags.dir === '') throw new UsageError('--dir needs a path')
+      const s3Flags = (['endpoint', 'region', 'profile'] as const).filter((f) => flags[f] !== undefined)
+      if (s3Flags.length) throw new UsageError(`--dir keeps the database in a local directory: --${s3Flags.join(', --')} does not apply`)
+      return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } }
+    }
     const s3: DatabaseOptions['s3'] = {}
     if (flags.endpoint) s3.endpoint = flags.endpoint
     if (flags.region) s3.region = flags.region
@@ -82,7 +89,7 @@ function parseAddress(url: string, flags: Flags): Address {
   }
   const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url)
   if (f) {
-    if (flags.dir) throw new UsageError(`--dir goes with an s3:// address, not ${url}`)
+    if (flags.dir !== undefined) throw new UsageError(`--dir goes with an s3:// address, not ${url}`)
     return { bucket: f[2], prefix: f[3], options: { store: { dir: f[1] } } }
   }
   throw new UsageError(`not an address: ${url} (use s3://bucket/prefix or file:///dir/bucket/prefix)`)
@@ -134,15 +141,16 @@ const OPTIONS = {
 function duration(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined
   const n = /^\d+$/.test(v) ? Number(v) : ms(v as ms.StringValue)
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+  // Past 2^53 ms (285,000 years) a number is no longer exact: refused, never wrapped.
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > Number.MAX_SAFE_INTEGER)
     throw new UsageError(`--${name} must be a duration such as 30m, 2h or 1d, got ${v}`)
-  return n
+  return Math.round(n)
 }
 
-function integer(name: string, v: string | undefined): number | undefined {
+function integer(name: string, v: string | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined
   const n = Number(v)
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer, got ${v}`)
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${v}`)
   return n
 }
 
@@ -192,7 +200,7 @@ async function importCommand(args: string[], flags: Flags) {
     const { size } = await S3Database.deserialize(a.bucket, a.prefix, source.pipe(counted), {
       ...a.options,
       layout,
-      blockSize: integer('block-size', flags['block-size']),
+      blockSize: integer('block-size', flags['block-size'], 512),
       overwrite: flags.overwrite ?? false,
     })
     bar?.stop()
@@ -206,7 +214,7 @@ async function exportCommand(args: string[], flags: Flags) {
   const [url, file] = args
   if (!url || !file || args.length > 2) throw new UsageError(USAGE.export)
   const a = parseAddress(url, flags)
-  const version = integer('version', flags.version)
+  const version = integer('version', flags.version, 1)
   await mustExist(url, a)
   const db = new S3Database(a.bucket, a.prefix, { ...a.options, version })
   // Into a temp file renamed at the end: a failed export never destroys an earlier good one.
@@ -243,7 +251,7 @@ async function queryCommand(args: string[], flags: Flags) {
   const [url, sql, ...params] = args
   if (!url || !sql) throw new UsageError(USAGE.query)
   const a = parseAddress(url, flags)
-  const version = integer('version', flags.version)
+  const version = integer('version', flags.version, 1)
   const db = new S3Database(a.bucket, a.prefix, { ...a.options, version })
   try {
     const stmt = await db.prepare(sql)
@@ -364,8 +372,10 @@ async function gcCommand(args: string[], flags: Flags) {
   const [url] = args
   if (!url || args.length > 1) throw new UsageError(USAGE.gc)
   const a = parseAddress(url, flags)
-  const keepVersions = integer('keep', flags.keep)
+  const keepVersions = integer('keep', flags.keep, 1)
   const gracePeriodMs = duration('grace', flags.grace)
+  if (gracePeriodMs !== undefined && gracePeriodMs < 30 * 60_000 && !flags['unsafe-short-grace'])
+    throw new UsageError(`--grace below 30m needs --unsafe-short-grace (only when no writer runs: a stalled writer could lose its uploads)`)
   const stored = await mustExist(url, a)
   if (stored.layout !== 'versioned') {
     throw Object.assign(new Error(`${url} is in the sqlite-s3vfs layout, which keeps no versions to collect`), { code: 'ERR_UNSUPPORTED' })
@@ -373,6 +383,7 @@ async function gcCommand(args: string[], flags: Flags) {
   // The bar starts when the deletions do (their number is known only then).
   let bar: Promise<SingleBar | undefined> | undefined
   let total = 0
+  let finished = false
   const started = Date.now()
   try {
     const report = await S3Database.gc(a.bucket, a.prefix, {
@@ -383,17 +394,22 @@ async function gcCommand(args: string[], flags: Flags) {
       unsafeShortGracePeriod: flags['unsafe-short-grace'],
       dryRun: flags['dry-run'],
       onProgress: ({ deleted, total: all }) => {
+        // A report that trails the result starts nothing (a bar left running would keep the
+        // process alive).
+        if (finished) return
         total = all
         bar ??= progressBar(flags, all, 'objects')
         const s = (Date.now() - started) / 1000
         void bar.then((b) => b?.update(deleted, { speed: s > 0 ? `${(deleted / s).toFixed(0)} objects/s` : '' }))
       },
     })
+    finished = true
     const done = await bar
     done?.update(total)
     done?.stop()
     process.stdout.write(JSON.stringify(report) + '\n')
   } finally {
+    finished = true
     ;(await bar)?.stop()
   }
 }
@@ -529,8 +545,9 @@ const COMMANDS: Record<string, (args: string[], flags: Flags) => Promise<void>> 
 export async function main(argv: string[]): Promise<number> {
   let flags: Flags = {}
   try {
-    // `--version` alone is the program's version; after a command, `--version N` picks a version.
-    if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    // `--version` without a command is the program's version; after one, `--version N` picks a
+    // version of the database.
+    if (!argv.some((a) => !a.startsWith('-')) && (argv.includes('--version') || argv.includes('-V'))) {
       process.stdout.write(`${require('../package.json').version}\n`)
       return 0
     }

@@ -2,7 +2,8 @@
 //! attempt, then create the next root with `If-None-Match: *`. The create is the commit; an
 //! ambiguous answer is decided by reading the root back (its attempt id), never by guessing.
 
-use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads};
+use super::codec::{Compression, CODEC_RAW};
+use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads, FLAG_CODECS};
 use super::{
     load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, INLINE_MAP_MAX,
 };
@@ -34,10 +35,10 @@ pub struct Prepared {
     pub root: Arc<Root>,
     pub root_key: String,
     pub root_bytes: Bytes,
-    /// Objects to upload before the root: (key, bytes).
+    /// Objects to upload before the root: (key, bytes as stored).
     pub uploads: Vec<(String, Bytes)>,
-    /// How many of `uploads` (the first ones) are blocks; the rest are map segments.
-    blocks: usize,
+    /// The blocks among `uploads`, as SQLite wrote them (for the cache: it holds what SQLite reads).
+    plain: Vec<(String, Bytes)>,
     /// When the newest object of this attempt was uploaded.
     pub uploaded_at: Option<Stamp>,
     /// The root was sent at least once (it may have landed, even if no answer said so).
@@ -60,11 +61,20 @@ pub struct Layout {
     pub page_size: u32,
     pub block_size: u64,
     pub file_size: u64,
+    /// How new blocks are encoded.
+    pub compression: Compression,
+    /// Map entries carry codecs (compression now, or ever before: `FLAG_CODECS` is sticky).
+    pub codecs: bool,
 }
 
 impl Layout {
     pub fn segment_len(&self) -> u32 {
         super::segment_len_for(self.block_size)
+    }
+
+    /// The root flags of a version with this layout.
+    pub fn flags(&self) -> u32 {
+        self.compression.root_flags() | if self.codecs { FLAG_CODECS } else { 0 }
     }
 }
 
@@ -115,14 +125,15 @@ pub async fn prepare(
             .slice(..),
     };
     let mut uploads = Vec::with_capacity(changed.len() + 2);
+    let mut plain = Vec::with_capacity(changed.len());
     let mut new_entries: Vec<(u64, Pointer)> = Vec::with_capacity(changed.len());
     for (i, data) in changed {
-        let p = uploads_of.next(crc32c::crc32c(&data));
+        let (stored, p) = layout.compression.seal(uploads_of, &data)?;
         let key = names.block(i, &p);
-        uploads.push((key, data));
+        uploads.push((key.clone(), stored));
+        plain.push((key, data));
         new_entries.push((i, p));
     }
-    let blocks = uploads.len();
     new_entries.extend(
         early_blocks
             .iter()
@@ -133,7 +144,7 @@ pub async fn prepare(
         // The attempt's objects are spared by GC for its horizon after the newest one: this
         // commit uploads at least one (an empty marker when nothing else), so the blocks
         // uploaded early are as safe as if uploaded now (`renew_stale_attempt` ran before).
-        let p = uploads_of.next(0);
+        let p = uploads_of.next(0, CODEC_RAW);
         uploads.push((names.segment(KEEPALIVE_SEGMENT, &p), Bytes::new()));
     }
     // The new map: the base's entries, with the changed ones replaced and the tail cut.
@@ -159,7 +170,7 @@ pub async fn prepare(
             for (i, p) in &new_entries {
                 all[*i as usize] = *p;
             }
-            let (map, objects) = fresh_map(names, &all, uploads_of, seg_len as u32);
+            let (map, objects) = fresh_map(names, &all, uploads_of, seg_len as u32, layout.codecs);
             uploads.extend(objects);
             map
         }
@@ -205,8 +216,8 @@ pub async fn prepare(
                         entries[(i - lo) as usize] = *p;
                     }
                 }
-                let data = encode_segment(&entries);
-                let p = uploads_of.next(0);
+                let data = encode_segment(&entries, layout.codecs);
+                let p = uploads_of.next(0, CODEC_RAW);
                 let key = names.segment(s, &p);
                 segments.insert(key.clone(), Arc::new(entries));
                 uploads.push((key, data));
@@ -216,7 +227,7 @@ pub async fn prepare(
         }
     };
     Ok(Prepared::new(
-        names, uploads_of, layout, map, block0, uploads, blocks,
+        names, uploads_of, layout, map, block0, uploads, plain,
     ))
 }
 
@@ -230,13 +241,13 @@ impl Prepared {
         map: MapRef,
         block0: Bytes,
         uploads: Vec<(String, Bytes)>,
-        blocks: usize,
+        plain: Vec<(String, Bytes)>,
     ) -> Prepared {
         let root = Root {
             attempt: attempt.attempt,
             version: attempt.version,
             parent: attempt.version - 1,
-            flags: 0,
+            flags: layout.flags(),
             page_size: layout.page_size,
             block_size: layout.block_size,
             file_size: layout.file_size,
@@ -250,7 +261,7 @@ impl Prepared {
             root_bytes: root.encode(),
             root: Arc::new(root),
             uploads,
-            blocks,
+            plain,
             uploaded_at: None,
             sent: false,
             first_sent_at: None,
@@ -259,8 +270,9 @@ impl Prepared {
     }
 
     /// The blocks this attempt uploads: (key, bytes).
+    /// The blocks this attempt uploads, as SQLite wrote them.
     pub fn block_uploads(&self) -> &[(String, Bytes)] {
-        &self.uploads[..self.blocks]
+        &self.plain
     }
 }
 
@@ -271,6 +283,7 @@ pub fn fresh_map(
     entries: &[Pointer],
     uploads: &mut Uploads,
     seg_len: u32,
+    codecs: bool,
 ) -> (MapRef, Vec<(String, Bytes)>) {
     let seg_len = seg_len as usize;
     let mut entries = entries.to_vec();
@@ -283,8 +296,8 @@ pub fn fresh_map(
     let mut segs = Vec::new();
     let mut objects = Vec::new();
     for (s, chunk) in entries.chunks(seg_len).enumerate() {
-        let p = uploads.next(0);
-        objects.push((names.segment(s as u64, &p), encode_segment(chunk)));
+        let p = uploads.next(0, CODEC_RAW);
+        objects.push((names.segment(s as u64, &p), encode_segment(chunk, codecs)));
         segs.push(p);
     }
     (MapRef::Segments(segs), objects)
@@ -483,6 +496,8 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: 1024,
+            compression: Compression::None,
+            codecs: false,
         };
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let mut segments = SegmentCache::default();

@@ -12,22 +12,46 @@
 //! The attempt id sits at a fixed offset so that deciding an ambiguous commit needs only the
 //! first bytes of a root. A map entry is a `Pointer` (version, attempt, upload number, crc32c);
 //! version 0 means "no object": the block reads as zeros.
+//!
+//! Entries with a codec (`FLAG_CODECS` on a root, magic `S3VFSm2` on a segment) are 36 bytes:
+//! the 32 above, then a u32 saying how the block object is encoded (`codec.rs`: 0 as it is,
+//! 1 zstd). A database only takes that form once it uses compression, so that one which never
+//! did stays readable by versions of this library that predate it.
 
 use crate::error::{codes, Error, Result};
 use bytes::Bytes;
 
 pub const ROOT_MAGIC: &[u8; 8] = b"S3VFSr1\0";
 pub const SEGMENT_MAGIC: &[u8; 8] = b"S3VFSm1\0";
+/// A segment whose entries carry a codec.
+pub const SEGMENT_MAGIC_CODECS: &[u8; 8] = b"S3VFSm2\0";
 pub const ROOT_HEADER_LEN: usize = 88;
 const ENTRY_LEN: usize = 32;
+const ENTRY_LEN_CODECS: usize = 36;
+
+/// The length of a map entry in an object that does (or does not) carry codecs.
+fn entry_len(codecs: bool) -> usize {
+    if codecs {
+        ENTRY_LEN_CODECS
+    } else {
+        ENTRY_LEN
+    }
+}
 /// Bytes of a root that hold its attempt id and version (for deciding an ambiguous commit).
 pub const ROOT_ID_LEN: u64 = 32;
 
 /// Root flag: the version was pruned by GC; only the header is left, so that its key can never be
 /// created again by a stale writer.
 pub const FLAG_PRUNED: u32 = 1;
+/// Root flag: new blocks are compressed with zstd (the database's recorded choice: a writer
+/// that is given no `compression` option follows it).
+pub const FLAG_ZSTD: u32 = 2;
+/// Root flag: the root's map entries carry a codec (36-byte entries). Once set it stays set in
+/// every later version, so older versions of this library refuse the database instead of
+/// reading compressed blocks as pages.
+pub const FLAG_CODECS: u32 = 4;
 /// Every flag this version understands.
-const KNOWN_FLAGS: u32 = FLAG_PRUNED;
+const KNOWN_FLAGS: u32 = FLAG_PRUNED | FLAG_ZSTD | FLAG_CODECS;
 
 pub const MIN_BLOCK_SIZE: u64 = 512;
 pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
@@ -43,7 +67,10 @@ pub struct Pointer {
     pub version: u64,
     pub attempt: AttemptId,
     pub seq: u32,
+    /// CRC-32C of the stored bytes (as encoded by `codec`).
     pub crc: u32,
+    /// How the object's bytes are encoded (`codec.rs`); 0, as they are, in objects without codecs.
+    pub codec: u32,
 }
 
 impl Pointer {
@@ -51,19 +78,26 @@ impl Pointer {
         self.version == 0
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    fn encode(&self, out: &mut Vec<u8>, codecs: bool) {
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.attempt);
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.crc.to_le_bytes());
+        if codecs {
+            out.extend_from_slice(&self.codec.to_le_bytes());
+        } else {
+            // Only a database with FLAG_CODECS may hold encoded blocks (`commit::prepare`).
+            debug_assert_eq!(self.codec, 0, "a codec in an object without codecs");
+        }
     }
 
-    fn decode(b: &[u8]) -> Pointer {
+    fn decode(b: &[u8], codecs: bool) -> Pointer {
         Pointer {
             version: u64_at(b, 0),
             attempt: b[8..24].try_into().unwrap(),
             seq: u32_at(b, 24),
             crc: u32_at(b, 28),
+            codec: if codecs { u32_at(b, 32) } else { 0 },
         }
     }
 }
@@ -85,14 +119,15 @@ impl Uploads {
         }
     }
 
-    /// The pointer of the next upload, for bytes with this CRC-32C.
-    pub fn next(&mut self, crc: u32) -> Pointer {
+    /// The pointer of the next upload, for bytes with this CRC-32C, encoded by `codec`.
+    pub fn next(&mut self, crc: u32, codec: u32) -> Pointer {
         self.seq += 1;
         Pointer {
             version: self.version,
             attempt: self.attempt,
             seq: self.seq,
             crc,
+            codec,
         }
     }
 }
@@ -151,12 +186,19 @@ fn unseal<'a>(bytes: &'a [u8], what: &str) -> Result<&'a [u8]> {
 }
 
 impl Root {
+    /// Whether its map entries carry codecs.
+    pub fn has_codecs(&self) -> bool {
+        self.flags & FLAG_CODECS != 0
+    }
+
     pub fn encode(&self) -> Bytes {
         let entries = match &self.map {
             MapRef::Inline(e) | MapRef::Segments(e) => e,
         };
-        let mut out =
-            Vec::with_capacity(ROOT_HEADER_LEN + entries.len() * ENTRY_LEN + self.block0.len() + 4);
+        let codecs = self.has_codecs();
+        let mut out = Vec::with_capacity(
+            ROOT_HEADER_LEN + entries.len() * entry_len(codecs) + self.block0.len() + 4,
+        );
         out.extend_from_slice(ROOT_MAGIC);
         out.extend_from_slice(&self.attempt);
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -172,7 +214,7 @@ impl Root {
         out.extend_from_slice(&self.segment_len.to_le_bytes());
         out.extend_from_slice(&(self.block0.len() as u32).to_le_bytes());
         for p in entries {
-            p.encode(&mut out);
+            p.encode(&mut out, codecs);
         }
         out.extend_from_slice(&self.block0);
         seal(out)
@@ -185,18 +227,19 @@ impl Root {
         }
         let count = u32_at(b, 76) as usize;
         let block0_len = u32_at(b, 84) as usize;
-        if b.len() != ROOT_HEADER_LEN + count * ENTRY_LEN + block0_len {
+        let len = entry_len(u32_at(b, 40) & FLAG_CODECS != 0);
+        if b.len() != ROOT_HEADER_LEN + count * len + block0_len {
             return Err(corrupt(what, "inconsistent lengths"));
         }
         let entries: Vec<Pointer> = (0..count)
-            .map(|k| Pointer::decode(&b[ROOT_HEADER_LEN + k * ENTRY_LEN..]))
+            .map(|k| Pointer::decode(&b[ROOT_HEADER_LEN + k * len..], len == ENTRY_LEN_CODECS))
             .collect();
         let map = match u32_at(b, 72) {
             0 => MapRef::Inline(entries),
             1 => MapRef::Segments(entries),
             _ => return Err(corrupt(what, "unknown map kind")),
         };
-        let start0 = ROOT_HEADER_LEN + count * ENTRY_LEN;
+        let start0 = ROOT_HEADER_LEN + count * len;
         let root = Root {
             attempt: b[8..24].try_into().unwrap(),
             version: u64_at(b, 24),
@@ -224,7 +267,8 @@ impl Root {
             return Err(Error::new(
                 codes::UNSUPPORTED,
                 format!(
-                    "{what}: written by a newer version of sqlite-s3vfs (format flags                      {unknown:#x}); upgrade to read or write this database"
+                    "{what}: written by a newer version of sqlite-s3vfs (format flags \
+                     {unknown:#x}); upgrade to read or write this database"
                 ),
             ));
         }
@@ -282,27 +326,40 @@ pub fn root_identity(prefix_bytes: &[u8]) -> Option<(AttemptId, u64)> {
     ))
 }
 
-pub fn encode_segment(entries: &[Pointer]) -> Bytes {
-    let mut out = Vec::with_capacity(12 + entries.len() * ENTRY_LEN + 4);
-    out.extend_from_slice(SEGMENT_MAGIC);
+/// A map segment; with `codecs` (a database with `FLAG_CODECS`), in the form whose entries carry one.
+pub fn encode_segment(entries: &[Pointer], codecs: bool) -> Bytes {
+    let mut out = Vec::with_capacity(12 + entries.len() * entry_len(codecs) + 4);
+    out.extend_from_slice(if codecs {
+        SEGMENT_MAGIC_CODECS
+    } else {
+        SEGMENT_MAGIC
+    });
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for p in entries {
-        p.encode(&mut out);
+        p.encode(&mut out, codecs);
     }
     seal(out)
 }
 
+/// A map segment, in either form (a segment an older version wrote stays in use after the
+/// database takes codecs).
 pub fn decode_segment(bytes: &[u8], what: &str) -> Result<Vec<Pointer>> {
     let b = unseal(bytes, what)?;
-    if b.len() < 12 || &b[..8] != SEGMENT_MAGIC {
-        return Err(corrupt(what, "not a map segment of the versioned layout"));
+    let codecs = match b.get(..8) {
+        Some(m) if m == SEGMENT_MAGIC => false,
+        Some(m) if m == SEGMENT_MAGIC_CODECS => true,
+        _ => return Err(corrupt(what, "not a map segment of the versioned layout")),
+    };
+    if b.len() < 12 {
+        return Err(corrupt(what, "too short"));
     }
     let count = u32_at(b, 8) as usize;
-    if b.len() != 12 + count * ENTRY_LEN {
+    let len = entry_len(codecs);
+    if b.len() != 12 + count * len {
         return Err(corrupt(what, "inconsistent length"));
     }
     Ok((0..count)
-        .map(|k| Pointer::decode(&b[12 + k * ENTRY_LEN..]))
+        .map(|k| Pointer::decode(&b[12 + k * len..], codecs))
         .collect())
 }
 
@@ -316,6 +373,7 @@ mod tests {
             attempt: [v as u8; 16],
             seq: 7,
             crc: 0xdead_beef,
+            codec: 0,
         }
     }
 
@@ -343,7 +401,38 @@ mod tests {
         assert_eq!(err.code, codes::CORRUPT_OBJECT);
 
         let seg = vec![pointer(1), Pointer::default()];
-        assert_eq!(decode_segment(&encode_segment(&seg), "s").unwrap(), seg);
+        assert_eq!(
+            decode_segment(&encode_segment(&seg, false), "s").unwrap(),
+            seg
+        );
+        let coded = vec![
+            Pointer {
+                codec: 1,
+                ..pointer(1)
+            },
+            pointer(2),
+        ];
+        let both = encode_segment(&coded, true);
+        assert_eq!(both.len(), 12 + 2 * 36 + 4);
+        assert_eq!(decode_segment(&both, "s").unwrap(), coded);
+
+        // A root with codecs keeps each entry's codec; one without has 32-byte entries.
+        let with = Root {
+            flags: FLAG_CODECS | FLAG_ZSTD,
+            map: MapRef::Inline(vec![
+                Pointer::default(),
+                Pointer {
+                    codec: 1,
+                    ..pointer(3)
+                },
+                pointer(42),
+            ]),
+            ..root.clone()
+        };
+        let with_bytes = with.encode();
+        assert_eq!(with_bytes.len(), bytes.len() + 3 * 4);
+        assert_eq!(Root::decode(&with_bytes, "r").unwrap(), with);
+        assert_eq!(root_identity(&with_bytes[..32]), Some(([9; 16], 42)));
         assert!(decode_segment(&bytes, "s").is_err());
         let t = root.tombstone();
         assert!(Root::decode(&t.encode(), "t").unwrap().is_pruned());
@@ -374,7 +463,7 @@ mod tests {
     #[test]
     fn roots_with_unknown_flags_or_impossible_sizes_are_refused() {
         let mut r = sample_root();
-        r.flags = 2;
+        r.flags = 8;
         assert_eq!(
             Root::decode(&r.encode(), "r").unwrap_err().code,
             codes::UNSUPPORTED
@@ -436,7 +525,7 @@ mod tests {
             value in proptest::prelude::any::<u8>(),
         ) {
             let entries: Vec<Pointer> = (0..n as u64).map(pointer).collect();
-            let mut body = encode_segment(&entries).to_vec();
+            let mut body = encode_segment(&entries, n % 2 == 0).to_vec();
             let at = at % body.len();
             body[at] = value;
             if let Ok(decoded) = decode_segment(&resealed(body), "s") {

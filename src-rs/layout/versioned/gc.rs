@@ -74,7 +74,9 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
     } else {
         store_now(&store, names).await?
     };
-    let grace = opts.grace_ms as i64;
+    // Saturating: a horizon past i64 (a caller's "forever") keeps everything, never wraps to a
+    // negative one that would keep nothing.
+    let grace = i64::try_from(opts.grace_ms).unwrap_or(i64::MAX);
     let mut roots: Vec<(u64, i64, u64)> = list_all(&*store, &names.roots_dir())
         .await?
         .into_iter()

@@ -9,6 +9,7 @@
 //! - `P/.b/{i:012x}/{v:016x}-{A:032x}-{n:x}` block i, uploaded by attempt A of version v;
 //! - `P/.m/{s:08x}/{v:016x}-{A:032x}-{n:x}` map segment s.
 
+pub mod codec;
 pub mod commit;
 pub mod format;
 pub mod gc;
@@ -475,6 +476,7 @@ mod tests {
             attempt: [0xab; 16],
             seq: 3,
             crc: 1,
+            codec: 0,
         };
         let key = n.block(9, &p);
         let id = n.parse_block(&key).unwrap();
@@ -500,8 +502,8 @@ mod tests {
         let mut uploads = Uploads::new(1, [7; 16], 0);
         let block = Bytes::from(vec![5u8; 512]);
         let crc = crc32c::crc32c(&block);
-        let entries: Vec<Pointer> = (0..count).map(|_| uploads.next(crc)).collect();
-        let (map, segments) = fresh_map(&names, &entries, &mut uploads, 1024);
+        let entries: Vec<Pointer> = (0..count).map(|_| uploads.next(crc, 0)).collect();
+        let (map, segments) = fresh_map(&names, &entries, &mut uploads, 1024, false);
         for (key, data) in segments {
             crate::runtime::block_on(store.put(&key, data, crate::store::PutMode::Overwrite))
                 .unwrap();
@@ -518,6 +520,8 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: count * 512,
+            compression: super::codec::Compression::None,
+            codecs: false,
         };
         let mut block0 = vec![0u8; 512];
         block0[..16].copy_from_slice(b"SQLite format 3\0");
@@ -528,7 +532,7 @@ mod tests {
             map,
             Bytes::from(block0),
             Vec::new(),
-            0,
+            Vec::new(),
         );
         crate::runtime::block_on(store.put(
             &p.root_key,
@@ -564,6 +568,7 @@ mod tests {
                 attempt: [9; 16],
                 seq: 1,
                 crc: 0,
+                codec: 0,
             },
         );
         crate::runtime::block_on(store.put(
@@ -573,6 +578,21 @@ mod tests {
         ))
         .unwrap();
         let dyn_store: crate::store::DynStore = store.clone();
+        // A horizon past i64 keeps everything (it once wrapped to a negative one: keep nothing).
+        let forever = crate::runtime::block_on(super::gc::collect(
+            dyn_store.clone(),
+            &names,
+            super::gc::GcOptions {
+                keep_versions: 1,
+                grace_ms: u64::MAX,
+                concurrency: 8,
+                allow_short_grace: false,
+                dry_run: false,
+                progress: None,
+            },
+        ))
+        .unwrap();
+        assert_eq!(forever.objects_deleted, 0);
         let told = Arc::new(std::sync::Mutex::new(Vec::new()));
         let progress = told.clone();
         let report = crate::runtime::block_on(super::gc::collect(
@@ -634,6 +654,8 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: count * 512,
+            compression: super::codec::Compression::None,
+            codecs: false,
         };
         let p = crate::runtime::block_on(prepare(
             &*store,
