@@ -81,6 +81,9 @@ pub mod codes {
     /// Blocks a transaction uploaded early were garbage-collected before its commit (the
     /// transaction stayed open, without writing, longer than GC's grace period).
     pub const TRANSACTION_EXPIRED: &str = "ERR_TRANSACTION_EXPIRED";
+    /// A database of the `sqlite-s3vfs` layout was written with another block size than the one
+    /// it is opened with (that format does not record it; reading on would return wrong pages).
+    pub const BLOCK_SIZE_MISMATCH: &str = "ERR_BLOCK_SIZE_MISMATCH";
 }
 
 impl Error {

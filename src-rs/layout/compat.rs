@@ -62,6 +62,27 @@ pub async fn database_size(
     }
 }
 
+/// The `sqlite-s3vfs` layout records no block size, but its objects tell: every block but the
+/// last is exactly `block_size` bytes. Given block 0 (`len0` bytes) of a file of `size` bytes,
+/// an error when `block_size` cannot be the one it was written with (reading on would return
+/// other pages than SQLite wrote: a missing block reads as zeros).
+pub fn check_block_size(place: &str, block_size: u64, len0: u64, size: u64) -> Result<()> {
+    let written_with = if size > len0 && len0 != block_size {
+        format!("blockSize {len0}")
+    } else if len0 > block_size {
+        format!("a blockSize of at least {len0}")
+    } else {
+        return Ok(());
+    };
+    Err(crate::error::Error::new(
+        crate::error::codes::BLOCK_SIZE_MISMATCH,
+        format!(
+            "{place} was written with {written_with}, not {block_size} (the sqlite-s3vfs layout \
+             does not record it): open it with that blockSize"
+        ),
+    ))
+}
+
 pub fn journal_prefix(prefix: &str) -> String {
     format!("{prefix}-journal")
 }
@@ -79,5 +100,21 @@ mod tests {
         assert_eq!(keys.parse("dir/cool.sqlite/42"), None);
         assert_eq!(keys.parse("dir/cool.sqlite-journal/0000000000"), None);
         assert_eq!(journal_prefix("a/b"), "a/b-journal");
+    }
+
+    #[test]
+    fn a_block_size_the_objects_contradict_is_an_error() {
+        // Right: one full block and more, or a single short one.
+        assert!(check_block_size("p", 4096, 4096, 3 * 4096).is_ok());
+        assert!(check_block_size("p", 65536, 8192, 8192).is_ok());
+        // Written with 64 KiB blocks, opened with 4 KiB: exact when more blocks follow.
+        let e = check_block_size("p", 4096, 65536, 200_000).unwrap_err();
+        assert_eq!(e.code, crate::error::codes::BLOCK_SIZE_MISMATCH);
+        assert!(e.message.contains("blockSize 65536"), "{}", e.message);
+        // A single object larger than the block size: at least that.
+        let e = check_block_size("p", 4096, 8192, 8192).unwrap_err();
+        assert!(e.message.contains("at least 8192"), "{}", e.message);
+        // Written with 4 KiB, opened with 64 KiB: block 0 is short while more follows.
+        assert!(check_block_size("p", 65536, 4096, 3 * 4096).is_err());
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::connection::StoreHandle;
 use crate::error::{codes, Error, Result};
-use crate::layout::compat::{database_size, BlockKeys};
+use crate::layout::compat::{check_block_size, database_size, BlockKeys};
 use crate::layout::versioned::codec;
 use crate::layout::versioned::format::Pointer;
 use crate::layout::versioned::{verify_block, version_gone, Names, SegmentCache};
@@ -65,6 +65,12 @@ impl Serializer {
         let size = match store.get(&self.keys.key(0), GetOptions::default()).await? {
             GetOutcome::Found(obj) => {
                 let size = database_size(&**store, &self.keys, &obj.body).await?;
+                check_block_size(
+                    &format!("{}/{}", store.location(), self.handle.prefix),
+                    self.handle.block_size,
+                    obj.body.len() as u64,
+                    size,
+                )?;
                 let len = (size.min(self.handle.block_size)) as usize;
                 self.first = Some(obj.body.slice(..len.min(obj.body.len())));
                 size

@@ -8,7 +8,9 @@ use super::DbContext;
 use crate::blocks::spill::LocalFile;
 use crate::blocks::{BlockFile, BlockFileOptions, Naming};
 use crate::error::Error;
-use crate::layout::compat::{database_size, journal_prefix, list_blocks, listed_size, BlockKeys};
+use crate::layout::compat::{
+    check_block_size, database_size, journal_prefix, list_blocks, listed_size, BlockKeys,
+};
 use crate::runtime::block_on;
 use crate::store::{delete_keys, store_now, GetOptions, GetOutcome};
 use rusqlite::ffi;
@@ -400,6 +402,12 @@ impl DbFile {
                     self.blocks.keys(),
                     &obj.body,
                 ))?;
+                check_block_size(
+                    &format!("{}/{}", self.ctx.store.location(), self.ctx.prefix),
+                    self.blocks.block_size(),
+                    obj.body.len() as u64,
+                    size,
+                )?;
                 self.blocks.reset(size, Some((obj.body, obj.etag)));
                 self.check_journal()?;
             }

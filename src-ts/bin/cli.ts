@@ -38,12 +38,14 @@ Options for every command:
 
 sqlite-s3vfs --version prints the version of sqlite-s3vfs.`,
   import: `Usage: sqlite-s3vfs import <file|-> <url> [--overwrite] [--layout versioned|sqlite-s3vfs] [--block-size N]`,
-  export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N]`,
-  query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N]
+  export: `Usage: sqlite-s3vfs export <url> <file|-> [--version N] [--block-size N]`,
+  query: `Usage: sqlite-s3vfs query <url> <sql> [params...] [--json | --nl | --csv] [--version N] [--block-size N]
 
---version N reads version N of a versioned database (see \`versions\`).`,
-  info: `Usage: sqlite-s3vfs info <url> [--json]`,
-  shell: `Usage: sqlite-s3vfs shell <url>
+--version N reads version N of a versioned database (see \`versions\`).
+--block-size N opens a database of the sqlite-s3vfs layout written with N-byte blocks (that
+format does not record it; the default is 4096).`,
+  info: `Usage: sqlite-s3vfs info <url> [--json] [--block-size N]`,
+  shell: `Usage: sqlite-s3vfs shell <url> [--block-size N]
 
 Statements end with ';' and may span lines. Ctrl-C interrupts the running statement or drops
 the one being typed; Ctrl-D or .quit leaves. History is kept in
@@ -73,6 +75,14 @@ interface Address {
  *  `file:///dir/bucket/prefix` (the last two path segments are the bucket and a one-segment
  *  prefix; the rest is the directory: a path cannot say where the directory ends otherwise). */
 function parseAddress(url: string, flags: Flags): Address {
+  const a = storeAddress(url, flags)
+  // The sqlite-s3vfs layout records no block size: a database written with another than 4096
+  // must be opened with the one it was written with (a versioned one keeps its own).
+  const blockSize = integer('block-size', flags['block-size'], 512)
+  return blockSize === undefined ? a : { ...a, options: { ...a.options, blockSize } }
+}
+
+function storeAddress(url: string, flags: Flags): Address {
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url)
   if (m) {
     if (flags.dir !== undefined) {
@@ -200,7 +210,6 @@ async function importCommand(args: string[], flags: Flags) {
     const { size } = await S3Database.deserialize(a.bucket, a.prefix, source.pipe(counted), {
       ...a.options,
       layout,
-      blockSize: integer('block-size', flags['block-size'], 512),
       overwrite: flags.overwrite ?? false,
     })
     bar?.stop()
@@ -524,10 +533,10 @@ async function shellCommand(args: string[], flags: Flags) {
 const COMMON = ['endpoint', 'region', 'profile', 'dir', 'quiet', 'debug', 'help']
 const COMMAND_FLAGS: Record<string, string[]> = {
   import: ['overwrite', 'layout', 'block-size'],
-  export: ['version'],
-  query: ['json', 'nl', 'csv', 'version'],
-  info: ['json'],
-  shell: [],
+  export: ['version', 'block-size'],
+  query: ['json', 'nl', 'csv', 'version', 'block-size'],
+  info: ['json', 'block-size'],
+  shell: ['block-size'],
   versions: ['json'],
   gc: ['keep', 'grace', 'unsafe-short-grace', 'dry-run'],
 }
