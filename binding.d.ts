@@ -182,6 +182,10 @@ export interface JsS3Options {
   maxAttempts?: number
   retry?: JsRetry
   timeouts?: JsTimeouts
+  serverSideEncryption?: string
+  sseKmsKeyId?: string
+  bucketKeyEnabled?: boolean
+  sseCustomerKey?: Buffer
 }
 
 export interface JsStats {

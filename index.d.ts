@@ -19,6 +19,22 @@ export interface S3Options {
     retry?: RetryOptions;
     /** How long one attempt may take before it is abandoned and retried. */
     timeouts?: TimeoutOptions;
+    /**
+     * S3 server-side encryption, sent on every PUT of every object this package writes (blocks,
+     * roots, map segments, journals, imports, GC's clock probe, the conditional-write probe), for
+     * buckets whose policy refuses a PUT without it. Not needed for a bucket's default encryption.
+     */
+    serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+    /** The KMS key for `serverSideEncryption: 'aws:kms'` (default: the account's `aws/s3` key). */
+    sseKmsKeyId?: string;
+    /** S3 Bucket Keys for SSE-KMS (fewer KMS requests). */
+    bucketKeyEnabled?: boolean;
+    /**
+     * SSE-C: a 32-byte AES-256 key S3 encrypts the objects with and does not keep. Sent (with its
+     * MD5) on every PUT, GET and HEAD; objects written with it can only be read with it. Never
+     * logged or put in an error message. Not with `serverSideEncryption`.
+     */
+    sseCustomerKey?: Uint8Array;
 }
 /**
  * Retries of transient failures (5xx, timeouts, resets, a conditional request that raced another)

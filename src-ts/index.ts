@@ -56,6 +56,22 @@ export interface S3Options {
   retry?: RetryOptions
   /** How long one attempt may take before it is abandoned and retried. */
   timeouts?: TimeoutOptions
+  /**
+   * S3 server-side encryption, sent on every PUT of every object this package writes (blocks,
+   * roots, map segments, journals, imports, GC's clock probe, the conditional-write probe), for
+   * buckets whose policy refuses a PUT without it. Not needed for a bucket's default encryption.
+   */
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse'
+  /** The KMS key for `serverSideEncryption: 'aws:kms'` (default: the account's `aws/s3` key). */
+  sseKmsKeyId?: string
+  /** S3 Bucket Keys for SSE-KMS (fewer KMS requests). */
+  bucketKeyEnabled?: boolean
+  /**
+   * SSE-C: a 32-byte AES-256 key S3 encrypts the objects with and does not keep. Sent (with its
+   * MD5) on every PUT, GET and HEAD; objects written with it can only be read with it. Never
+   * logged or put in an error message. Not with `serverSideEncryption`.
+   */
+  sseCustomerKey?: Uint8Array
 }
 
 /**
@@ -453,6 +469,26 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.endpoint must be http(s)://host[:port][/path], with no user info or query string')
   }
   if (s3 !== undefined) {
+    const sse = s3.serverSideEncryption
+    if (sse !== undefined && sse !== 'AES256' && sse !== 'aws:kms' && sse !== 'aws:kms:dsse') {
+      throw new SqliteS3Error(
+        'ERR_INVALID_ARGUMENT',
+        `s3.serverSideEncryption must be 'AES256', 'aws:kms' or 'aws:kms:dsse', got ${JSON.stringify(sse)}`,
+      )
+    }
+    if (s3.sseKmsKeyId !== undefined && !sse?.startsWith('aws:kms')) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', "s3.sseKmsKeyId goes with serverSideEncryption 'aws:kms' or 'aws:kms:dsse'")
+    }
+    const customer = s3.sseCustomerKey
+    if (customer !== undefined) {
+      // The key itself never appears in a message.
+      if (!(customer instanceof Uint8Array) || customer.length !== 32) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey must be 32 bytes (a Buffer or Uint8Array)')
+      }
+      if (sse !== undefined) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey (SSE-C) and s3.serverSideEncryption cannot be combined')
+      }
+    }
     check('s3.maxAttempts', s3.maxAttempts, 1)
     const r = s3.retry ?? {}
     check('s3.retry.maxAttempts', r.maxAttempts, 1)
@@ -478,7 +514,11 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     readAhead: o.readAhead,
     cacheDir: o.cacheDir,
     cacheDirSize: o.cacheDirSize,
-    s3: o.s3,
+    s3: o.s3 && {
+      ...o.s3,
+      sseCustomerKey:
+        o.s3.sseCustomerKey && Buffer.from(o.s3.sseCustomerKey.buffer, o.s3.sseCustomerKey.byteOffset, o.s3.sseCustomerKey.byteLength),
+    },
     layout: o.layout,
     version: o.version,
     maxStaleness: o.maxStaleness,

@@ -55,6 +55,8 @@ export class FaultProxy {
   #agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
   /** Every request seen, in order: `KIND key`. */
   readonly log: string[] = []
+  /** Every request seen, in order, with its headers. */
+  readonly requests: { kind: RequestKind; key: string; headers: http.IncomingHttpHeaders }[] = []
   url = ''
   /** Called with each request before any rule. `'drop'` closes its connection unsent; a function
    *  lets the request land, then is called once the server has answered (the answer is lost). */
@@ -67,6 +69,7 @@ export class FaultProxy {
     this.#server = http.createServer((req, res) => {
       const { kind, key } = kindOf(req)
       this.log.push(`${kind} ${key}`)
+      this.requests.push({ kind, key, headers: req.headers })
       const hook = this.onRequest?.(kind, key)
       if (hook === 'drop') {
         req.socket.destroy()

@@ -92,7 +92,7 @@ impl DatabaseConfig {
 /// Where a database's objects live.
 #[derive(Clone)]
 pub enum StoreConfig {
-    S3(S3Config),
+    S3(Box<S3Config>),
     /// A local directory (`options.store = { dir }`): buckets are folders, objects files.
     Dir(std::path::PathBuf),
     /// A store the caller built (Rust tests: the in-memory store, fault injection), with the
@@ -102,7 +102,7 @@ pub enum StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig::S3(S3Config::default())
+        StoreConfig::S3(Box::default())
     }
 }
 

@@ -11,7 +11,7 @@ use crate::layout::versioned::codec::{Compression, DEFAULT_ZSTD_LEVEL};
 use crate::layout::LayoutKind;
 use crate::store::log::{RequestEvent, RequestLog};
 use crate::store::retry::{Policy, RetryPolicy, Timeouts};
-use crate::store::s3::{S3Config, StaticCredentials};
+use crate::store::s3::{CustomerKey, S3Config, ServerSideEncryption, StaticCredentials};
 use crate::vfs::{CompatOptions, VersionedOptions, DEFAULT_HOT_JOURNAL_AGE};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use std::time::Duration;
@@ -32,6 +32,10 @@ pub struct JsS3Options {
     pub max_attempts: Option<u32>,
     pub retry: Option<JsRetry>,
     pub timeouts: Option<JsTimeouts>,
+    pub server_side_encryption: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub bucket_key_enabled: Option<bool>,
+    pub sse_customer_key: Option<napi::bindgen_prelude::Buffer>,
 }
 
 /// `options.s3.retry` (milliseconds).
@@ -194,9 +198,20 @@ pub fn config(
         single_writer: o.single_writer.unwrap_or(false),
         compression: compression(o.compression.as_deref(), o.compression_level)?,
     };
-    let s3 =
-        o.s3.map(|s| S3Config {
+    let s3 = match o.s3 {
+        None => S3Config::default(),
+        Some(s) => S3Config {
             policy: policy(&s),
+            encryption: ServerSideEncryption {
+                algorithm: s.server_side_encryption,
+                kms_key_id: s.sse_kms_key_id,
+                bucket_key_enabled: s.bucket_key_enabled,
+                customer_key: s
+                    .sse_customer_key
+                    .as_deref()
+                    .map(CustomerKey::new)
+                    .transpose()?,
+            },
             region: s.region,
             endpoint: s.endpoint,
             force_path_style: s.force_path_style,
@@ -205,14 +220,14 @@ pub fn config(
                 secret_access_key: c.secret_access_key,
                 session_token: c.session_token,
             }),
-        })
-        .unwrap_or_default();
+        },
+    };
     Ok(DatabaseConfig {
         bucket,
         prefix,
         store: match o.store.and_then(|s| s.dir) {
             Some(dir) => StoreConfig::Dir(dir.into()),
-            None => StoreConfig::S3(s3),
+            None => StoreConfig::S3(Box::new(s3)),
         },
         block_size: o.block_size.map(u64::from),
         cache_bytes: o

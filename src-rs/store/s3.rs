@@ -31,6 +31,50 @@ pub struct S3Config {
     pub credentials: Option<StaticCredentials>,
     /// Retries and timeouts (`store::retry`).
     pub policy: Policy,
+    /// Server-side encryption headers sent with every request that takes them.
+    pub encryption: ServerSideEncryption,
+}
+
+/// S3's server-side encryption, as buckets that require it want it: on every PUT of every
+/// object (blocks, roots, segments, journals, imports, GC's clock probe, the conditional-write
+/// probe), and for SSE-C the same customer key on every GET and HEAD as well.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSideEncryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse` (`x-amz-server-side-encryption`).
+    pub algorithm: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub bucket_key_enabled: Option<bool>,
+    pub customer_key: Option<CustomerKey>,
+}
+
+/// An SSE-C key: 32 bytes, sent base64-encoded with its MD5 (S3 checks it arrived intact).
+#[derive(Clone)]
+pub struct CustomerKey {
+    key: String,
+    md5: String,
+}
+
+impl CustomerKey {
+    pub fn new(key: &[u8]) -> Result<CustomerKey> {
+        use md5::Digest;
+        if key.len() != 32 {
+            return Err(Error::invalid(format!(
+                "s3.sseCustomerKey must be 32 bytes (AES-256), got {}",
+                key.len()
+            )));
+        }
+        Ok(CustomerKey {
+            key: aws_smithy_types::base64::encode(key),
+            md5: aws_smithy_types::base64::encode(md5::Md5::digest(key)),
+        })
+    }
+}
+
+// Never print the key, even in debug output.
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerKey { .. }")
+    }
 }
 
 #[derive(Clone)]
@@ -53,6 +97,7 @@ pub struct S3Store {
     /// The endpoint in effect (`None`: AWS), part of the store's identity.
     endpoint: Option<String>,
     timeouts: Timeouts,
+    encryption: ServerSideEncryption,
 }
 
 /// The endpoint in effect: the option, else the SDKs' environment variables.
@@ -113,6 +158,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             endpoint,
             timeouts: config.policy.timeouts.clone(),
+            encryption: config.encryption.clone(),
         })
     }
 
@@ -357,6 +403,12 @@ impl ObjectStore for S3Store {
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+            if let Some(c) = &self.encryption.customer_key {
+                req = req
+                    .sse_customer_algorithm("AES256")
+                    .sse_customer_key(&c.key)
+                    .sse_customer_key_md5(&c.md5);
+            }
             if let Some((start, end)) = opts.range {
                 if end <= start {
                     return Ok(GetOutcome::Found(Object {
@@ -421,6 +473,22 @@ impl ObjectStore for S3Store {
                 .key(key)
                 .content_length(len)
                 .body(ByteStream::from(body));
+            let e = &self.encryption;
+            if let Some(a) = &e.algorithm {
+                req = req.server_side_encryption(a.as_str().into());
+            }
+            if let Some(id) = &e.kms_key_id {
+                req = req.ssekms_key_id(id);
+            }
+            if let Some(on) = e.bucket_key_enabled {
+                req = req.bucket_key_enabled(on);
+            }
+            if let Some(c) = &e.customer_key {
+                req = req
+                    .sse_customer_algorithm("AES256")
+                    .sse_customer_key(&c.key)
+                    .sse_customer_key_md5(&c.md5);
+            }
             req = match &mode {
                 PutMode::Overwrite | PutMode::Rewrite => req,
                 PutMode::Create => req.if_none_match("*"),
@@ -511,7 +579,13 @@ impl ObjectStore for S3Store {
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
-            let req = self.client.head_object().bucket(&self.bucket).key(key);
+            let mut req = self.client.head_object().bucket(&self.bucket).key(key);
+            if let Some(c) = &self.encryption.customer_key {
+                req = req
+                    .sse_customer_algorithm("AES256")
+                    .sse_customer_key(&c.key)
+                    .sse_customer_key_md5(&c.md5);
+            }
             match self
                 .timed(key, self.timeouts.first_byte, req.send())
                 .await?
