@@ -13,11 +13,11 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { S3Database, type DatabaseOptions } from '../index'
-import { BIG_ID, COMMITS, SQL, warmIds } from './workloads'
+import { BIG_ID, BULK_ROWS, COMMITS, SQL, warmIds } from './workloads'
 
 export type System = 'versioned' | 'sqlite-s3vfs' | 'naive' | 'local' | 'raw'
 export type Workload =
-  'bulk' | 'commits' | 'scan' | 'warm' | 'warm-txn' | 'warm-stale' | 'serialize' | 'deserialize' | 'pk' | 'index' | 'import'
+  'bulk' | 'commits' | 'scan' | 'warm' | 'warm-txn' | 'warm-stale' | 'serialize' | 'deserialize' | 'pk' | 'index' | 'import' | 'point'
 
 export interface Job {
   system: System
@@ -132,6 +132,9 @@ const oursWorkloads: Record<Workload, () => Promise<unknown>> = {
   },
   async index() {
     return ours().get(SQL.bigByIndex, [job.key!])
+  },
+  async point() {
+    return ours().get(SQL.point, [BULK_ROWS / 2])
   },
 }
 

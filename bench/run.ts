@@ -4,7 +4,10 @@
 // Writes bench/results.json, bench/RESULTS.md and bench/chart.png.
 //
 // Environment: BENCH_LATENCIES (default "0,20"), BENCH_SYSTEMS (comma list, default all),
-// BENCH_SWEEP=0 skips the block-size sweep, BENCH_SWEEP_SIZES lists its block sizes.
+// BENCH_SWEEP=0 skips the block-size sweep, BENCH_SWEEP_SIZES lists its block sizes,
+// BENCH_MEMORY=0 the memory section, BENCH_CODEC=0 the compression section; BENCH_SECTIONS
+// (a comma list of main, memory, sweep, codec) runs only those (with BENCH_MERGE=1 to keep the
+// others' last results).
 import {
   CreateBucketCommand,
   DeleteObjectsCommand,
@@ -32,7 +35,9 @@ const SECRET = 'bench-secret'
 const BUCKET = 'bench'
 const LATENCIES = (process.env.BENCH_LATENCIES ?? '0,20').split(',').map(Number)
 const ONLY = process.env.BENCH_SYSTEMS?.split(',')
-const SWEEP = process.env.BENCH_SWEEP !== '0'
+const SECTIONS = process.env.BENCH_SECTIONS?.split(',')
+const section = (name: string, flag: string) => process.env[flag] !== '0' && (!SECTIONS || SECTIONS.includes(name))
+const SWEEP = section('sweep', 'BENCH_SWEEP')
 /** The Python library's own default block size (what its users run). */
 const PY_BLOCK = 4096
 /** The block size of the Python library's cold queries on the big database (see below). */
@@ -155,12 +160,12 @@ async function turbolite(job: Job & { key?: string }): Promise<Record<string, un
 /** The Python library reads every block of its database once per query: 100 warm queries, not 1,000. */
 const PY_WARM = 100
 
-function localFixtures(): { big: string; medium: string; key: string } {
+function localFixtures(needBig: boolean): { big: string; medium: string; key: string } {
   mkdirSync(FIXTURES, { recursive: true })
   const big = join(FIXTURES, 'big.sqlite')
   const medium = join(FIXTURES, 'medium.sqlite')
   const meta = join(FIXTURES, 'big.json')
-  if (!existsSync(meta)) {
+  if (needBig && !existsSync(meta)) {
     log('generating the big database (about 1.1 GB, once)')
     const tmp = `${big}.tmp`
     const db = new Database(tmp)
@@ -180,7 +185,7 @@ function localFixtures(): { big: string; medium: string; key: string } {
     db.close()
     renameSync(`${medium}.tmp`, medium)
   }
-  return { big, medium, key: JSON.parse(readFileSync(meta, 'utf8')).key }
+  return { big, medium, key: existsSync(meta) ? JSON.parse(readFileSync(meta, 'utf8')).key : '' }
 }
 
 async function main() {
@@ -194,7 +199,9 @@ async function main() {
   })
   await client.send(new CreateBucketCommand({ Bucket: BUCKET })).catch(() => undefined)
   await deletePrefix(client, 'runs/')
-  const { big, medium, key } = localFixtures()
+  const MAIN = !SECTIONS || SECTIONS.includes('main')
+  const MEMORY = section('memory', 'BENCH_MEMORY')
+  const { big, medium, key } = localFixtures(MAIN || MEMORY || SWEEP)
   const mediumBytes = statSync(medium).size
   const fixtureProxy = await startProxy(s3port, 0)
 
@@ -227,16 +234,17 @@ async function main() {
   }
 
   const bigPrefix: Partial<Record<Sys, string>> = {}
-  for (const s of ['versioned', 'sqlite-s3vfs', 'naive'] as Sys[]) if (want(s)) bigPrefix[s] = await fixture(s, BLOCK)
+  const wantMain = (s: Sys) => MAIN && want(s)
+  for (const s of ['versioned', 'sqlite-s3vfs', 'naive'] as Sys[]) if (wantMain(s)) bigPrefix[s] = await fixture(s, BLOCK)
   // The Python library lists every object of the database at every transaction (xFileSize): on
   // the 1.4 GB database at its default 4 KiB blocks (340k objects) one cold query took over
   // 5 minutes on this server, so its cold queries read the 256 KiB-block copy that ours uses.
-  if (want('python')) bigPrefix.python = await fixture('python', BIG_PY_BLOCK)
-  const hasTurbolite = want('turbolite') && existsSync(TURBOLITE)
+  if (wantMain('python')) bigPrefix.python = await fixture('python', BIG_PY_BLOCK)
+  const hasTurbolite = wantMain('turbolite') && existsSync(TURBOLITE)
   if (want('turbolite') && !hasTurbolite) log('turbolite: bench/turbolite not built (cargo build --release there), skipped')
   if (hasTurbolite) bigPrefix.turbolite = await fixture('turbolite', 0)
 
-  for (const latency of LATENCIES) {
+  for (const latency of MAIN ? LATENCIES : []) {
     const endpoint = await startProxy(s3port, latency)
     const run = `runs/${latency}`
     // Ours, both layouts, and the Python library: the same sequence on each one's own database.
@@ -310,7 +318,7 @@ async function main() {
 
   // Memory: the 1.4 GB database through serialize and deserialize with the default 64 MiB cache.
   const memory: Row[] = []
-  if (process.env.BENCH_MEMORY !== '0') {
+  if (MEMORY) {
     const bigV = await fixture('versioned', BLOCK)
     const endpoint = await startProxy(s3port, 0)
     memory.push({
@@ -329,6 +337,47 @@ async function main() {
       log(
         `memory: ${r.workload} of ${(statSync(big).size / 1e9).toFixed(2)} GB: peak RSS ${r.m.rssMb?.toFixed(0)} MB in ${r.m.ms?.toFixed(0)} ms`,
       )
+  }
+
+  // Compression (and, later, encryption) of the versioned layout: the same workloads with each
+  // codec, the bytes each leaves stored, and the ratio on a text-heavy data set made by faker.
+  const codec: Row[] = []
+  if (section('codec', 'BENCH_CODEC')) {
+    const stored = async (prefix: string) => {
+      let bytes = 0
+      let token: string | undefined
+      do {
+        const r = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${prefix}/`, ContinuationToken: token }))
+        for (const o of r.Contents ?? []) bytes += o.Size ?? 0
+        token = r.IsTruncated ? r.NextContinuationToken : undefined
+      } while (token)
+      return bytes
+    }
+    const text = textFixture()
+    for (const latency of LATENCIES) {
+      const endpoint = await startProxy(s3port, latency)
+      for (const variant of CODECS) {
+        const prefix = `runs/codec/${latency}/${variant}`
+        const options = { compression: variant }
+        const m = (w: Workload, extra: Partial<Job> = {}) => measure('versioned', w, endpoint, { prefix, options, ...extra })
+        const add = async (w: Workload, extra: Partial<Job> = {}, storedAt?: string) => {
+          const r: Row = { latency, system: variant, workload: w, m: await m(w, extra) }
+          if (storedAt) r.note = String(await stored(storedAt))
+          codec.push(r)
+        }
+        await add('bulk', {}, prefix)
+        await add('scan')
+        await add('point')
+        await add('serialize')
+        await add('deserialize', { prefix: `${prefix}-imported`, file: medium }, `${prefix}-imported`)
+        if (latency === LATENCIES[0]) {
+          const textPrefix = `runs/codec/text/${variant}`
+          await add('deserialize', { prefix: textPrefix, file: text }, textPrefix)
+          codec[codec.length - 1].workload = 'text'
+        }
+        log(`codec ${variant} at ${latency} ms done`)
+      }
+    }
   }
 
   const sweep: Row[] = []
@@ -354,7 +403,7 @@ async function main() {
     defaults,
     bulkRows: BULK_ROWS,
     mediumBytes,
-    bigBytes: statSync(big).size,
+    bigBytes: existsSync(big) ? statSync(big).size : 0,
     pyBlock: PY_BLOCK,
   }
   // BENCH_MERGE=1 keeps the sections of the last results that this run did not measure.
@@ -363,12 +412,62 @@ async function main() {
   writeFileSync(
     join(__dirname, 'results.json'),
     JSON.stringify(
-      { meta: last.meta ?? meta, rows: keep(rows, last.rows), sweep: keep(sweep, last.sweep), memory: keep(memory, last.memory) },
+      {
+        meta: last.meta ?? meta,
+        rows: keep(rows, last.rows),
+        sweep: keep(sweep, last.sweep),
+        memory: keep(memory, last.memory),
+        codec: keep(codec, last.codec),
+      },
       null,
       1,
     ),
   )
   report(join(__dirname, 'results.json'))
+}
+
+/** What the codec section compares (encryption joins it when it exists). */
+const CODECS = ['none', 'zstd'] as const
+
+/** A text-heavy database, generated once by @faker-js/faker (seeded): customers and their
+ *  product reviews, the kind of rows an app keeps. */
+function textFixture(): string {
+  const path = join(FIXTURES, 'reviews.sqlite')
+  if (existsSync(path)) return path
+  const { faker } = require('@faker-js/faker') as typeof import('@faker-js/faker')
+  faker.seed(20261203)
+  mkdirSync(FIXTURES, { recursive: true })
+  const db = new Database(`${path}.tmp`)
+  db.exec(
+    'CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, email TEXT, address TEXT, company TEXT); ' +
+      'CREATE TABLE reviews(id INTEGER PRIMARY KEY, customer INTEGER, product TEXT, rating INTEGER, title TEXT, body TEXT, created TEXT); ' +
+      'CREATE INDEX reviews_customer ON reviews(customer)',
+  )
+  const customer = db.prepare('INSERT INTO customers VALUES (?, ?, ?, ?, ?)')
+  const review = db.prepare('INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)')
+  db.transaction(() => {
+    for (let i = 1; i <= 5000; i++)
+      customer.run(
+        i,
+        faker.person.fullName(),
+        faker.internet.email(),
+        `${faker.location.streetAddress()}, ${faker.location.city()}`,
+        faker.company.name(),
+      )
+    for (let i = 1; i <= 30000; i++)
+      review.run(
+        i,
+        1 + (i % 5000),
+        faker.commerce.productName(),
+        1 + (i % 5),
+        faker.company.catchPhrase(),
+        `${faker.commerce.productDescription()} ${faker.lorem.paragraph()}`,
+        faker.date.past({ years: 3 }).toISOString(),
+      )
+  })()
+  db.close()
+  renameSync(`${path}.tmp`, path)
+  return path
 }
 
 async function deletePrefix(client: S3Client, prefix: string) {
