@@ -81,6 +81,13 @@ export interface JsDefaults {
   memoryLimit: number
 }
 
+/** `options.encryption`: the current key and the rotated-out ones that still open objects. */
+export interface JsEncryption {
+  key: Buffer
+  keyId?: string
+  previousKeys?: Array<JsPreviousKey>
+}
+
 /** What `S3Database.gc` takes besides the store's options. */
 export interface JsGcOptions {
   keepVersions?: number
@@ -142,6 +149,7 @@ export interface JsOptions {
   memoryLimit?: number
   /** `'none'` or `'zstd'` (versioned layout; unset: as the database records). */
   compression?: string
+  encryption?: JsEncryption
   compressionLevel?: number
   store?: JsStore
   /** Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`). */
@@ -151,6 +159,11 @@ export interface JsOptions {
 export interface JsParams {
   positional?: Array<JsValue>
   named?: Record<string, JsValue>
+}
+
+export interface JsPreviousKey {
+  keyId: string
+  key: Buffer
 }
 
 /** `options.s3.retry` (milliseconds). */

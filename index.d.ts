@@ -153,6 +153,17 @@ export interface DatabaseOptions {
     /** zstd's level for `compression: 'zstd'`, 1 (fastest) to 22 (smallest). Default 3. */
     compressionLevel?: number;
     /**
+     * Versioned layout: client-side encryption. Every block, map segment and root is sealed with
+     * XChaCha20-Poly1305 under `key` (32 bytes) before it leaves the process, bound to its place
+     * (database, block, version), so the bucket's owner can neither read pages nor change, move or
+     * replay objects undetected (`ERR_AUTHENTICATION_FAILED`). Rotation: a new `key` under a new
+     * `keyId` seals new objects; older ones open while their key is in `previousKeys`. Only a new
+     * database (or an import) can be encrypted; an encrypted one opened without its key fails
+     * with `ERR_KEY_MISSING`, changing nothing. Keys are wiped from native memory when the
+     * database closes, and never logged. See "Encryption" in the README for what stays visible.
+     */
+    encryption?: EncryptionOptions;
+    /**
      * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
      * directory (each bucket a folder under it), with the same guarantees across processes — for
      * developing and testing an app with no S3 server. `s3` options are then ignored.
@@ -191,7 +202,15 @@ export interface TransactionOptions {
      */
     retries?: number;
 }
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger'> {
+export interface EncryptionOptions {
+    /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). */
+    key: Uint8Array;
+    /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */
+    keyId?: string;
+    /** Rotated-out keys by id: they open the objects they sealed, and seal nothing new. */
+    previousKeys?: Record<string, Uint8Array>;
+}
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger' | 'encryption'> {
     /** The newest versions always kept. Default 1. */
     keepVersions?: number;
     /**

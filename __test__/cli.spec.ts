@@ -422,3 +422,35 @@ test('the sqlite-s3vfs layout with another block size: --block-size reads it rig
   t.is(cli('export', url, copy, '--block-size', '65536').code, 0)
   t.true(readFileSync(copy).equals(readFileSync(big)))
 })
+
+test('an encrypted database: the key from SQLITE_S3VFS_KEY or --key-file, never a flag value; without it, one coded line', (t) => {
+  const { randomBytes } = require('node:crypto') as typeof import('node:crypto')
+  const { writeFileSync } = require('node:fs') as typeof import('node:fs')
+  const key = randomBytes(32)
+  const url = `file://${dir}/store/bucket/secret.sqlite`
+  const withEnv = (env: Record<string, string>, ...args: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1', ...env } })
+    return { code: r.status, out: r.stdout, err: r.stderr }
+  }
+  const hex = { SQLITE_S3VFS_KEY: key.toString('hex') }
+  t.is(withEnv(hex, 'import', source, url, '--key-id', 'k1').code, 0)
+  t.deepEqual(JSON.parse(withEnv(hex, 'query', url, 'SELECT count(*) AS n FROM t', '--json', '--key-id', 'k1').out), [{ n: 2 }])
+  // The same key as base64, and from a file (raw bytes, or text).
+  t.is(withEnv({ SQLITE_S3VFS_KEY: key.toString('base64') }, 'query', url, 'SELECT 1', '--key-id', 'k1').code, 0)
+  const raw = join(dir, 'key.bin')
+  writeFileSync(raw, key)
+  t.is(cli('query', url, 'SELECT 1', '--key-file', raw, '--key-id', 'k1').code, 0)
+  const exported = join(dir, 'secret-export.sqlite')
+  t.is(cli('export', url, exported, '--key-file', raw, '--key-id', 'k1').code, 0)
+  t.true(readFileSync(exported).equals(readFileSync(source)))
+  // Without the key: one coded line, exit 1.
+  const none = cli('query', url, 'SELECT count(*) FROM t')
+  t.is(none.code, 1)
+  t.regex(none.err, /^sqlite-s3vfs: \[ERR_KEY_MISSING\] .*key 'k1'[^\n]*\n$/)
+  // A malformed key: a usage error that does not echo it.
+  const bad = withEnv({ SQLITE_S3VFS_KEY: 'abcd' + key.toString('hex').slice(4, 40) }, 'query', url, 'SELECT 1')
+  t.is(bad.code, 2)
+  t.regex(bad.err, /SQLITE_S3VFS_KEY must hold a 32-byte key/)
+  t.false(bad.err.includes(key.toString('hex').slice(4, 40)))
+  t.is(withEnv(hex, 'query', url, 'SELECT 1', '--key-file', raw).code, 2, 'not both')
+})

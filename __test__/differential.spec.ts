@@ -50,6 +50,8 @@ interface Config {
   memoryLimit: number
   /** Per connection (versioned layout): compressed, not, or as the database records. */
   compression: ('none' | 'zstd' | undefined)[]
+  /** Versioned layout: every connection encrypts (one key). */
+  encrypted: boolean
 }
 
 const configArb: fc.Arbitrary<Config> = fc.record({
@@ -66,7 +68,10 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   memoryLimit: fc.oneof(fc.constantFrom(0, 4096, 64 << 10, 64 << 20), fc.integer({ min: 0, max: 1 << 20 })),
   // Writers that disagree leave a database of plain and compressed blocks side by side.
   compression: fc.array(fc.constantFrom(undefined, 'none' as const, 'zstd' as const), { minLength: 3, maxLength: 3 }),
+  encrypted: fc.boolean(),
 })
+
+const DIFF_KEY = Buffer.alloc(32, 7)
 
 /** What the oracle holds, and what the run has seen. */
 interface Model {
@@ -402,6 +407,7 @@ test('differential: random operation sequences match better-sqlite3 under random
         cacheDir,
         memoryLimit: config.memoryLimit,
         compression: config.layout === 'versioned' ? config.compression[0] : undefined,
+        encryption: config.layout === 'versioned' && config.encrypted ? { key: DIFF_KEY } : undefined,
       })
       const withCompression = (c: number) => (config.layout === 'versioned' ? { ...o, compression: config.compression[c % 3] } : o)
       const oracle = new Database(join(dir, `${prefix.replace(/\W/g, '_')}.sqlite`))

@@ -117,6 +117,10 @@ test('bad SSE options are refused with ERR_INVALID_ARGUMENT, and never echo the 
     { sseCustomerKey: key },
     { sseCustomerKey: 'a string' },
     { sseCustomerKey: randomBytes(32), serverSideEncryption: 'AES256' },
+    // The key would cross the network in the clear.
+    { sseCustomerKey: randomBytes(32), endpoint: 'http://s3.example.com' },
+    { bucketKeyEnabled: true, serverSideEncryption: 'aws:kms:dsse' },
+    { bucketKeyEnabled: true },
   ]) {
     const e = t.throws(() => new S3Database(bucket, 'x', options({ s3: s3 as never })), { code: 'ERR_INVALID_ARGUMENT' })
     t.false(e?.message.includes(key.toString('base64')))

@@ -68,6 +68,8 @@ S3 settings come from the AWS environment and profile.
 Options for every command:
   --endpoint <url>   --region <name>   --profile <name>
   --dir <path>       the local directory store at <path> instead of S3
+  --key-file <path>  an encrypted database's key (or SQLITE_S3VFS_KEY): 64 hex digits,
+                     base64, or 32 raw bytes; never a flag value   --key-id <id>
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
   --help             help for a command
@@ -104,11 +106,39 @@ class UsageError extends Error {
  *  `file:///dir/bucket/prefix` (the last two path segments are the bucket and a one-segment
  *  prefix; the rest is the directory: a path cannot say where the directory ends otherwise). */
 function parseAddress(url, flags) {
-    const a = storeAddress(url, flags);
+    const a = withKey(storeAddress(url, flags), flags);
     // The sqlite-s3vfs layout records no block size: a database written with another than 4096
     // must be opened with the one it was written with (a versioned one keeps its own).
     const blockSize = integer('block-size', flags['block-size'], 512);
     return blockSize === undefined ? a : { ...a, options: { ...a.options, blockSize } };
+}
+/** The encryption key, from SQLITE_S3VFS_KEY or --key-file (64 hex digits, base64, or a file of
+ *  32 raw bytes): never from a flag's value, which would sit in the shell history and `ps`. */
+function withKey(a, flags) {
+    const fromEnv = process.env.SQLITE_S3VFS_KEY;
+    if (fromEnv !== undefined && flags['key-file'] !== undefined)
+        throw new UsageError('give the key by SQLITE_S3VFS_KEY or --key-file, not both');
+    let key;
+    if (flags['key-file'] !== undefined) {
+        const raw = (0, node_fs_1.readFileSync)(flags['key-file']);
+        key = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--key-file ${flags['key-file']}`);
+    }
+    else if (fromEnv !== undefined) {
+        key = decodeKey(fromEnv.trim(), 'SQLITE_S3VFS_KEY');
+    }
+    if (!key) {
+        if (flags['key-id'] !== undefined)
+            throw new UsageError('--key-id goes with a key (SQLITE_S3VFS_KEY or --key-file)');
+        return a;
+    }
+    return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'] } } };
+}
+/** 64 hex digits or base64 of 32 bytes; the message names the source, never the value. */
+function decodeKey(text, source) {
+    const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
+    if (key.length !== 32 || (!/^[0-9a-fA-F]{64}$/.test(text) && key.toString('base64') !== text))
+        throw new UsageError(`${source} must hold a 32-byte key: 64 hex digits, base64, or 32 raw bytes`);
+    return key;
 }
 function storeAddress(url, flags) {
     const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
@@ -142,6 +172,8 @@ const OPTIONS = {
     region: { type: 'string' },
     profile: { type: 'string' },
     dir: { type: 'string' },
+    'key-file': { type: 'string' },
+    'key-id': { type: 'string' },
     quiet: { type: 'boolean' },
     debug: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -407,6 +439,7 @@ async function gcCommand(args, flags) {
         const report = await index_1.S3Database.gc(a.bucket, a.prefix, {
             s3: a.options.s3,
             store: a.options.store,
+            encryption: a.options.encryption,
             keepVersions,
             gracePeriodMs,
             unsafeShortGracePeriod: flags['unsafe-short-grace'],
@@ -450,13 +483,13 @@ async function shellCommand(args, flags) {
     await db.open();
     const { createInterface } = await Promise.resolve().then(() => __importStar(require('node:readline')));
     const { homedir } = await Promise.resolve().then(() => __importStar(require('node:os')));
-    const { readFileSync, appendFileSync } = await Promise.resolve().then(() => __importStar(require('node:fs')));
+    const { appendFileSync } = await Promise.resolve().then(() => __importStar(require('node:fs')));
     const historyFile = `${homedir()}/.sqlite_s3vfs_history`;
     const interactive = Boolean(process.stdin.isTTY);
     let history = [];
     if (interactive) {
         try {
-            history = readFileSync(historyFile, 'utf8').split('\n').filter(Boolean).reverse().slice(0, 1000);
+            history = (0, node_fs_1.readFileSync)(historyFile, 'utf8').split('\n').filter(Boolean).reverse().slice(0, 1000);
         }
         catch {
             // No history yet.
@@ -555,7 +588,7 @@ async function shellCommand(args, flags) {
     }
 }
 /** The flags each command takes (besides the ones every command takes): any other is a usage error. */
-const COMMON = ['endpoint', 'region', 'profile', 'dir', 'quiet', 'debug', 'help'];
+const COMMON = ['endpoint', 'region', 'profile', 'dir', 'key-file', 'key-id', 'quiet', 'debug', 'help'];
 const COMMAND_FLAGS = {
     import: ['overwrite', 'layout', 'block-size'],
     export: ['version', 'block-size'],

@@ -84,6 +84,12 @@ pub mod codes {
     /// A database of the `sqlite-s3vfs` layout was written with another block size than the one
     /// it is opened with (that format does not record it; reading on would return wrong pages).
     pub const BLOCK_SIZE_MISMATCH: &str = "ERR_BLOCK_SIZE_MISMATCH";
+    /// An encrypted object did not authenticate: changed, moved, replaced, or the wrong key.
+    pub const AUTHENTICATION_FAILED: &str = "ERR_AUTHENTICATION_FAILED";
+    /// The database (or an object of it) is encrypted with a key that was not offered.
+    pub const KEY_MISSING: &str = "ERR_KEY_MISSING";
+    /// `options.encryption` was given for a database that is not encrypted.
+    pub const NOT_ENCRYPTED: &str = "ERR_NOT_ENCRYPTED";
 }
 
 impl Error {

@@ -193,6 +193,17 @@ export interface DatabaseOptions {
   /** zstd's level for `compression: 'zstd'`, 1 (fastest) to 22 (smallest). Default 3. */
   compressionLevel?: number
   /**
+   * Versioned layout: client-side encryption. Every block, map segment and root is sealed with
+   * XChaCha20-Poly1305 under `key` (32 bytes) before it leaves the process, bound to its place
+   * (database, block, version), so the bucket's owner can neither read pages nor change, move or
+   * replay objects undetected (`ERR_AUTHENTICATION_FAILED`). Rotation: a new `key` under a new
+   * `keyId` seals new objects; older ones open while their key is in `previousKeys`. Only a new
+   * database (or an import) can be encrypted; an encrypted one opened without its key fails
+   * with `ERR_KEY_MISSING`, changing nothing. Keys are wiped from native memory when the
+   * database closes, and never logged. See "Encryption" in the README for what stays visible.
+   */
+  encryption?: EncryptionOptions
+  /**
    * Keep the objects somewhere other than S3: `{ dir: '/path' }` keeps them as files in a local
    * directory (each bucket a folder under it), with the same guarantees across processes — for
    * developing and testing an app with no S3 server. `s3` options are then ignored.
@@ -233,7 +244,16 @@ export interface TransactionOptions {
   retries?: number
 }
 
-export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger'> {
+export interface EncryptionOptions {
+  /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). */
+  key: Uint8Array
+  /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */
+  keyId?: string
+  /** Rotated-out keys by id: they open the objects they sealed, and seal nothing new. */
+  previousKeys?: Record<string, Uint8Array>
+}
+
+export interface GcOptions extends Pick<DatabaseOptions, 's3' | 'concurrency' | 'store' | 'logger' | 'encryption'> {
   /** The newest versions always kept. Default 1. */
   keepVersions?: number
   /**
@@ -428,6 +448,9 @@ function logCallback(logger: Logger | undefined) {
   }
 }
 
+/** A Buffer over the same bytes (no copy left behind). */
+const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+
 function nativeOptions(o: DatabaseOptions | undefined) {
   if (o === undefined) {
     if (!debugEnabled()) return undefined
@@ -456,6 +479,36 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   check('memoryLimit', o.memoryLimit, 0)
   if (o.compression !== undefined && o.compression !== 'none' && o.compression !== 'zstd') {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compression must be 'none' or 'zstd', got ${JSON.stringify(o.compression)}`)
+  }
+  const e = o.encryption
+  if (e !== undefined) {
+    // Lengths only in messages: never key bytes.
+    const isKey = (k: unknown) => k instanceof Uint8Array && k.length === 32
+    if (typeof e !== 'object' || e === null || !isKey(e.key)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)')
+    }
+    const ids = [e.keyId ?? 'default', ...Object.keys(e.previousKeys ?? {})]
+    if (ids.some((id) => typeof id !== 'string' || Buffer.byteLength(id) < 1 || Buffer.byteLength(id) > 64)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption key ids must be 1 to 64 bytes')
+    }
+    for (const [id, k] of Object.entries(e.previousKeys ?? {})) {
+      if (!isKey(k)) throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `encryption.previousKeys['${id}'] must be 32 bytes`)
+    }
+    if (o.layout === 'sqlite-s3vfs') {
+      throw new SqliteS3Error(
+        'ERR_INVALID_ARGUMENT',
+        'encryption needs the versioned layout (the Python library reads the sqlite-s3vfs layout as it is)',
+      )
+    }
+  }
+  if (o.compression === 'zstd' && o.layout === 'sqlite-s3vfs') {
+    throw new SqliteS3Error(
+      'ERR_INVALID_ARGUMENT',
+      'compression needs the versioned layout (the Python library reads the sqlite-s3vfs layout as it is)',
+    )
+  }
+  if (o.compressionLevel !== undefined && o.compression !== 'zstd') {
+    throw new SqliteS3Error('ERR_INVALID_ARGUMENT', "compressionLevel goes with compression: 'zstd'")
   }
   if (o.compressionLevel !== undefined && (!Number.isInteger(o.compressionLevel) || o.compressionLevel < 1 || o.compressionLevel > 22)) {
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compressionLevel must be an integer from 1 to 22, got ${o.compressionLevel}`)
@@ -488,6 +541,17 @@ function nativeOptions(o: DatabaseOptions | undefined) {
       if (sse !== undefined) {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey (SSE-C) and s3.serverSideEncryption cannot be combined')
       }
+      // The key travels in a header of every request: never in the clear beyond this machine.
+      const endpoint = s3.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL
+      if (endpoint?.startsWith('http://') && !/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?(\/|$)/.test(endpoint)) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey needs an https endpoint (the key is sent with every request)')
+      }
+    }
+    if (s3.bucketKeyEnabled !== undefined && sse !== 'aws:kms') {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', "s3.bucketKeyEnabled goes with serverSideEncryption 'aws:kms'")
+    }
+    if (o.store !== undefined && (sse !== undefined || customer !== undefined)) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'S3 server-side encryption options do not apply to a local directory store')
     }
     check('s3.maxAttempts', s3.maxAttempts, 1)
     const r = s3.retry ?? {}
@@ -516,8 +580,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     cacheDirSize: o.cacheDirSize,
     s3: o.s3 && {
       ...o.s3,
-      sseCustomerKey:
-        o.s3.sseCustomerKey && Buffer.from(o.s3.sseCustomerKey.buffer, o.s3.sseCustomerKey.byteOffset, o.s3.sseCustomerKey.byteLength),
+      sseCustomerKey: o.s3.sseCustomerKey && asBuffer(o.s3.sseCustomerKey),
     },
     layout: o.layout,
     version: o.version,
@@ -527,6 +590,11 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     memoryLimit: o.memoryLimit,
     compression: o.compression,
     compressionLevel: o.compressionLevel,
+    encryption: e && {
+      key: asBuffer(e.key),
+      keyId: e.keyId,
+      previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
+    },
     store: o.store,
     log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
   }
@@ -925,7 +993,13 @@ export class S3Database implements Queryable {
     if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0) || grace > Number.MAX_SAFE_INTEGER)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${grace}`)
     }
-    const o = nativeOptions({ s3: options?.s3, concurrency: options?.concurrency, store: options?.store, logger: options?.logger })
+    const o = nativeOptions({
+      s3: options?.s3,
+      concurrency: options?.concurrency,
+      store: options?.store,
+      logger: options?.logger,
+      encryption: options?.encryption,
+    })
     const report = options?.onProgress
     if (report !== undefined && typeof report !== 'function') {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function')

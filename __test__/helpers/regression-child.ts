@@ -11,7 +11,8 @@ const n = Number(arg ?? 0)
 if (mode === 'run') {
   // One write of the differential test on an existing database, from another process:
   // arg is JSON { options, write }.
-  const { options: o, write } = JSON.parse(arg)
+  // Buffers (an encryption key) cross as JSON { type: 'Buffer', data }.
+  const { options: o, write } = JSON.parse(arg, (_k, v) => (v?.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data) : v))
   const [sql, params] = writeSql(write)
   const db = new S3Database(bucket, prefix, o)
   db.run(sql, params as never)

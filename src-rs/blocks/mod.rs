@@ -27,12 +27,12 @@ use crate::clock::Stamp;
 use crate::error::Error;
 use crate::error::{codes, Result};
 use crate::layout::compat::BlockKeys;
-use crate::layout::versioned::codec::{self, Compression};
+use crate::layout::versioned::codec::{BlockCodec, Compression};
 use crate::layout::versioned::commit::MAX_BASE_AGE;
 use crate::layout::versioned::format::{Pointer, Uploads};
+use crate::layout::versioned::seal::{DatabaseId, Keyring};
 use crate::layout::versioned::{
-    load_segments, new_attempt_id, verify_block, version_gone, BlockLocation, Names, SegmentCache,
-    Snapshot,
+    load_segments, new_attempt_id, version_gone, BlockLocation, Names, SegmentCache, Snapshot,
 };
 use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
 use budget::MemoryBudget;
@@ -61,6 +61,10 @@ pub enum Naming {
         segments: SegmentCache,
         /// How new blocks are stored (`None`: as the pinned version records).
         compression: Option<Compression>,
+        /// Encrypted databases: the keys that seal and open its objects.
+        keys: Option<Arc<Keyring>>,
+        /// The id a new encrypted database gets (an existing one keeps its root's).
+        fresh_db: DatabaseId,
     },
 }
 
@@ -214,28 +218,36 @@ impl BlockFile {
         &self.naming
     }
 
-    /// Versioned layout: how new blocks are stored (the option, else the pinned version's
-    /// recorded choice), and whether the next version's map carries codecs (compression now, or
-    /// a base or an early upload that already does).
-    pub fn codecs(&self) -> (Compression, bool) {
+    /// Versioned layout: how blocks are stored — compressed as the option says, else as the
+    /// pinned version records; sealed with the database's keys and id (encrypted databases) —
+    /// and whether the next version's map carries codecs (compression or sealing now, or a base
+    /// or an early upload that already does).
+    pub fn codec(&self) -> (BlockCodec, bool) {
         let Naming::Versioned {
             snapshot,
             compression,
+            keys,
+            fresh_db,
             ..
         } = &self.naming
         else {
-            return (Compression::None, false);
+            return (BlockCodec::default(), false);
         };
         let recorded = snapshot.as_ref().map(|s| s.root.flags).unwrap_or(0);
-        let chosen = compression.unwrap_or(Compression::recorded(recorded));
+        let codec = BlockCodec {
+            compression: compression.unwrap_or(Compression::recorded(recorded)),
+            keys: keys.clone(),
+            db: snapshot.as_ref().map_or(*fresh_db, |s| s.root.db_id),
+        };
         let early_coded = self
             .dirty
             .iter()
             .any(|(_, d)| matches!(d, Dirty::Uploaded { pointer, .. } if pointer.codec != 0));
-        let codecs = chosen != Compression::None
+        let codecs = codec.compression != Compression::None
+            || codec.keys.is_some()
             || snapshot.as_ref().is_some_and(|s| s.root.has_codecs())
             || early_coded;
-        (chosen, codecs)
+        (codec, codecs)
     }
 
     pub fn block_size(&self) -> u64 {
@@ -525,17 +537,16 @@ impl BlockFile {
         // hit, then decoded); the memory cache gets them decoded.
         let disk = self.disk.clone().filter(|_| pointer.is_some());
         let block_size = self.block_size;
+        let (codec, _) = self.codec();
         let handle = crate::runtime::spawn(async move {
             let key = task_key;
             let location = store.location();
             if let (Some(disk), Some(p)) = (&disk, pointer) {
                 if let Some(data) = disk.get(&location, &key) {
                     // A damaged or foreign file is only a miss.
-                    if verify_block(&key, &data, p.crc).is_ok() {
-                        return Ok((
-                            codec::decode(&key, p.codec, Bytes::from(data), block_size)?,
-                            None,
-                        ));
+                    if let Ok(block) = codec.open_block(&key, i, &p, Bytes::from(data), block_size)
+                    {
+                        return Ok((block, None));
                     }
                 }
             }
@@ -545,14 +556,12 @@ impl BlockFile {
                     let Some(p) = pointer else {
                         return Ok((obj.body, obj.etag));
                     };
-                    verify_block(&key, &obj.body, p.crc)?;
+                    // Checked (its CRC, or its seal) and decoded before the disk keeps it.
+                    let block = codec.open_block(&key, i, &p, obj.body.clone(), block_size)?;
                     if let Some(disk) = &disk {
                         disk.put(&location, &key, &obj.body);
                     }
-                    Ok((
-                        codec::decode(&key, p.codec, obj.body, block_size)?,
-                        obj.etag,
-                    ))
+                    Ok((block, obj.etag))
                 }
                 _ if uploaded_early => Err(relieve::transaction_expired(&key)),
                 // A block a version references must exist.

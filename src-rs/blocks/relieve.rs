@@ -84,7 +84,7 @@ impl BlockFile {
         }
         self.renew_stale_attempt()?;
         let (names, version) = self.versioned_names()?;
-        let (compression, _) = self.codecs();
+        let (codec, _) = self.codec();
         if self.early.is_none() {
             self.early = Some(EarlyAttempt::new(version)?);
         }
@@ -96,7 +96,7 @@ impl BlockFile {
                 continue;
             };
             let data = Bytes::from(data);
-            let (stored, pointer) = compression.seal(&mut early.uploads, &data)?;
+            let (stored, pointer) = codec.seal_block(&mut early.uploads, i, &data)?;
             batch.push((i, names.block(i, &pointer), pointer, data, stored));
         }
         let objects: Vec<(String, Bytes)> = batch
@@ -145,7 +145,7 @@ impl BlockFile {
         }
         let (names, version) = self.versioned_names()?;
         let mut fresh = EarlyAttempt::new(version)?;
-        let moves: Vec<(u64, String, Pointer, String, usize)> = self
+        let moves: Vec<(u64, String, Pointer, Pointer, usize)> = self
             .dirty
             .iter()
             .filter_map(|(i, d)| match d {
@@ -153,33 +153,35 @@ impl BlockFile {
                 _ => None,
             })
             .map(|(i, from, p, len)| {
-                // The same stored bytes under the fresh attempt: same CRC, same codec.
+                // The same block under the fresh attempt, with the same codec.
                 let np = fresh.uploads.next(p.crc, p.codec);
-                (i, from, np, names.block(i, &np), len)
+                (i, from, p, np, len)
             })
             .collect();
         let store = self.store.clone();
-        let copies = moves.iter().map(|(_, from, np, to, _)| {
+        let (codec, _) = self.codec();
+        let copies = moves.into_iter().map(|(i, from, p, np, len)| {
             let store = store.clone();
+            let codec = codec.clone();
+            let to = names.block(i, &np);
             async move {
-                match store.get(from, GetOptions::default()).await? {
+                match store.get(&from, GetOptions::default()).await? {
                     GetOutcome::Found(obj) => {
-                        verify_block(from, &obj.body, np.crc)?;
-                        store
-                            .put(to, obj.body, PutMode::Overwrite)
-                            .await
-                            .map(|_| ())
+                        // Checked, and (encrypted) sealed again: the name is part of its seal.
+                        let (stored, np) = codec.rename_block(&from, i, &p, np, obj.body)?;
+                        store.put(&to, stored, PutMode::Overwrite).await?;
+                        Ok((i, to, np, len))
                     }
-                    _ => Err(transaction_expired(from)),
+                    _ => Err(transaction_expired(&from)),
                 }
             }
         });
-        crate::runtime::block_on(
+        let moved = crate::runtime::block_on(
             futures::stream::iter(copies)
                 .buffer_unordered(self.concurrency)
-                .try_collect::<Vec<()>>(),
+                .try_collect::<Vec<_>>(),
         )?;
-        for (i, _, pointer, key, len) in moves {
+        for (i, key, pointer, len) in moved {
             self.dirty.set(i, Dirty::Uploaded { key, pointer, len });
         }
         self.early = Some(fresh);

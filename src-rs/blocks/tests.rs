@@ -223,6 +223,8 @@ fn limited(
             block0: Bytes::new(),
             segments: SegmentCache::default(),
             compression: None,
+            keys: None,
+            fresh_db: [0; 16],
         }
     } else {
         Naming::Compat(BlockKeys::new("db"))

@@ -241,6 +241,7 @@ impl Op {
                     overwrite: false,
                     layout: Some(env.layout),
                     compression: Default::default(),
+                    keys: None,
                 };
                 let file = env.file.clone();
                 block_on(async move {

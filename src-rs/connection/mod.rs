@@ -8,6 +8,7 @@ pub mod value;
 
 use crate::blocks::disk_cache::DiskCache;
 use crate::error::{codes, Error, Result};
+use crate::layout::versioned::codec::Compression;
 use crate::layout::versioned::Snapshot;
 use crate::layout::{Found, LayoutKind};
 use crate::runtime::block_on;
@@ -129,6 +130,8 @@ pub struct StoreHandle {
     pub concurrency: usize,
     /// Versioned layout: the version to export (`None` in the `sqlite-s3vfs` layout).
     pub snapshot: Option<Option<Arc<Snapshot>>>,
+    /// Encrypted databases: the keys that open its objects.
+    pub keys: Option<Arc<crate::layout::versioned::seal::Keyring>>,
 }
 
 /// Where a command's answer goes: a callback run on the connection thread (napi resolves its
@@ -419,6 +422,21 @@ impl Worker {
             Found::Compat => (LayoutKind::Compat, None),
             Found::Versioned(head) => (LayoutKind::Versioned, Some(head)),
         };
+        if layout != LayoutKind::Versioned
+            && (c.versioned.encryption.is_some()
+                || c.versioned
+                    .compression
+                    .is_some_and(|z| z != Compression::None))
+        {
+            return Err(Error::new(
+                codes::UNSUPPORTED,
+                format!(
+                    "s3://{}/{} is in the sqlite-s3vfs layout, whose objects the Python library \
+                     reads as they are: encryption and compression need the versioned layout",
+                    c.bucket, c.prefix
+                ),
+            ));
+        }
         if c.versioned.time_travel.is_some() && layout != LayoutKind::Versioned {
             return Err(Error::invalid(format!(
                 "s3://{}/{} is in the sqlite-s3vfs layout, which keeps no versions: the version \
@@ -671,6 +689,7 @@ impl Session<'_> {
             block_size: c.block_size,
             concurrency: c.concurrency,
             snapshot,
+            keys: c.versioned.encryption.clone(),
         })
     }
 

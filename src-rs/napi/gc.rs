@@ -89,7 +89,8 @@ pub async fn collect_garbage(
             dry_run: dry_run.unwrap_or(false),
             progress,
         };
-        collect(store, &Names::new(config.prefix.clone()), opts).await
+        let names = Names::with_keys(config.prefix.clone(), config.versioned.encryption.clone());
+        collect(store, &names, opts).await
     })
     .await
     .js()?

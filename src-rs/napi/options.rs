@@ -8,6 +8,7 @@ use crate::connection::{
 };
 use crate::error::{Error, Result};
 use crate::layout::versioned::codec::{Compression, DEFAULT_ZSTD_LEVEL};
+use crate::layout::versioned::seal::Keyring;
 use crate::layout::LayoutKind;
 use crate::store::log::{RequestEvent, RequestLog};
 use crate::store::retry::{Policy, RetryPolicy, Timeouts};
@@ -57,6 +58,34 @@ pub struct JsTimeouts {
     pub min_upload_rate: Option<f64>,
     pub list_ms: Option<f64>,
     pub rewrite_ms: Option<f64>,
+}
+
+/// `options.encryption`: the current key and the rotated-out ones that still open objects.
+#[napi(object)]
+pub struct JsEncryption {
+    pub key: napi::bindgen_prelude::Buffer,
+    pub key_id: Option<String>,
+    pub previous_keys: Option<Vec<JsPreviousKey>>,
+}
+
+#[napi(object)]
+pub struct JsPreviousKey {
+    pub key_id: String,
+    pub key: napi::bindgen_prelude::Buffer,
+}
+
+/// The key id of `options.encryption` when none is given.
+pub const DEFAULT_KEY_ID: &str = "default";
+
+fn keyring(e: &JsEncryption) -> Result<std::sync::Arc<Keyring>> {
+    let previous: Vec<(String, &[u8])> = e
+        .previous_keys
+        .iter()
+        .flatten()
+        .map(|p| (p.key_id.clone(), &p.key[..]))
+        .collect();
+    let id = e.key_id.as_deref().unwrap_or(DEFAULT_KEY_ID);
+    Ok(std::sync::Arc::new(Keyring::new(id, &e.key, &previous)?))
 }
 
 /// `options.compression` and `options.compressionLevel`.
@@ -145,6 +174,7 @@ pub struct JsOptions {
     pub memory_limit: Option<f64>,
     /// `'none'` or `'zstd'` (versioned layout; unset: as the database records).
     pub compression: Option<String>,
+    pub encryption: Option<JsEncryption>,
     pub compression_level: Option<f64>,
     pub store: Option<JsStore>,
     /// Receives the request log (set by the TypeScript layer from `options.logger` or `DEBUG`).
@@ -188,6 +218,7 @@ pub fn config(
         memory_limit: None,
         compression: None,
         compression_level: None,
+        encryption: None,
         store: None,
         log: None,
     });
@@ -197,6 +228,7 @@ pub fn config(
         time_travel: o.version.map(|v| v.max(0.0) as u64),
         single_writer: o.single_writer.unwrap_or(false),
         compression: compression(o.compression.as_deref(), o.compression_level)?,
+        encryption: o.encryption.as_ref().map(keyring).transpose()?,
     };
     let s3 = match o.s3 {
         None => S3Config::default(),

@@ -77,6 +77,7 @@ async fn started(
                 overwrite,
                 layout: config.layout,
                 compression: config.versioned.compression.unwrap_or_default(),
+                keys: config.versioned.encryption.clone(),
             },
         )
         .await?;

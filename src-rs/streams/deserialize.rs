@@ -8,11 +8,12 @@
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
-use crate::layout::versioned::codec::Compression;
+use crate::layout::versioned::codec::{BlockCodec, Compression};
 use crate::layout::versioned::commit::{
     fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
 };
 use crate::layout::versioned::format::{Pointer, Uploads};
+use crate::layout::versioned::seal::{new_database_id, Keyring};
 use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 pub struct DeserializeOptions {
@@ -33,6 +35,8 @@ pub struct DeserializeOptions {
     pub layout: Option<LayoutKind>,
     /// Versioned layout: how the imported blocks are stored (and the choice the new version records).
     pub compression: Compression,
+    /// Versioned layout: the keys the import is encrypted with (a new database id is made).
+    pub keys: Option<Arc<Keyring>>,
 }
 
 /// A versioned import: every block goes to a key of this attempt, and nothing is visible until
@@ -40,6 +44,8 @@ pub struct DeserializeOptions {
 /// failed or refused import.
 struct VersionedImport {
     names: Names,
+    /// How the blocks are stored: compressed, sealed under the new database's id.
+    codec: BlockCodec,
     /// The version this import creates, its attempt id, and its upload numbers.
     uploads: Uploads,
     observed: Stamp,
@@ -134,7 +140,12 @@ impl Deserializer {
         }
         let versioned = match versioned_head {
             Some(head) => Some(VersionedImport {
-                names: Names::new(opts.prefix.clone()),
+                names: Names::with_keys(opts.prefix.clone(), opts.keys.clone()),
+                codec: BlockCodec {
+                    compression: opts.compression,
+                    keys: opts.keys.clone(),
+                    db: new_database_id()?,
+                },
                 uploads: Uploads::new(head.unwrap_or(0) + 1, new_attempt_id()?, 0),
                 observed: Stamp::now(),
                 entries: Vec::new(),
@@ -143,6 +154,16 @@ impl Deserializer {
             }),
             None => None,
         };
+        if versioned.is_none() && (opts.keys.is_some() || opts.compression != Compression::None) {
+            // Never a plain import where an encrypted one was asked for.
+            return Err(Error::new(
+                codes::UNSUPPORTED,
+                format!(
+                    "{place} is (or would be) in the sqlite-s3vfs layout: encryption and \
+                     compression need the versioned layout"
+                ),
+            ));
+        }
         if versioned.is_none() && matches!(found, Found::Compat) {
             if !opts.overwrite {
                 return Err(Error::new(
@@ -271,7 +292,7 @@ impl Deserializer {
         let key = match self.versioned.as_mut() {
             Some(v) => {
                 v.note_upload();
-                let (stored, p) = self.opts.compression.seal(&mut v.uploads, &data)?;
+                let (stored, p) = v.codec.seal_block(&mut v.uploads, i, &data)?;
                 data = stored;
                 v.entries.resize(i as usize + 1, Pointer::default());
                 v.entries[i as usize] = p;
@@ -426,14 +447,13 @@ impl Deserializer {
         let count = self.total.div_ceil(self.block_size) as usize;
         let mut entries = std::mem::take(&mut v.entries);
         entries.resize(count, Pointer::default());
-        let compression = self.opts.compression;
         let layout = Layout {
             page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
             block_size: self.block_size,
             file_size: self.total,
-            compression,
-            // A fresh map: it carries codecs only if this import compresses.
-            codecs: compression != Compression::None,
+            codec: v.codec.clone(),
+            // A fresh map: it carries codecs only if this import compresses or encrypts.
+            codecs: v.codec.compression != Compression::None || v.codec.keys.is_some(),
         };
         let (map, segments) = fresh_map(
             &v.names,
@@ -441,7 +461,8 @@ impl Deserializer {
             &mut v.uploads,
             layout.segment_len(),
             layout.codecs,
-        );
+            &layout.codec,
+        )?;
         v.entries = entries;
         let mut prepared = Prepared::new(
             &v.names,
@@ -451,7 +472,7 @@ impl Deserializer {
             block0,
             segments,
             Vec::new(),
-        );
+        )?;
         let version = v.uploads.version;
         crate::layout::versioned::commit::upload(
             self.store.clone(),
@@ -626,6 +647,7 @@ mod tests {
                 overwrite: false,
                 layout: None,
                 compression: Default::default(),
+                keys: None,
             },
         )
         .await?;

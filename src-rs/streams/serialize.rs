@@ -6,9 +6,9 @@
 use crate::connection::StoreHandle;
 use crate::error::{codes, Error, Result};
 use crate::layout::compat::{check_block_size, database_size, BlockKeys};
-use crate::layout::versioned::codec;
+use crate::layout::versioned::codec::BlockCodec;
 use crate::layout::versioned::format::Pointer;
-use crate::layout::versioned::{verify_block, version_gone, Names, SegmentCache};
+use crate::layout::versioned::{version_gone, Names, SegmentCache};
 use crate::store::{DynStore, GetOptions, GetOutcome};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -18,6 +18,8 @@ pub const ERR_CHANGED: &str = "ERR_CHANGED_DURING_SERIALIZE";
 
 pub struct Serializer {
     handle: StoreHandle,
+    /// Opens the versioned layout's blocks (checks, unseals, decompresses).
+    codec: BlockCodec,
     keys: BlockKeys,
     /// Blocks in the file, once known.
     blocks: Option<u64>,
@@ -32,6 +34,7 @@ pub struct Serializer {
 impl Serializer {
     pub fn new(handle: StoreHandle) -> Self {
         let keys = BlockKeys::new(handle.prefix.clone());
+        let handle_keys = handle.keys.clone();
         Serializer {
             handle,
             keys,
@@ -41,13 +44,17 @@ impl Serializer {
             first: None,
             in_flight: VecDeque::new(),
             entries: None,
+            codec: BlockCodec {
+                keys: handle_keys,
+                ..Default::default()
+            },
         }
     }
 
     async fn start(&mut self) -> Result<()> {
         let store = &self.handle.store;
         if let Some(snapshot) = self.handle.snapshot.clone() {
-            let names = Names::new(self.handle.prefix.clone());
+            let names = Names::with_keys(self.handle.prefix.clone(), self.handle.keys.clone());
             if let Some(snap) = snapshot {
                 let count = snap.block_count();
                 let mut segments = SegmentCache::default();
@@ -56,6 +63,7 @@ impl Serializer {
                 let len = (self.size.min(snap.root.block_size)) as usize;
                 self.first = Some(snap.root.block0.slice(..len.min(snap.root.block0.len())));
                 self.handle.block_size = snap.root.block_size;
+                self.codec.db = snap.root.db_id;
                 self.entries = Some((names, snap.version(), entries));
             }
             self.blocks = Some(self.size.div_ceil(self.handle.block_size));
@@ -70,6 +78,9 @@ impl Serializer {
                     self.handle.block_size,
                     obj.body.len() as u64,
                     size,
+                    // A commit may be in flight: only what no commit explains (a shorter object
+                    // where more is needed fails later as ERR_CHANGED_DURING_SERIALIZE).
+                    false,
                 )?;
                 let len = (size.min(self.handle.block_size)) as usize;
                 self.first = Some(obj.body.slice(..len.min(obj.body.len())));
@@ -95,6 +106,7 @@ impl Serializer {
                 let p = entries.get(i as usize).copied().unwrap_or_default();
                 let key = names.block(i, &p);
                 let version = *version;
+                let codec = self.codec.clone();
                 self.in_flight.push_back(crate::runtime::spawn(async move {
                     if p.is_null() {
                         // Never written (the lock-byte page's block): zeros, like SQLite's file.
@@ -104,8 +116,7 @@ impl Serializer {
                         GetOutcome::Found(obj) => obj.body,
                         _ => return Err(version_gone(&key, version)),
                     };
-                    verify_block(&key, &stored, p.crc)?;
-                    let block = codec::decode(&key, p.codec, stored, bs)?;
+                    let block = codec.open_block(&key, i, &p, stored, bs)?;
                     if block.len() < expected {
                         return Err(Error::new(
                             codes::CORRUPT_OBJECT,

@@ -402,14 +402,13 @@ impl DbFile {
                     self.blocks.keys(),
                     &obj.body,
                 ))?;
-                check_block_size(
-                    &format!("{}/{}", self.ctx.store.location(), self.ctx.prefix),
-                    self.blocks.block_size(),
-                    obj.body.len() as u64,
-                    size,
-                )?;
+                let place = format!("{}/{}", self.ctx.store.location(), self.ctx.prefix);
+                let (block_size, len0) = (self.blocks.block_size(), obj.body.len() as u64);
                 self.blocks.reset(size, Some((obj.body, obj.etag)));
                 self.check_journal()?;
+                // Before SQLite reads anything (a hot journal rolled back with the wrong block
+                // size would damage the file); with a commit in flight, only what none explains.
+                check_block_size(&place, block_size, len0, size, !self.foreign_commit)?;
             }
         }
         self.checked_epoch = epoch;

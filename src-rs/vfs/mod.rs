@@ -69,6 +69,8 @@ pub struct VersionedOptions {
     pub single_writer: bool,
     /// How new blocks are stored; `None`: as the database records (its newest root).
     pub compression: Option<crate::layout::versioned::codec::Compression>,
+    /// Encrypted databases: the keys (`options.encryption`).
+    pub encryption: Option<std::sync::Arc<crate::layout::versioned::seal::Keyring>>,
 }
 
 /// Settings of the `sqlite-s3vfs` layout.

@@ -108,13 +108,17 @@ pub struct VersionedFile {
 
 impl VersionedFile {
     pub fn open(ctx: Arc<DbContext>) -> VersionedFile {
-        let names = Names::new(ctx.prefix.clone());
+        let names = Names::with_keys(ctx.prefix.clone(), ctx.versioned.encryption.clone());
         let naming = Naming::Versioned {
             names: names.clone(),
             snapshot: None,
             block0: Bytes::new(),
             segments: SegmentCache::default(),
             compression: ctx.versioned.compression,
+            keys: ctx.versioned.encryption.clone(),
+            // Only a new encrypted database uses it (an existing one keeps its root's); the id
+            // separates databases, its randomness is not what protects them.
+            fresh_db: crate::layout::versioned::seal::new_database_id().unwrap_or_default(),
         };
         let blocks = new_blocks(&ctx, naming, 0, None);
         VersionedFile {
@@ -461,7 +465,7 @@ impl VersionedFile {
         let base = self.pinned();
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
-        let (compression, codecs) = self.blocks.codecs();
+        let (codec, codecs) = self.blocks.codec();
         let mut scratch = SegmentCache::default();
         let (segments, early) = self.blocks.commit_parts();
         let segments = segments.unwrap_or(&mut scratch);
@@ -483,7 +487,7 @@ impl VersionedFile {
                     page_size,
                     block_size,
                     file_size,
-                    compression,
+                    codec,
                     codecs,
                 },
             )

@@ -6,7 +6,7 @@
 // Exit codes: 0 ok, 1 runtime error (one line on stderr with its code), 2 usage.
 
 import { type SingleBar } from 'cli-progress'
-import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs'
+import { createReadStream, createWriteStream, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { Transform, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
@@ -32,6 +32,8 @@ S3 settings come from the AWS environment and profile.
 Options for every command:
   --endpoint <url>   --region <name>   --profile <name>
   --dir <path>       the local directory store at <path> instead of S3
+  --key-file <path>  an encrypted database's key (or SQLITE_S3VFS_KEY): 64 hex digits,
+                     base64, or 32 raw bytes; never a flag value   --key-id <id>
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
   --help             help for a command
@@ -75,11 +77,39 @@ interface Address {
  *  `file:///dir/bucket/prefix` (the last two path segments are the bucket and a one-segment
  *  prefix; the rest is the directory: a path cannot say where the directory ends otherwise). */
 function parseAddress(url: string, flags: Flags): Address {
-  const a = storeAddress(url, flags)
+  const a = withKey(storeAddress(url, flags), flags)
   // The sqlite-s3vfs layout records no block size: a database written with another than 4096
   // must be opened with the one it was written with (a versioned one keeps its own).
   const blockSize = integer('block-size', flags['block-size'], 512)
   return blockSize === undefined ? a : { ...a, options: { ...a.options, blockSize } }
+}
+
+/** The encryption key, from SQLITE_S3VFS_KEY or --key-file (64 hex digits, base64, or a file of
+ *  32 raw bytes): never from a flag's value, which would sit in the shell history and `ps`. */
+function withKey(a: Address, flags: Flags): Address {
+  const fromEnv = process.env.SQLITE_S3VFS_KEY
+  if (fromEnv !== undefined && flags['key-file'] !== undefined)
+    throw new UsageError('give the key by SQLITE_S3VFS_KEY or --key-file, not both')
+  let key: Buffer | undefined
+  if (flags['key-file'] !== undefined) {
+    const raw = readFileSync(flags['key-file'])
+    key = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--key-file ${flags['key-file']}`)
+  } else if (fromEnv !== undefined) {
+    key = decodeKey(fromEnv.trim(), 'SQLITE_S3VFS_KEY')
+  }
+  if (!key) {
+    if (flags['key-id'] !== undefined) throw new UsageError('--key-id goes with a key (SQLITE_S3VFS_KEY or --key-file)')
+    return a
+  }
+  return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'] } } }
+}
+
+/** 64 hex digits or base64 of 32 bytes; the message names the source, never the value. */
+function decodeKey(text: string, source: string): Buffer {
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64')
+  if (key.length !== 32 || (!/^[0-9a-fA-F]{64}$/.test(text) && key.toString('base64') !== text))
+    throw new UsageError(`${source} must hold a 32-byte key: 64 hex digits, base64, or 32 raw bytes`)
+  return key
 }
 
 function storeAddress(url: string, flags: Flags): Address {
@@ -110,6 +140,8 @@ interface Flags {
   region?: string
   profile?: string
   dir?: string
+  'key-file'?: string
+  'key-id'?: string
   quiet?: boolean
   debug?: boolean
   help?: boolean
@@ -131,6 +163,8 @@ const OPTIONS = {
   region: { type: 'string' },
   profile: { type: 'string' },
   dir: { type: 'string' },
+  'key-file': { type: 'string' },
+  'key-id': { type: 'string' },
   quiet: { type: 'boolean' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -398,6 +432,7 @@ async function gcCommand(args: string[], flags: Flags) {
     const report = await S3Database.gc(a.bucket, a.prefix, {
       s3: a.options.s3,
       store: a.options.store,
+      encryption: a.options.encryption,
       keepVersions,
       gracePeriodMs,
       unsafeShortGracePeriod: flags['unsafe-short-grace'],
@@ -439,7 +474,7 @@ async function shellCommand(args: string[], flags: Flags) {
   await db.open()
   const { createInterface } = await import('node:readline')
   const { homedir } = await import('node:os')
-  const { readFileSync, appendFileSync } = await import('node:fs')
+  const { appendFileSync } = await import('node:fs')
   const historyFile = `${homedir()}/.sqlite_s3vfs_history`
   const interactive = Boolean(process.stdin.isTTY)
   let history: string[] = []
@@ -530,7 +565,7 @@ async function shellCommand(args: string[], flags: Flags) {
 }
 
 /** The flags each command takes (besides the ones every command takes): any other is a usage error. */
-const COMMON = ['endpoint', 'region', 'profile', 'dir', 'quiet', 'debug', 'help']
+const COMMON = ['endpoint', 'region', 'profile', 'dir', 'key-file', 'key-id', 'quiet', 'debug', 'help']
 const COMMAND_FLAGS: Record<string, string[]> = {
   import: ['overwrite', 'layout', 'block-size'],
   export: ['version', 'block-size'],

@@ -2,8 +2,10 @@
 //! attempt, then create the next root with `If-None-Match: *`. The create is the commit; an
 //! ambiguous answer is decided by reading the root back (its attempt id), never by guessing.
 
-use super::codec::{Compression, CODEC_RAW};
-use super::format::{encode_segment, AttemptId, MapRef, Pointer, Root, Uploads, FLAG_CODECS};
+use super::codec::{BlockCodec, CODEC_RAW};
+use super::format::{
+    encode_segment, AttemptId, MapRef, Pointer, Root, Uploads, FLAG_CODECS, FLAG_SEALED,
+};
 use super::{
     load_segments, new_attempt_id, newer_than, Names, SegmentCache, Snapshot, INLINE_MAP_MAX,
 };
@@ -61,8 +63,8 @@ pub struct Layout {
     pub page_size: u32,
     pub block_size: u64,
     pub file_size: u64,
-    /// How new blocks are encoded.
-    pub compression: Compression,
+    /// How new blocks are encoded (compressed, sealed) and the database's id.
+    pub codec: BlockCodec,
     /// Map entries carry codecs (compression now, or ever before: `FLAG_CODECS` is sticky).
     pub codecs: bool,
 }
@@ -74,7 +76,12 @@ impl Layout {
 
     /// The root flags of a version with this layout.
     pub fn flags(&self) -> u32 {
-        self.compression.root_flags() | if self.codecs { FLAG_CODECS } else { 0 }
+        let sealed = if self.codec.keys.is_some() {
+            FLAG_SEALED | FLAG_CODECS
+        } else {
+            0
+        };
+        self.codec.compression.root_flags() | if self.codecs { FLAG_CODECS } else { 0 } | sealed
     }
 }
 
@@ -128,7 +135,7 @@ pub async fn prepare(
     let mut plain = Vec::with_capacity(changed.len());
     let mut new_entries: Vec<(u64, Pointer)> = Vec::with_capacity(changed.len());
     for (i, data) in changed {
-        let (stored, p) = layout.compression.seal(uploads_of, &data)?;
+        let (stored, p) = layout.codec.seal_block(uploads_of, i, &data)?;
         let key = names.block(i, &p);
         uploads.push((key.clone(), stored));
         plain.push((key, data));
@@ -170,7 +177,14 @@ pub async fn prepare(
             for (i, p) in &new_entries {
                 all[*i as usize] = *p;
             }
-            let (map, objects) = fresh_map(names, &all, uploads_of, seg_len as u32, layout.codecs);
+            let (map, objects) = fresh_map(
+                names,
+                &all,
+                uploads_of,
+                seg_len as u32,
+                layout.codecs,
+                &layout.codec,
+            )?;
             uploads.extend(objects);
             map
         }
@@ -216,8 +230,12 @@ pub async fn prepare(
                         entries[(i - lo) as usize] = *p;
                     }
                 }
-                let data = encode_segment(&entries, layout.codecs);
-                let p = uploads_of.next(0, CODEC_RAW);
+                let mut p = uploads_of.next(0, CODEC_RAW);
+                let data = layout.codec.seal_segment(
+                    s,
+                    &mut p,
+                    encode_segment(&entries, layout.codecs),
+                )?;
                 let key = names.segment(s, &p);
                 segments.insert(key.clone(), Arc::new(entries));
                 uploads.push((key, data));
@@ -226,9 +244,7 @@ pub async fn prepare(
             MapRef::Segments(segs)
         }
     };
-    Ok(Prepared::new(
-        names, uploads_of, layout, map, block0, uploads, plain,
-    ))
+    Prepared::new(names, uploads_of, layout, map, block0, uploads, plain)
 }
 
 impl Prepared {
@@ -242,7 +258,7 @@ impl Prepared {
         block0: Bytes,
         uploads: Vec<(String, Bytes)>,
         plain: Vec<(String, Bytes)>,
-    ) -> Prepared {
+    ) -> Result<Prepared> {
         let root = Root {
             attempt: attempt.attempt,
             version: attempt.version,
@@ -255,10 +271,11 @@ impl Prepared {
             segment_len: layout.segment_len(),
             map,
             block0,
+            db_id: layout.codec.db,
         };
-        Prepared {
+        Ok(Prepared {
             root_key: names.root(root.version),
-            root_bytes: root.encode(),
+            root_bytes: root.encode_for(layout.codec.keys.as_deref())?,
             root: Arc::new(root),
             uploads,
             plain,
@@ -266,10 +283,9 @@ impl Prepared {
             sent: false,
             first_sent_at: None,
             last_sent_at: None,
-        }
+        })
     }
 
-    /// The blocks this attempt uploads: (key, bytes).
     /// The blocks this attempt uploads, as SQLite wrote them.
     pub fn block_uploads(&self) -> &[(String, Bytes)] {
         &self.plain
@@ -284,23 +300,25 @@ pub fn fresh_map(
     uploads: &mut Uploads,
     seg_len: u32,
     codecs: bool,
-) -> (MapRef, Vec<(String, Bytes)>) {
+    codec: &BlockCodec,
+) -> Result<(MapRef, Vec<(String, Bytes)>)> {
     let seg_len = seg_len as usize;
     let mut entries = entries.to_vec();
     if let Some(e) = entries.first_mut() {
         *e = Pointer::default();
     }
     if entries.len() <= INLINE_MAP_MAX {
-        return (MapRef::Inline(entries), Vec::new());
+        return Ok((MapRef::Inline(entries), Vec::new()));
     }
     let mut segs = Vec::new();
     let mut objects = Vec::new();
     for (s, chunk) in entries.chunks(seg_len).enumerate() {
-        let p = uploads.next(0, CODEC_RAW);
-        objects.push((names.segment(s as u64, &p), encode_segment(chunk, codecs)));
+        let mut p = uploads.next(0, CODEC_RAW);
+        let bytes = codec.seal_segment(s as u64, &mut p, encode_segment(chunk, codecs))?;
+        objects.push((names.segment(s as u64, &p), bytes));
         segs.push(p);
     }
-    (MapRef::Segments(segs), objects)
+    Ok((MapRef::Segments(segs), objects))
 }
 
 /// Uploads objects of a commit attempt in parallel (plain PUTs; keys are unique to the attempt,
@@ -496,7 +514,7 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: 1024,
-            compression: Compression::None,
+            codec: BlockCodec::default(),
             codecs: false,
         };
         let dyn_store: Arc<dyn ObjectStore> = store.clone();

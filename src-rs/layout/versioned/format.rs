@@ -18,6 +18,7 @@
 //! 1 zstd). A database only takes that form once it uses compression, so that one which never
 //! did stays readable by versions of this library that predate it.
 
+use super::seal::{identity, key_id_of, key_missing, DatabaseId, Keyring};
 use crate::error::{codes, Error, Result};
 use bytes::Bytes;
 
@@ -50,8 +51,16 @@ pub const FLAG_ZSTD: u32 = 2;
 /// every later version, so older versions of this library refuse the database instead of
 /// reading compressed blocks as pages.
 pub const FLAG_CODECS: u32 = 4;
+/// Root flag: the database is encrypted (`seal.rs`): this root is sealed (all but a plain
+/// header), and so is every block and map segment it names.
+pub const FLAG_SEALED: u32 = 8;
 /// Every flag this version understands.
-const KNOWN_FLAGS: u32 = FLAG_PRUNED | FLAG_ZSTD | FLAG_CODECS;
+const KNOWN_FLAGS: u32 = FLAG_PRUNED | FLAG_ZSTD | FLAG_CODECS | FLAG_SEALED;
+
+/// A sealed root's plain header: magic, attempt, version, parent, flags (as a plain root's
+/// first 44 bytes), then the database's id. The rest is the plain root, sealed, with this
+/// header as part of its associated data.
+const SEALED_HEADER_LEN: usize = 60;
 
 pub const MIN_BLOCK_SIZE: u64 = 512;
 pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
@@ -153,6 +162,9 @@ pub struct Root {
     pub segment_len: u32,
     pub map: MapRef,
     pub block0: Bytes,
+    /// The database's id (encrypted databases; zeros otherwise): part of every sealed object's
+    /// associated data.
+    pub db_id: DatabaseId,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -189,6 +201,68 @@ impl Root {
     /// Whether its map entries carry codecs.
     pub fn has_codecs(&self) -> bool {
         self.flags & FLAG_CODECS != 0
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.flags & FLAG_SEALED != 0
+    }
+
+    /// The bytes to store: with `keys`, sealed (`seal.rs`), else plain.
+    pub fn encode_for(&self, keys: Option<&Keyring>) -> Result<Bytes> {
+        let Some(keys) = keys else {
+            return Ok(self.encode());
+        };
+        let sealed_root = Root {
+            flags: self.flags | FLAG_SEALED | FLAG_CODECS,
+            ..self.clone()
+        };
+        let mut out = Vec::with_capacity(SEALED_HEADER_LEN + 200);
+        out.extend_from_slice(ROOT_MAGIC);
+        out.extend_from_slice(&self.attempt);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.parent.to_le_bytes());
+        out.extend_from_slice(&sealed_root.flags.to_le_bytes());
+        out.extend_from_slice(&self.db_id);
+        let sealed = keys.seal(&root_aad(&out), &sealed_root.encode())?;
+        out.extend_from_slice(&sealed);
+        Ok(Bytes::from(out))
+    }
+
+    /// A stored root, plain or sealed. With `keys` (an encrypted database), a plain root is an
+    /// error unless it is a tombstone; without, a sealed one is `ERR_KEY_MISSING`.
+    pub fn decode_with(bytes: &[u8], what: &str, keys: Option<&Keyring>) -> Result<Root> {
+        let sealed = bytes.len() >= SEALED_HEADER_LEN
+            && &bytes[..8] == ROOT_MAGIC
+            && u32_at(bytes, 40) & FLAG_SEALED != 0;
+        if !sealed {
+            let root = Root::decode(bytes, what)?;
+            if keys.is_some() && !root.is_pruned() {
+                return Err(Error::new(
+                    codes::NOT_ENCRYPTED,
+                    format!(
+                        "{what}: the database is not encrypted, but options.encryption was given \
+                         (to encrypt it, deserialize it into a new prefix with the key)"
+                    ),
+                ));
+            }
+            return Ok(root);
+        }
+        let (header, body) = bytes.split_at(SEALED_HEADER_LEN);
+        let Some(keys) = keys else {
+            let id = key_id_of(body).unwrap_or_default();
+            return Err(key_missing(&format!("{what}: the database"), &id));
+        };
+        let inner = keys.open(what, &root_aad(header), body)?;
+        let mut root = Root::decode(&inner, what)?;
+        // The header is authenticated (associated data); the root inside must agree with it.
+        if root.attempt[..] != header[8..24]
+            || root.version != u64_at(header, 24)
+            || root.flags != u32_at(header, 40)
+        {
+            return Err(super::seal::tampered(what));
+        }
+        root.db_id = header[44..60].try_into().unwrap();
+        Ok(root)
     }
 
     pub fn encode(&self) -> Bytes {
@@ -252,6 +326,7 @@ impl Root {
             segment_len: u32_at(b, 80),
             map,
             block0: Bytes::copy_from_slice(&b[start0..start0 + block0_len]),
+            db_id: [0; 16],
         };
         root.validate(what)?;
         Ok(root)
@@ -304,15 +379,23 @@ impl Root {
         self.flags & FLAG_PRUNED != 0
     }
 
-    /// What GC leaves at a pruned version's key: the header only.
+    /// What GC leaves at a pruned version's key: the header only, plain (also in an encrypted
+    /// database: it holds no page, and a forged one could only make a version look pruned,
+    /// which deleting its objects does too).
     pub fn tombstone(&self) -> Root {
         Root {
-            flags: self.flags | FLAG_PRUNED,
+            flags: (self.flags | FLAG_PRUNED) & !FLAG_SEALED,
             map: MapRef::Inline(Vec::new()),
             block0: Bytes::new(),
             ..self.clone()
         }
     }
+}
+
+/// A sealed root's associated data: its plain header.
+fn root_aad(header: &[u8]) -> Vec<u8> {
+    let db: DatabaseId = header[44..60].try_into().unwrap();
+    identity(b"root", &db, &[header])
 }
 
 /// Reads the attempt id and version from a root's first `ROOT_ID_LEN` bytes.
@@ -391,6 +474,7 @@ mod tests {
             segment_len: 1024,
             map: MapRef::Inline(vec![Pointer::default(), pointer(3), pointer(42)]),
             block0: Bytes::from_static(b"SQLite format 3\0"),
+            db_id: [0; 16],
         };
         let bytes = root.encode();
         assert_eq!(Root::decode(&bytes, "r").unwrap(), root);
@@ -457,13 +541,14 @@ mod tests {
             segment_len: 1024,
             map: MapRef::Inline((0..5).map(pointer).collect()),
             block0: Bytes::from(vec![1u8; 100]),
+            db_id: [0; 16],
         }
     }
 
     #[test]
     fn roots_with_unknown_flags_or_impossible_sizes_are_refused() {
         let mut r = sample_root();
-        r.flags = 8;
+        r.flags = 16;
         assert_eq!(
             Root::decode(&r.encode(), "r").unwrap_err().code,
             codes::UNSUPPORTED
@@ -484,6 +569,47 @@ mod tests {
         // A tombstone keeps its sizes but needs no map.
         let t = sample_root().tombstone();
         assert!(Root::decode(&t.encode(), "t").unwrap().is_pruned());
+    }
+
+    #[test]
+    fn sealed_roots_round_trip_and_refuse_a_changed_header_or_a_missing_key() {
+        let keys = Keyring::new("k", &[4; 32], &[]).unwrap();
+        let root = Root {
+            db_id: [6; 16],
+            flags: FLAG_SEALED | FLAG_CODECS,
+            ..sample_root()
+        };
+        let bytes = root.encode_for(Some(&keys)).unwrap();
+        assert_eq!(Root::decode_with(&bytes, "r", Some(&keys)).unwrap(), root);
+        assert_eq!(root_identity(&bytes[..32]), Some(([3; 16], 9)));
+        assert!(
+            !bytes.windows(100).any(|w| w == &[1u8; 100][..]),
+            "block 0 is not in the clear"
+        );
+        assert_eq!(
+            Root::decode_with(&bytes, "r", None).unwrap_err().code,
+            codes::KEY_MISSING
+        );
+        // Any header byte (version, parent, flags, database id) is authenticated.
+        for at in [24, 32, 44, 59] {
+            let mut bad = bytes.to_vec();
+            bad[at] ^= 1;
+            let code = Root::decode_with(&bad, "r", Some(&keys)).unwrap_err().code;
+            assert!(
+                code == codes::AUTHENTICATION_FAILED || code == codes::CORRUPT_OBJECT,
+                "{at}: {code}"
+            );
+        }
+        // A plain root where a sealed one is expected; its tombstone is plain and accepted.
+        let plain = sample_root().encode();
+        assert_eq!(
+            Root::decode_with(&plain, "r", Some(&keys))
+                .unwrap_err()
+                .code,
+            codes::NOT_ENCRYPTED
+        );
+        let t = root.tombstone().encode();
+        assert!(Root::decode_with(&t, "t", Some(&keys)).unwrap().is_pruned());
     }
 
     proptest::proptest! {

@@ -195,7 +195,7 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
 async fn write_tombstone(store: &DynStore, names: &Names, v: u64) -> Result<()> {
     let key = names.root(v);
     let body = get_required(&**store, &key, v).await?;
-    let root = Root::decode(&body, &key)?;
+    let root = Root::decode_with(&body, &key, names.keys().map(|k| &**k))?;
     store
         .put(&key, root.tombstone().encode(), PutMode::Overwrite)
         .await?;

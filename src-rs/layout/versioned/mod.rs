@@ -13,6 +13,7 @@ pub mod codec;
 pub mod commit;
 pub mod format;
 pub mod gc;
+pub mod seal;
 
 use crate::error::{codes, Error, Result};
 use crate::store::{first_key_where, GetOptions, GetOutcome, ObjectStore};
@@ -33,10 +34,20 @@ pub fn segment_len_for(block_size: u64) -> u32 {
     (block_size / 32).clamp(1024, 65536) as u32
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How one database's objects are named, and (encrypted databases) the keys that seal them.
+#[derive(Debug, Clone)]
 pub struct Names {
     prefix: String,
+    keys: Option<Arc<seal::Keyring>>,
 }
+
+// Names are equal when they name the same objects.
+impl PartialEq for Names {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix
+    }
+}
+impl Eq for Names {}
 
 fn hex(a: &AttemptId) -> String {
     a.iter().map(|b| format!("{b:02x}")).collect()
@@ -66,7 +77,20 @@ impl Names {
     pub fn new(prefix: impl Into<String>) -> Self {
         Names {
             prefix: prefix.into(),
+            keys: None,
         }
+    }
+
+    /// The names of an encrypted database, with the keys that open (and seal) its objects.
+    pub fn with_keys(prefix: impl Into<String>, keys: Option<Arc<seal::Keyring>>) -> Self {
+        Names {
+            prefix: prefix.into(),
+            keys,
+        }
+    }
+
+    pub fn keys(&self) -> Option<&Arc<seal::Keyring>> {
+        self.keys.as_ref()
     }
 
     pub fn roots_dir(&self) -> String {
@@ -361,7 +385,20 @@ pub async fn load_segments(
     }
     let loaded = futures::future::try_join_all(fetch.into_iter().map(|(s, key)| async move {
         let body = get_required(store, &key, root.version).await?;
-        let entries = decode_segment(&body, &key)?;
+        let p = segs[s as usize];
+        let entries = if p.codec & codec::CODEC_SEALED != 0 {
+            let keys = names.keys().ok_or_else(|| {
+                seal::key_missing(&key, &seal::key_id_of(&body).unwrap_or_default())
+            })?;
+            let plain = keys.open(
+                &key,
+                &seal::object_identity(b"segment", &root.db_id, s, &p),
+                &body,
+            )?;
+            decode_segment(&plain, &key)?
+        } else {
+            decode_segment(&body, &key)?
+        };
         let needs = count.saturating_sub(s * seg_len).min(seg_len) as usize;
         if entries.len() < needs {
             return Err(short_segment(&key, entries.len(), needs));
@@ -407,7 +444,11 @@ pub async fn get_root(
     let key = names.root(version);
     match store.get(&key, GetOptions::default()).await? {
         GetOutcome::Found(obj) => {
-            let root = Root::decode(&obj.body, &key)?;
+            let root = Root::decode_with(&obj.body, &key, names.keys().map(|k| &**k))?;
+            if root.version != version && root.is_sealed() {
+                // An authentic root under another version's key: a replay.
+                return Err(seal::tampered(&key));
+            }
             if root.version != version {
                 return Err(Error::new(
                     codes::CORRUPT_OBJECT,
@@ -503,7 +544,15 @@ mod tests {
         let block = Bytes::from(vec![5u8; 512]);
         let crc = crc32c::crc32c(&block);
         let entries: Vec<Pointer> = (0..count).map(|_| uploads.next(crc, 0)).collect();
-        let (map, segments) = fresh_map(&names, &entries, &mut uploads, 1024, false);
+        let (map, segments) = fresh_map(
+            &names,
+            &entries,
+            &mut uploads,
+            1024,
+            false,
+            &Default::default(),
+        )
+        .unwrap();
         for (key, data) in segments {
             crate::runtime::block_on(store.put(&key, data, crate::store::PutMode::Overwrite))
                 .unwrap();
@@ -520,7 +569,7 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: count * 512,
-            compression: super::codec::Compression::None,
+            codec: Default::default(),
             codecs: false,
         };
         let mut block0 = vec![0u8; 512];
@@ -533,7 +582,8 @@ mod tests {
             Bytes::from(block0),
             Vec::new(),
             Vec::new(),
-        );
+        )
+        .unwrap();
         crate::runtime::block_on(store.put(
             &p.root_key,
             p.root_bytes.clone(),
@@ -654,7 +704,7 @@ mod tests {
             page_size: 512,
             block_size: 512,
             file_size: count * 512,
-            compression: super::codec::Compression::None,
+            codec: Default::default(),
             codecs: false,
         };
         let p = crate::runtime::block_on(prepare(

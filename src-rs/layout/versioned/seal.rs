@@ -1,0 +1,276 @@
+//! Client-side encryption of the versioned layout (`options.encryption`): every block object, map
+//! segment and root is sealed with XChaCha20-Poly1305 (RustCrypto) under a key the bucket never
+//! sees. The associated data is the object's identity — the database's id, what the object is
+//! (block i, segment s, root), and the version, attempt and upload number that name it — so an
+//! object moved to another place, another database or another version fails to open, and so
+//! does a root copied over a newer version's key.
+//!
+//! A sealed object is `key id length (u8) | key id | nonce (24) | ciphertext and tag`. Nonces are
+//! random (24 bytes: no counter to share between processes); the key id says which key of the
+//! keyring opens it, so keys can be rotated: new objects are sealed with the current key, old
+//! ones open while their key is offered.
+//!
+//! What the bucket's owner still sees: how many objects there are, their sizes (a block's size
+//! says how well it compressed), when each was written, the version numbers, the key ids, and
+//! which blocks each commit changed. What they cannot do undetected: read a page, change one,
+//! move or swap objects, or replace a version's root with another one. They can still delete
+//! objects (the database then fails to open, `ERR_VERSION_GONE`), delete the newest roots (readers
+//! then see an older version), or replace the whole database with another one sealed under the
+//! same key.
+
+use super::format::Pointer;
+use crate::error::{codes, Error, Result};
+use bytes::Bytes;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+pub const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+/// The longest key id (it is stored in every sealed object).
+pub const MAX_KEY_ID_LEN: usize = 64;
+
+/// A database's id: random, made when its first sealed version is, kept by every later one.
+pub type DatabaseId = [u8; 16];
+
+/// The keys a database may be opened with: the current one seals, any of them opens. Key bytes
+/// are wiped when the keyring is dropped (the database closed).
+pub struct Keyring {
+    current: String,
+    keys: HashMap<String, Zeroizing<[u8; KEY_LEN]>>,
+}
+
+// Key ids only: never the keys.
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<&String> = self.keys.keys().collect();
+        ids.sort();
+        f.debug_struct("Keyring")
+            .field("current", &self.current)
+            .field("ids", &ids)
+            .finish()
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_KEY_ID_LEN {
+        return Err(Error::invalid(format!(
+            "encryption key ids are 1 to {MAX_KEY_ID_LEN} bytes, got {}",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
+fn key_of(bytes: &[u8], id: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    if bytes.len() != KEY_LEN {
+        // The length only: never the bytes.
+        return Err(Error::invalid(format!(
+            "encryption key '{id}' must be {KEY_LEN} bytes, got {}",
+            bytes.len()
+        )));
+    }
+    key.copy_from_slice(bytes);
+    Ok(key)
+}
+
+impl Keyring {
+    /// `current` seals; `previous` (rotated-out keys, by id) only open.
+    pub fn new(current_id: &str, current: &[u8], previous: &[(String, &[u8])]) -> Result<Keyring> {
+        check_id(current_id)?;
+        let mut keys = HashMap::new();
+        keys.insert(current_id.to_string(), key_of(current, current_id)?);
+        for (id, bytes) in previous {
+            check_id(id)?;
+            if id != current_id {
+                keys.insert(id.clone(), key_of(bytes, id)?);
+            }
+        }
+        Ok(Keyring {
+            current: current_id.to_string(),
+            keys,
+        })
+    }
+
+    /// Seals `plain` with the current key, bound to `identity`.
+    pub fn seal(&self, identity: &[u8], plain: &[u8]) -> Result<Bytes> {
+        let key = &self.keys[&self.current];
+        let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::getrandom(&mut nonce)
+            .map_err(|e| Error::internal(format!("no random nonce from the OS: {e}")))?;
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: identity,
+                },
+            )
+            .map_err(|_| Error::internal("encryption failed"))?;
+        let id = self.current.as_bytes();
+        let mut out = Vec::with_capacity(1 + id.len() + NONCE_LEN + sealed.len());
+        out.push(id.len() as u8);
+        out.extend_from_slice(id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(Bytes::from(out))
+    }
+
+    /// Opens what `seal` made for `identity`: an error (never other bytes) when it was changed,
+    /// moved, or sealed for another identity; `ERR_KEY_MISSING` when its key is not offered.
+    pub fn open(&self, what: &str, identity: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        let (id, rest) = split_key_id(what, sealed)?;
+        let Some(key) = self.keys.get(id) else {
+            return Err(key_missing(what, id));
+        };
+        if rest.len() < NONCE_LEN + 16 {
+            return Err(tampered(what));
+        }
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        XChaCha20Poly1305::new(key.as_ref().into())
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: identity,
+                },
+            )
+            .map_err(|_| tampered(what))
+    }
+}
+
+/// The key id a sealed object names, and the rest of it.
+fn split_key_id<'a>(what: &str, sealed: &'a [u8]) -> Result<(&'a str, &'a [u8])> {
+    let n = *sealed.first().ok_or_else(|| tampered(what))? as usize;
+    let id = sealed.get(1..1 + n).ok_or_else(|| tampered(what))?;
+    let id = std::str::from_utf8(id).map_err(|_| tampered(what))?;
+    Ok((id, &sealed[1 + n..]))
+}
+
+/// The key id a sealed object names (for an error that says which key to offer).
+pub fn key_id_of(sealed: &[u8]) -> Option<String> {
+    split_key_id("", sealed).ok().map(|(id, _)| id.to_string())
+}
+
+pub fn tampered(what: &str) -> Error {
+    Error::new(
+        codes::AUTHENTICATION_FAILED,
+        format!(
+            "{what}: the encrypted object does not authenticate: it was changed, moved or \
+             replaced, or the key offered under its id is not the one it was sealed with"
+        ),
+    )
+}
+
+pub fn key_missing(what: &str, id: &str) -> Error {
+    Error::new(
+        codes::KEY_MISSING,
+        format!("{what} is encrypted with key '{id}', which was not offered (options.encryption)"),
+    )
+}
+
+/// Associated data: what the object is, in which database, under which name.
+pub fn identity(kind: &[u8], db: &DatabaseId, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"sqlite-s3vfs ");
+    out.extend_from_slice(kind);
+    out.push(0);
+    out.extend_from_slice(db);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The associated data of a block or map segment: its index, and the version, attempt and
+/// upload number that name it.
+pub fn object_identity(kind: &[u8], db: &DatabaseId, index: u64, p: &Pointer) -> Vec<u8> {
+    identity(
+        kind,
+        db,
+        &[
+            &index.to_le_bytes(),
+            &p.version.to_le_bytes(),
+            &p.attempt,
+            &p.seq.to_le_bytes(),
+        ],
+    )
+}
+
+/// A new database id.
+pub fn new_database_id() -> Result<DatabaseId> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id)
+        .map_err(|e| Error::internal(format!("no random database id from the OS: {e}")))?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(id: &str, byte: u8) -> Keyring {
+        Keyring::new(id, &[byte; 32], &[]).unwrap()
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_with_their_key_and_identity() {
+        let k = ring("k1", 7);
+        let db = [1u8; 16];
+        let who = identity(b"block", &db, &[&5u64.to_le_bytes()]);
+        let sealed = k.seal(&who, b"page bytes").unwrap();
+        assert_eq!(k.open("o", &who, &sealed).unwrap(), b"page bytes");
+        // Two seals of the same bytes differ (random nonces).
+        assert_ne!(k.seal(&who, b"page bytes").unwrap(), sealed);
+        // Another identity, a flipped byte anywhere, a cut: all refused.
+        let other = identity(b"block", &db, &[&6u64.to_le_bytes()]);
+        assert_eq!(
+            k.open("o", &other, &sealed).unwrap_err().code,
+            codes::AUTHENTICATION_FAILED
+        );
+        for at in 0..sealed.len() {
+            let mut bad = sealed.to_vec();
+            bad[at] ^= 0x40;
+            assert!(k.open("o", &who, &bad).is_err(), "flip at {at}");
+        }
+        assert!(k.open("o", &who, &sealed[..sealed.len() - 1]).is_err());
+        assert!(k.open("o", &who, &[]).is_err());
+        // Another key under the same id: refused; an id not offered: ERR_KEY_MISSING.
+        assert_eq!(
+            ring("k1", 8).open("o", &who, &sealed).unwrap_err().code,
+            codes::AUTHENTICATION_FAILED
+        );
+        let e = ring("k2", 7).open("o", &who, &sealed).unwrap_err();
+        assert_eq!(e.code, codes::KEY_MISSING);
+        assert!(e.message.contains("'k1'"));
+        assert_eq!(key_id_of(&sealed).as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn rotation_seals_with_the_new_key_and_opens_with_the_old() {
+        let old = ring("2025", 1);
+        let who = identity(b"segment", &[0; 16], &[]);
+        let before = old.seal(&who, b"old").unwrap();
+        let rotated = Keyring::new("2026", &[2; 32], &[("2025".into(), &[1; 32][..])]).unwrap();
+        assert_eq!(rotated.open("o", &who, &before).unwrap(), b"old");
+        let after = rotated.seal(&who, b"new").unwrap();
+        assert_eq!(key_id_of(&after).as_deref(), Some("2026"));
+        assert_eq!(
+            ring("2025", 1).open("o", &who, &after).unwrap_err().code,
+            codes::KEY_MISSING
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_showing_them() {
+        let e = Keyring::new("k", &[9; 31], &[]).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_ARGUMENT);
+        assert!(!e.message.contains("9, 9"));
+        assert!(Keyring::new("", &[9; 32], &[]).is_err());
+        assert!(Keyring::new(&"x".repeat(65), &[9; 32], &[]).is_err());
+        assert!(!format!("{:?}", ring("k", 0x5a)).contains("90"));
+    }
+}
