@@ -142,10 +142,15 @@ test('tampering is an authentication error: flipped bytes in a block, a root and
 })
 
 test('tampering is an authentication error: two blocks swapped, a block from another version, an older root over a newer one', async (t) => {
-  // Two blocks of one version swapped.
+  // Two blocks of the newest version, at different indexes, swapped.
   {
     const prefix = await encrypted(3000)
-    const [a, b] = (await blocksOf(prefix)).slice(10, 12)
+    const index = (k: string) => k.split('/.b/')[1].split('/')[0]
+    const versionOf = (k: string) => k.split('/').pop()!.split('-')[0]
+    const all = await blocksOf(prefix)
+    const newest = all.map(versionOf).sort().pop()!
+    const [a, b] = all.filter((k) => versionOf(k) === newest).slice(10, 12)
+    t.not(index(a), index(b))
     const [ba, bb] = [await getObject(bucket, a), await getObject(bucket, b)]
     await putObject(bucket, a, bb)
     await putObject(bucket, b, ba)
@@ -181,6 +186,51 @@ test('tampering is an authentication error: two blocks swapped, a block from ano
     t.is(e?.code, 'ERR_AUTHENTICATION_FAILED', e?.message)
     await db.close()
   }
+})
+
+test('encrypting an existing database by an import with overwrite: GC then collects the plain versions; a keyless import cannot cover an encrypted one', async (t) => {
+  const prefix = freshPrefix('enc-overwrite')
+  const plain = new S3Database(bucket, prefix, options({ blockSize: 4096 }))
+  await plain.exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) SELECT '${MARKER} ' || n FROM ${series(2000)}`)
+  const chunks: Buffer[] = []
+  for await (const c of plain.serialize()) chunks.push(c as Buffer)
+  await plain.close()
+  const file = Buffer.concat(chunks)
+  await S3Database.deserialize(bucket, prefix, Readable.from([file]), withKey({ overwrite: true, blockSize: 4096 } as DatabaseOptions))
+  const reader = new S3Database(bucket, prefix, withKey())
+  t.is((await everything(reader))[0].n, 2000)
+  await reader.close()
+  await new Promise((r) => setTimeout(r, 1100))
+  const report = await S3Database.gc(bucket, prefix, { ...withKey(), gracePeriodMs: 0, unsafeShortGracePeriod: true })
+  t.true(report.versionsPruned >= 2 && report.objectsDeleted > 0, JSON.stringify(report))
+  for (const o of await listObjects(bucket, `${prefix}/`))
+    t.false((await getObject(bucket, o.key)).includes(MARKER), `${o.key} still plain`)
+  // Without the key, an import with overwrite is refused, and the database stays as it was.
+  const before = await snapshotOf(prefix)
+  await t.throwsAsync(S3Database.deserialize(bucket, prefix, Readable.from([file]), options({ overwrite: true } as DatabaseOptions)), {
+    code: 'ERR_KEY_MISSING',
+  })
+  t.deepEqual(await snapshotOf(prefix), before)
+})
+
+test('a plain tombstone planted over the newest root is refused, never read', async (t) => {
+  // A real tombstone (GC of a plain database), copied over an encrypted database's newest root.
+  const plainPrefix = freshPrefix('tomb')
+  const p = new S3Database(bucket, plainPrefix, options())
+  await p.exec('CREATE TABLE t(x)')
+  await p.exec('INSERT INTO t VALUES (1)')
+  await p.close()
+  await new Promise((r) => setTimeout(r, 1100))
+  await S3Database.gc(bucket, plainPrefix, { ...options(), gracePeriodMs: 0, unsafeShortGracePeriod: true })
+  const tombstone = (await listObjects(bucket, `${plainPrefix}/!r/`)).find((o) => o.size === 92)!
+  t.truthy(tombstone, 'a tombstone to plant')
+  const prefix = await encrypted(100)
+  const newest = (await listObjects(bucket, `${prefix}/!r/`)).map((o) => o.key).sort()[0]
+  await putObject(bucket, newest, await getObject(bucket, tombstone.key))
+  const db = new S3Database(bucket, prefix, withKey())
+  const e = await t.throwsAsync(everything(db))
+  t.is(e?.code, 'ERR_AUTHENTICATION_FAILED', e?.message)
+  await db.close()
 })
 
 test('keys rotate: new objects under the new key, old ones open while their key is offered', async (t) => {

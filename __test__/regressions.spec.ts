@@ -733,8 +733,9 @@ async function plantedHead(label: string, edit: (body: Buffer) => Buffer): Promi
 }
 
 test('review #15: a root with unknown format flags is refused, and nothing is written over it', async (t) => {
-  // Flags at offset 40: bit 1 is a feature this version does not know (say, compression).
-  const prefix = await plantedHead('future-root', (b) => (b.writeUInt32LE(2, 40), b))
+  // Flags at offset 40: bit 4 is a feature this version does not know (1, 2, 4 and 8 are pruned,
+  // zstd, codecs and sealed).
+  const prefix = await plantedHead('future-root', (b) => (b.writeUInt32LE(16, 40), b))
   const r = new S3Database(bucket, prefix, options())
   const e = await t.throwsAsync(r.get('SELECT x FROM t'))
   t.is(e!.code, 'ERR_UNSUPPORTED')

@@ -36,7 +36,8 @@ export interface Job {
   options?: DatabaseOptions
 }
 
-const job: Job = JSON.parse(process.argv[2])
+// An encryption key crosses as JSON { type: 'Buffer', data }.
+const job: Job = JSON.parse(process.argv[2], (_k, v) => (v?.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data) : v))
 const region = 'us-east-1'
 const credentials = {
   accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',

@@ -73,10 +73,15 @@ pub async fn database_size(
 pub fn check_block_size(
     place: &str,
     block_size: u64,
-    len0: u64,
+    block0: &[u8],
     size: u64,
     settled: bool,
 ) -> Result<()> {
+    // Not a database at all: SQLite says so (SQLITE_NOTADB), better than a block size would.
+    if !crate::sqlite_header::has_magic(block0) {
+        return Ok(());
+    }
+    let len0 = block0.len() as u64;
     let written_with = if settled && size > len0 && len0 != block_size {
         format!("blockSize {len0}")
     } else if len0 > block_size {
@@ -115,10 +120,17 @@ mod tests {
     #[test]
     fn a_block_size_the_objects_contradict_is_an_error() {
         // Right: one full block and more, or a single short one.
-        assert!(check_block_size("p", 4096, 4096, 3 * 4096, true).is_ok());
-        assert!(check_block_size("p", 65536, 8192, 8192, true).is_ok());
+        let block0 = |len: usize| {
+            let mut b = vec![0u8; len];
+            b[..16].copy_from_slice(b"SQLite format 3\0");
+            b
+        };
+        assert!(check_block_size("p", 4096, &block0(4096), 3 * 4096, true).is_ok());
+        assert!(check_block_size("p", 65536, &block0(8192), 8192, true).is_ok());
+        // Not a database: left to SQLite (SQLITE_NOTADB).
+        assert!(check_block_size("p", 4096, &[7; 6400], 6400, true).is_ok());
         // Written with 64 KiB blocks, opened with 4 KiB: exact when more blocks follow.
-        let e = check_block_size("p", 4096, 65536, 200_000, true).unwrap_err();
+        let e = check_block_size("p", 4096, &block0(65536), 200_000, true).unwrap_err();
         assert_eq!(e.code, crate::error::codes::BLOCK_SIZE_MISMATCH);
         assert!(
             e.message.contains("at least 65536") || e.message.contains("blockSize 65536"),
@@ -126,11 +138,11 @@ mod tests {
             e.message
         );
         // A single object larger than the block size: at least that, settled or not.
-        let e = check_block_size("p", 4096, 8192, 8192, false).unwrap_err();
+        let e = check_block_size("p", 4096, &block0(8192), 8192, false).unwrap_err();
         assert!(e.message.contains("at least 8192"), "{}", e.message);
         // Written with 4 KiB, opened with 64 KiB: block 0 is short while more follows.
-        assert!(check_block_size("p", 65536, 4096, 3 * 4096, true).is_err());
+        assert!(check_block_size("p", 65536, &block0(4096), 3 * 4096, true).is_err());
         // The same picture mid-commit (a writer growing the file, header first): no error.
-        assert!(check_block_size("p", 65536, 8192, 20 * 4096, false).is_ok());
+        assert!(check_block_size("p", 65536, &block0(8192), 20 * 4096, false).is_ok());
     }
 }

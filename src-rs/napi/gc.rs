@@ -89,7 +89,8 @@ pub async fn collect_garbage(
             dry_run: dry_run.unwrap_or(false),
             progress,
         };
-        let names = Names::with_keys(config.prefix.clone(), config.versioned.encryption.clone());
+        let names = Names::with_keys(config.prefix.clone(), config.versioned.encryption.clone())
+            .with_plain_history();
         collect(store, &names, opts).await
     })
     .await

@@ -12,7 +12,7 @@ use crate::layout::versioned::codec::{BlockCodec, Compression};
 use crate::layout::versioned::commit::{
     fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
 };
-use crate::layout::versioned::format::{Pointer, Uploads};
+use crate::layout::versioned::format::{Pointer, Uploads, FLAG_SEALED};
 use crate::layout::versioned::seal::{new_database_id, Keyring};
 use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
@@ -130,6 +130,27 @@ impl Deserializer {
             }
             _ => None,
         };
+        if let (Found::Versioned(Some(head)), None, true) = (&found, &opts.keys, opts.overwrite) {
+            // Never a plain version on top of an encrypted database by mistake (an unset key
+            // variable): its header says whether it is sealed.
+            let key = Names::new(opts.prefix.clone()).root(*head);
+            let range = GetOptions {
+                range: Some((0, 44)),
+                if_none_match: None,
+            };
+            if let GetOutcome::Found(obj) = store.get(&key, range).await? {
+                if obj.body.len() == 44
+                    && u32::from_le_bytes(obj.body[40..44].try_into().unwrap()) & FLAG_SEALED != 0
+                {
+                    return Err(Error::new(
+                        codes::KEY_MISSING,
+                        format!(
+                            "{place} is encrypted: give its key (options.encryption) to replace it"
+                        ),
+                    ));
+                }
+            }
+        }
         if matches!(found, Found::Versioned(Some(_))) && !opts.overwrite {
             return Err(Error::new(
                 codes::DATABASE_EXISTS,

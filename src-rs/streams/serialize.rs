@@ -76,7 +76,7 @@ impl Serializer {
                 check_block_size(
                     &format!("{}/{}", store.location(), self.handle.prefix),
                     self.handle.block_size,
-                    obj.body.len() as u64,
+                    &obj.body,
                     size,
                     // A commit may be in flight: only what no commit explains (a shorter object
                     // where more is needed fails later as ERR_CHANGED_DURING_SERIALIZE).

@@ -403,12 +403,12 @@ impl DbFile {
                     &obj.body,
                 ))?;
                 let place = format!("{}/{}", self.ctx.store.location(), self.ctx.prefix);
-                let (block_size, len0) = (self.blocks.block_size(), obj.body.len() as u64);
+                let (block_size, block0) = (self.blocks.block_size(), obj.body.clone());
                 self.blocks.reset(size, Some((obj.body, obj.etag)));
                 self.check_journal()?;
                 // Before SQLite reads anything (a hot journal rolled back with the wrong block
                 // size would damage the file); with a commit in flight, only what none explains.
-                check_block_size(&place, block_size, len0, size, !self.foreign_commit)?;
+                check_block_size(&place, block_size, &block0, size, !self.foreign_commit)?;
             }
         }
         self.checked_epoch = epoch;

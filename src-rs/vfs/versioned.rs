@@ -565,7 +565,7 @@ fn decide_unknown_commit(ctx: &DbContext) -> Result<Settled> {
     let version = prepared.root.version;
     match block_on(commit::settle_root(
         ctx.store.clone(),
-        &Names::new(ctx.prefix.clone()),
+        &Names::with_keys(ctx.prefix.clone(), ctx.versioned.encryption.clone()),
         &mut prepared,
         ctx.concurrency,
     )) {

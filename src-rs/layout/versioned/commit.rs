@@ -400,7 +400,7 @@ pub async fn publish_root(
             Ok(_) => return Ok(Outcome::Committed),
             Err(e) if e.is_conflict() => {
                 // Someone created it: us (an earlier send whose answer was lost), or a rival.
-                match read_identity(&*store, &p.root_key).await {
+                match read_identity(&*store, names, &p.root_key, p.root.version).await {
                     Ok(Some(a)) => {
                         return Ok(if a == p.root.attempt {
                             Outcome::Committed
@@ -454,7 +454,7 @@ pub async fn settle_root(
         let mut observed = None;
         return publish_root(store, names, p, &mut observed, concurrency).await;
     }
-    match read_identity(&*store, &p.root_key).await {
+    match read_identity(&*store, names, &p.root_key, version).await {
         Ok(Some(a)) if a == p.root.attempt => Ok(Outcome::Committed),
         Ok(Some(_)) => Ok(Outcome::Lost),
         Ok(None) => match super::find_head(&*store, names).await {
@@ -483,8 +483,28 @@ pub async fn settle_root(
     }
 }
 
-/// The attempt id of an existing root (`None` when it is missing).
-async fn read_identity(store: &dyn ObjectStore, key: &str) -> Result<Option<AttemptId>> {
+/// The attempt id of an existing root (`None` when it is missing). In an encrypted database the
+/// whole root is read and authenticated: its plain prefix alone could be planted by the bucket's
+/// owner to make a commit look landed (or lost); anything that does not authenticate leaves the
+/// outcome unknown.
+async fn read_identity(
+    store: &dyn ObjectStore,
+    names: &Names,
+    key: &str,
+    version: u64,
+) -> Result<Option<AttemptId>> {
+    if let Some(keys) = names.keys() {
+        return match store.get(key, GetOptions::default()).await? {
+            GetOutcome::Found(obj) => {
+                let root = Root::decode_with(&obj.body, key, Some(keys))?;
+                if root.is_pruned() || root.version != version {
+                    return Err(super::seal::tampered(key));
+                }
+                Ok(Some(root.attempt))
+            }
+            _ => Ok(None),
+        };
+    }
     let opts = GetOptions {
         range: Some((0, super::format::ROOT_ID_LEN)),
         if_none_match: None,

@@ -11,7 +11,7 @@
 //! - Only keys under `P/!r/`, `P/.b/` and `P/.m/` that parse strictly are touched: another
 //!   database under a longer prefix is never seen as garbage.
 
-use super::format::{MapRef, Root, ROOT_HEADER_LEN};
+use super::format::{MapRef, ROOT_HEADER_LEN};
 use super::{get_required, get_root, Names, SegmentCache};
 use crate::error::{Error, Result};
 use crate::store::{delete_keys_reporting, list_all, DynStore, PutMode};
@@ -195,7 +195,7 @@ pub async fn collect(store: DynStore, names: &Names, opts: GcOptions) -> Result<
 async fn write_tombstone(store: &DynStore, names: &Names, v: u64) -> Result<()> {
     let key = names.root(v);
     let body = get_required(&**store, &key, v).await?;
-    let root = Root::decode_with(&body, &key, names.keys().map(|k| &**k))?;
+    let root = names.decode_root(&body, &key)?;
     store
         .put(&key, root.tombstone().encode(), PutMode::Overwrite)
         .await?;

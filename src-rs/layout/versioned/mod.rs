@@ -39,6 +39,9 @@ pub fn segment_len_for(block_size: u64) -> u32 {
 pub struct Names {
     prefix: String,
     keys: Option<Arc<seal::Keyring>>,
+    /// GC of an encrypted database: its versions from before it was encrypted (an import with
+    /// `overwrite` encrypts from a version on) are read as the plain roots they are.
+    plain_history: bool,
 }
 
 // Names are equal when they name the same objects.
@@ -78,6 +81,26 @@ impl Names {
         Names {
             prefix: prefix.into(),
             keys: None,
+            plain_history: false,
+        }
+    }
+
+    /// These names, reading plain roots as such even with keys (GC only: a reader or writer of
+    /// an encrypted database refuses them).
+    pub fn with_plain_history(self) -> Self {
+        Names {
+            plain_history: true,
+            ..self
+        }
+    }
+
+    /// A stored root: sealed with these names' keys, or plain (see `Root::decode_with`).
+    pub fn decode_root(&self, bytes: &[u8], key: &str) -> Result<Root> {
+        match Root::decode_with(bytes, key, self.keys().map(|k| &**k)) {
+            Err(e) if e.code == codes::NOT_ENCRYPTED && self.plain_history => {
+                Root::decode(bytes, key)
+            }
+            r => r,
         }
     }
 
@@ -86,6 +109,7 @@ impl Names {
         Names {
             prefix: prefix.into(),
             keys,
+            plain_history: false,
         }
     }
 
@@ -386,6 +410,10 @@ pub async fn load_segments(
     let loaded = futures::future::try_join_all(fetch.into_iter().map(|(s, key)| async move {
         let body = get_required(store, &key, root.version).await?;
         let p = segs[s as usize];
+        if root.is_sealed() && p.codec & codec::CODEC_SEALED == 0 {
+            // A sealed root names only sealed segments.
+            return Err(seal::tampered(&key));
+        }
         let entries = if p.codec & codec::CODEC_SEALED != 0 {
             let keys = names.keys().ok_or_else(|| {
                 seal::key_missing(&key, &seal::key_id_of(&body).unwrap_or_default())
@@ -444,9 +472,10 @@ pub async fn get_root(
     let key = names.root(version);
     match store.get(&key, GetOptions::default()).await? {
         GetOutcome::Found(obj) => {
-            let root = Root::decode_with(&obj.body, &key, names.keys().map(|k| &**k))?;
-            if root.version != version && root.is_sealed() {
-                // An authentic root under another version's key: a replay.
+            let root = names.decode_root(&obj.body, &key)?;
+            if root.version != version && (root.is_sealed() || names.keys().is_some()) {
+                // An authentic root under another version's key (a replay), or a plain root
+                // planted in an encrypted database.
                 return Err(seal::tampered(&key));
             }
             if root.version != version {

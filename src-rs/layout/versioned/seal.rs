@@ -13,10 +13,11 @@
 //! What the bucket's owner still sees: how many objects there are, their sizes (a block's size
 //! says how well it compressed), when each was written, the version numbers, the key ids, and
 //! which blocks each commit changed. What they cannot do undetected: read a page, change one,
-//! move or swap objects, or replace a version's root with another one. They can still delete
+//! move or swap objects, or put a root under another version's key. They can still delete
 //! objects (the database then fails to open, `ERR_VERSION_GONE`), delete the newest roots (readers
-//! then see an older version), or replace the whole database with another one sealed under the
-//! same key.
+//! then see an older version), and, because a root does not name its parent, swap in another
+//! authentic root for a version they deleted (a writer's, made after the deletion) or another
+//! database sealed under the same key.
 
 use super::format::Pointer;
 use crate::error::{codes, Error, Result};
@@ -84,9 +85,13 @@ impl Keyring {
         keys.insert(current_id.to_string(), key_of(current, current_id)?);
         for (id, bytes) in previous {
             check_id(id)?;
-            if id != current_id {
-                keys.insert(id.clone(), key_of(bytes, id)?);
+            if id == current_id {
+                // Two keys under one id: objects would fail to open as if tampered with.
+                return Err(Error::invalid(format!(
+                    "encryption.previousKeys holds the current key id '{id}': give a new key a new id"
+                )));
             }
+            keys.insert(id.clone(), key_of(bytes, id)?);
         }
         Ok(Keyring {
             current: current_id.to_string(),
@@ -124,7 +129,7 @@ impl Keyring {
     pub fn open(&self, what: &str, identity: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         let (id, rest) = split_key_id(what, sealed)?;
         let Some(key) = self.keys.get(id) else {
-            return Err(key_missing(what, id));
+            return Err(key_missing(what, &key_id_of(sealed).unwrap_or_default()));
         };
         if rest.len() < NONCE_LEN + 16 {
             return Err(tampered(what));
@@ -150,9 +155,21 @@ fn split_key_id<'a>(what: &str, sealed: &'a [u8]) -> Result<(&'a str, &'a [u8])>
     Ok((id, &sealed[1 + n..]))
 }
 
-/// The key id a sealed object names (for an error that says which key to offer).
+/// The key id a sealed object names (for an error that says which key to offer): printable
+/// characters only, at most `MAX_KEY_ID_LEN` (the bucket's owner writes it).
 pub fn key_id_of(sealed: &[u8]) -> Option<String> {
-    split_key_id("", sealed).ok().map(|(id, _)| id.to_string())
+    split_key_id("", sealed).ok().map(|(id, _)| {
+        id.chars()
+            .take(MAX_KEY_ID_LEN)
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    })
 }
 
 pub fn tampered(what: &str) -> Error {
@@ -262,6 +279,19 @@ mod tests {
             ring("2025", 1).open("o", &who, &after).unwrap_err().code,
             codes::KEY_MISSING
         );
+    }
+
+    #[test]
+    fn two_keys_under_one_id_and_hostile_key_ids_are_handled() {
+        let e = Keyring::new("k", &[1; 32], &[("k".into(), &[2; 32][..])]).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_ARGUMENT);
+        // A key id with control characters (written by whoever wrote the object) is shown tamed.
+        let mut sealed = vec![5u8];
+        sealed.extend_from_slice(b"a\nb\x1bc");
+        sealed.extend_from_slice(&[0; 40]);
+        let e = ring("k", 1).open("o", b"", &sealed).unwrap_err();
+        assert_eq!(e.code, codes::KEY_MISSING);
+        assert!(e.message.contains("'a?b?c'"), "{}", e.message);
     }
 
     #[test]
