@@ -3,11 +3,15 @@
 //! each index n and each fault, it runs again on a fresh store with the nth request faulted.
 //! After each run: the operation succeeded and its effect is there exactly once, or it failed
 //! with a coded error and the database is at its previous state; `integrity_check` is ok; the
-//! same connection keeps working once the store heals; and a fresh one agrees.
+//! same connection keeps working once the store heals; and a fresh one agrees. The `sealed_*`
+//! rows run the versioned layout encrypted and compressed (every root, segment and block sealed;
+//! a commit's outcome decided from an authenticated root).
 
 use super::{Command, Connection, DatabaseConfig, Params, StoreConfig, Value};
 use crate::error::{Error, Result};
+use crate::layout::versioned::codec::Compression;
 use crate::layout::versioned::gc::{collect, GcOptions};
+use crate::layout::versioned::seal::Keyring;
 use crate::layout::versioned::Names;
 use crate::layout::LayoutKind;
 use crate::runtime::block_on;
@@ -22,6 +26,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const ROWS: i64 = 60;
+
+std::thread_local! {
+    /// This test thread's versioned databases are encrypted and compressed.
+    static SEALED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The keyring of a sealed run (none otherwise).
+fn keys() -> Option<Arc<Keyring>> {
+    SEALED
+        .with(|s| s.get())
+        .then(|| Arc::new(Keyring::new("k", &[9; 32], &[]).unwrap()))
+}
 
 fn policy() -> Policy {
     Policy {
@@ -57,7 +73,11 @@ fn config(store: &Arc<FaultyStore>, prefix: &str, layout: LayoutKind) -> Databas
         memory_limit: crate::connection::DEFAULT_MEMORY_LIMIT,
         log: None,
         layout: Some(layout),
-        versioned: VersionedOptions::default(),
+        versioned: VersionedOptions {
+            encryption: keys(),
+            compression: keys().map(|_| Compression::Zstd { level: 3 }),
+            ..VersionedOptions::default()
+        },
         compat: CompatOptions {
             hot_journal_age: Duration::from_secs(60),
         },
@@ -222,7 +242,7 @@ impl Op {
                     dry_run: false,
                     progress: None,
                 };
-                block_on(collect(store, &Names::new("db"), opts)).map(|_| ())
+                block_on(collect(store, &Names::with_keys("db", keys()), opts)).map(|_| ())
             }
             Op::Serialize => {
                 let got = export(env.conn.as_ref().unwrap())?;
@@ -240,8 +260,9 @@ impl Op {
                     concurrency: 4,
                     overwrite: false,
                     layout: Some(env.layout),
-                    compression: Default::default(),
-                    keys: None,
+                    compression: keys()
+                        .map_or(Compression::None, |_| Compression::Zstd { level: 3 }),
+                    keys: keys(),
                 };
                 let file = env.file.clone();
                 block_on(async move {
@@ -431,6 +452,27 @@ macro_rules! matrix {
             every_request_index($op, $layout);
         }
     )*};
+}
+
+macro_rules! sealed_matrix {
+    ($($name:ident: $op:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            SEALED.with(|s| s.set(true));
+            let c = config(&Arc::new(FaultyStore::new()), "db", LayoutKind::Versioned);
+            assert!(c.versioned.encryption.is_some() && c.versioned.compression.is_some());
+            every_request_index($op, LayoutKind::Versioned);
+        }
+    )*};
+}
+
+sealed_matrix! {
+    sealed_open_and_read: Op::OpenRead;
+    sealed_commit: Op::Commit;
+    sealed_spilled_commit: Op::SpilledCommit;
+    sealed_gc: Op::Gc;
+    sealed_serialize: Op::Serialize;
+    sealed_deserialize: Op::Deserialize;
 }
 
 matrix! {
