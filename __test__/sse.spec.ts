@@ -126,3 +126,54 @@ test('bad SSE options are refused with ERR_INVALID_ARGUMENT, and never echo the 
     t.false(e?.message.includes(key.toString('base64')))
   }
 })
+
+test('the CLI: --sse and --sse-kms-key-id on every PUT; the SSE-C key from SQLITE_S3VFS_SSE_C_KEY or a file, on every request', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join, resolve } = await import('node:path')
+  const Database = (await import('better-sqlite3')).default
+  const dir = mkdtempSync(join(tmpdir(), 's3vfs-sse-cli-'))
+  const file = join(dir, 'in.sqlite')
+  const local = new Database(file)
+  local.exec("CREATE TABLE t(x); INSERT INTO t VALUES ('a'), ('b')")
+  local.close()
+  const proxy = await FaultProxy.start()
+  const cli = resolve(__dirname, '..', 'bin', 'cli.js')
+  // Asynchronous: the proxy answers from this process.
+  const run = (env: Record<string, string>, ...args: string[]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((ok) => {
+      const p = spawn(process.execPath, [cli, ...args, '--endpoint', proxy.url], { env: { ...process.env, NODE_NO_WARNINGS: '1', ...env } })
+      let out = ''
+      let err = ''
+      p.stdout.on('data', (d) => (out += d))
+      p.stderr.on('data', (d) => (err += d))
+      p.on('exit', (code) => ok({ code, out, err }))
+    })
+  try {
+    const url = `s3://${bucket}/${freshPrefix('sse-cli')}`
+    const kms = await run({}, 'import', file, url, '--sse', 'aws:kms', '--sse-kms-key-id', 'alias/k', '--quiet')
+    t.is(kms.code, 0, kms.err)
+    const puts = proxy.requests.filter((r) => r.kind === 'PUT' || r.kind === 'PUT_INM')
+    t.true(puts.length > 0)
+    for (const r of puts)
+      t.like(r.headers, { 'x-amz-server-side-encryption': 'aws:kms', 'x-amz-server-side-encryption-aws-kms-key-id': 'alias/k' })
+    const key = randomBytes(32)
+    proxy.requests.length = 0
+    const url2 = `s3://${bucket}/${freshPrefix('sse-c-cli')}`
+    const keyFile = join(dir, 'ssec.key')
+    writeFileSync(keyFile, key.toString('base64'))
+    t.is((await run({}, 'import', file, url2, '--sse-c-key-file', keyFile, '--quiet')).code, 0)
+    const q = await run({ SQLITE_S3VFS_SSE_C_KEY: key.toString('hex') }, 'query', url2, 'SELECT count(*) AS n FROM t', '--json')
+    t.is(q.code, 0, q.err)
+    t.deepEqual(JSON.parse(q.out), [{ n: 2 }])
+    const keyed = proxy.requests.filter((r) => ['PUT', 'PUT_INM', 'GET', 'HEAD'].includes(r.kind))
+    t.true(keyed.length > 0)
+    for (const r of keyed) t.is(r.headers['x-amz-server-side-encryption-customer-key'], key.toString('base64'), `${r.kind} ${r.key}`)
+    const bad = await run({ SQLITE_S3VFS_SSE_C_KEY: 'nope' }, 'query', url2, 'SELECT 1')
+    t.is(bad.code, 2)
+    t.regex(bad.err, /SQLITE_S3VFS_SSE_C_KEY must hold a 32-byte key/)
+  } finally {
+    await proxy.stop()
+  }
+})

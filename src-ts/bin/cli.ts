@@ -34,6 +34,8 @@ Options for every command:
   --dir <path>       the local directory store at <path> instead of S3
   --key-file <path>  an encrypted database's key (or SQLITE_S3VFS_KEY): 64 hex digits,
                      base64, or 32 raw bytes; never a flag value   --key-id <id>
+  --sse AES256|aws:kms|aws:kms:dsse   --sse-kms-key-id <id>   S3 server-side encryption
+  --sse-c-key-file <path>  an SSE-C key (or SQLITE_S3VFS_SSE_C_KEY), as for --key-file
   --quiet            no progress bar
   --debug            the request log on stderr, and stack traces on errors
   --help             help for a command
@@ -118,13 +120,27 @@ function storeAddress(url: string, flags: Flags): Address {
     if (flags.dir !== undefined) {
       // An empty --dir (an unset variable) must not fall back to S3, nor S3 flags be ignored.
       if (flags.dir === '') throw new UsageError('--dir needs a path')
-      const s3Flags = (['endpoint', 'region', 'profile'] as const).filter((f) => flags[f] !== undefined)
+      const s3Flags = (['endpoint', 'region', 'profile', 'sse', 'sse-kms-key-id', 'sse-c-key-file'] as const).filter(
+        (f) => flags[f] !== undefined,
+      )
       if (s3Flags.length) throw new UsageError(`--dir keeps the database in a local directory: --${s3Flags.join(', --')} does not apply`)
       return { bucket: m[1], prefix: m[2], options: { store: { dir: flags.dir } } }
     }
     const s3: DatabaseOptions['s3'] = {}
     if (flags.endpoint) s3.endpoint = flags.endpoint
     if (flags.region) s3.region = flags.region
+    if (flags.sse !== undefined) s3.serverSideEncryption = flags.sse as NonNullable<DatabaseOptions['s3']>['serverSideEncryption']
+    if (flags['sse-kms-key-id'] !== undefined) s3.sseKmsKeyId = flags['sse-kms-key-id']
+    // SSE-C: a secret too, so from the environment or a file only.
+    const sseC = process.env.SQLITE_S3VFS_SSE_C_KEY
+    if (sseC !== undefined && flags['sse-c-key-file'] !== undefined)
+      throw new UsageError('give the SSE-C key by SQLITE_S3VFS_SSE_C_KEY or --sse-c-key-file, not both')
+    if (flags['sse-c-key-file'] !== undefined) {
+      const raw = readFileSync(flags['sse-c-key-file'])
+      s3.sseCustomerKey = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--sse-c-key-file ${flags['sse-c-key-file']}`)
+    } else if (sseC !== undefined) {
+      s3.sseCustomerKey = decodeKey(sseC.trim(), 'SQLITE_S3VFS_SSE_C_KEY')
+    }
     return { bucket: m[1], prefix: m[2], options: { s3 } }
   }
   const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url)
@@ -142,6 +158,9 @@ interface Flags {
   dir?: string
   'key-file'?: string
   'key-id'?: string
+  sse?: string
+  'sse-kms-key-id'?: string
+  'sse-c-key-file'?: string
   quiet?: boolean
   debug?: boolean
   help?: boolean
@@ -165,6 +184,9 @@ const OPTIONS = {
   dir: { type: 'string' },
   'key-file': { type: 'string' },
   'key-id': { type: 'string' },
+  sse: { type: 'string' },
+  'sse-kms-key-id': { type: 'string' },
+  'sse-c-key-file': { type: 'string' },
   quiet: { type: 'boolean' },
   debug: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -565,7 +587,20 @@ async function shellCommand(args: string[], flags: Flags) {
 }
 
 /** The flags each command takes (besides the ones every command takes): any other is a usage error. */
-const COMMON = ['endpoint', 'region', 'profile', 'dir', 'key-file', 'key-id', 'quiet', 'debug', 'help']
+const COMMON = [
+  'endpoint',
+  'region',
+  'profile',
+  'dir',
+  'key-file',
+  'key-id',
+  'sse',
+  'sse-kms-key-id',
+  'sse-c-key-file',
+  'quiet',
+  'debug',
+  'help',
+]
 const COMMAND_FLAGS: Record<string, string[]> = {
   import: ['overwrite', 'layout', 'block-size'],
   export: ['version', 'block-size'],
