@@ -177,3 +177,31 @@ test('the CLI: --sse and --sse-kms-key-id on every PUT; the SSE-C key from SQLIT
     await proxy.stop()
   }
 })
+
+test('SSE-C and cacheDir: blocks cached under one customer key are not served to a process with another', async (t) => {
+  const { mkdtempSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const cacheDir = mkdtempSync(join(tmpdir(), 's3vfs-sse-cache-'))
+  const keyA = randomBytes(32)
+  const prefix = freshPrefix('sse-c-cache')
+  const writer = new S3Database(bucket, prefix, options({ s3: { sseCustomerKey: keyA }, blockSize: 4096 }))
+  await writer.exec(
+    `CREATE TABLE t(v); INSERT INTO t SELECT randomblob(500) FROM ${'(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 400) SELECT n FROM s)'}`,
+  )
+  await writer.close()
+  const gets = async (key: Buffer) => {
+    const db = new S3Database(bucket, prefix, options({ s3: { sseCustomerKey: key }, cacheDir }))
+    await db.get('SELECT count(*), sum(length(v)) FROM t')
+    const n = db.stats().get
+    await db.close()
+    return n
+  }
+  const cold = await gets(keyA)
+  const warm = await gets(keyA)
+  const other = await gets(randomBytes(32))
+  t.log({ cold, warm, other })
+  t.true(cold > 10 && warm <= 2, 'the same key reads the disk cache')
+  // Another key: every block is fetched from S3 (which would refuse it), none served from disk.
+  t.true(other >= cold - 2, `another key fetched ${other} objects, against ${cold} cold`)
+})

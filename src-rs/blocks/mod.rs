@@ -540,7 +540,7 @@ impl BlockFile {
         let (codec, _) = self.codec();
         let handle = crate::runtime::spawn(async move {
             let key = task_key;
-            let location = store.location();
+            let location = store.cache_scope();
             if let (Some(disk), Some(p)) = (&disk, pointer) {
                 if let Some(data) = disk.get(&location, &key) {
                     // A damaged or foreign file is only a miss.

@@ -82,6 +82,12 @@ pub trait ObjectStore: Send + Sync {
     fn identity(&self) -> String {
         self.location()
     }
+    /// Who may share the disk cache's copies of this store's objects: its identity, and
+    /// whatever makes its objects unreadable to others (an SSE-C key: a process without it must
+    /// not be served the blocks it could not fetch).
+    fn cache_scope(&self) -> String {
+        self.identity()
+    }
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>>;
     /// Returns the new object's ETag.
     fn put<'a>(

@@ -405,6 +405,10 @@ impl ObjectStore for RetryingStore {
         self.inner.identity()
     }
 
+    fn cache_scope(&self) -> String {
+        self.inner.cache_scope()
+    }
+
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             let req = Request {

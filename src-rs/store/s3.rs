@@ -400,6 +400,15 @@ impl ObjectStore for S3Store {
         )
     }
 
+    fn cache_scope(&self) -> String {
+        match &self.encryption.customer_key {
+            // Part of the key's MD5 (which S3 receives with every request): enough to keep apart
+            // the objects of different SSE-C keys, nothing to recover the key from.
+            Some(c) => format!("{} sse-c:{}", self.identity(), &c.md5[..12]),
+            None => self.identity(),
+        }
+    }
+
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             let mut req = self.client.get_object().bucket(&self.bucket).key(key);

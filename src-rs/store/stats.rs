@@ -93,6 +93,10 @@ impl ObjectStore for CountingStore {
         self.inner.identity()
     }
 
+    fn cache_scope(&self) -> String {
+        self.inner.cache_scope()
+    }
+
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             self.stats.get.fetch_add(1, Relaxed);
