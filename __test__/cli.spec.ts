@@ -453,4 +453,24 @@ test('an encrypted database: the key from SQLITE_S3VFS_KEY or --key-file, never 
   t.regex(bad.err, /SQLITE_S3VFS_KEY must hold a 32-byte key/)
   t.false(bad.err.includes(key.toString('hex').slice(4, 40)))
   t.is(withEnv(hex, 'query', url, 'SELECT 1', '--key-file', raw).code, 2, 'not both')
+  // After a rotation (a write under key k2), the old key is offered with --previous-key-file.
+  // Many 4 KiB blocks: the write re-seals only the ones it changes, the rest stay under k1.
+  const many = join(dir, 'many.sqlite')
+  const m = new Database(many)
+  m.exec(
+    'CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO t(name) SELECT hex(randomblob(100)) FROM n',
+  )
+  m.close()
+  const rotated = `file://${dir}/store/bucket/rotated.sqlite`
+  t.is(cli('import', many, rotated, '--block-size', '4096', '--key-file', raw, '--key-id', 'k1').code, 0)
+  const key2 = randomBytes(32)
+  const raw2 = join(dir, 'key2.bin')
+  writeFileSync(raw2, key2)
+  const rotate = ['--key-file', raw2, '--key-id', 'k2', '--previous-key-file', `k1=${raw}`]
+  t.is(cli('query', rotated, "INSERT INTO t(name) VALUES ('rotated')", ...rotate).code, 0)
+  t.deepEqual(JSON.parse(cli('query', rotated, 'SELECT count(*) AS n FROM t', '--json', ...rotate).out), [{ n: 301 }])
+  const onlyNew = cli('query', rotated, 'SELECT count(*) AS n, sum(length(name)) AS s FROM t', '--key-file', raw2, '--key-id', 'k2')
+  t.is(onlyNew.code, 1)
+  t.regex(onlyNew.err, /\[ERR_KEY_MISSING\] .*key 'k1'/)
+  t.is(cli('query', url, 'SELECT 1', '--key-file', raw2, '--previous-key-file', 'nopath').code, 2)
 })

@@ -70,6 +70,7 @@ Options for every command:
   --dir <path>       the local directory store at <path> instead of S3
   --key-file <path>  an encrypted database's key (or SQLITE_S3VFS_KEY): 64 hex digits,
                      base64, or 32 raw bytes; never a flag value   --key-id <id>
+  --previous-key-file <id=path>   a rotated-out key (repeat for more)
   --sse AES256|aws:kms|aws:kms:dsse   --sse-kms-key-id <id>   S3 server-side encryption
   --sse-c-key-file <path>  an SSE-C key (or SQLITE_S3VFS_SSE_C_KEY), as for --key-file
   --quiet            no progress bar
@@ -128,12 +129,23 @@ function withKey(a, flags) {
     else if (fromEnv !== undefined) {
         key = decodeKey(fromEnv.trim(), 'SQLITE_S3VFS_KEY');
     }
+    const previous = flags['previous-key-file'] ?? [];
     if (!key) {
-        if (flags['key-id'] !== undefined)
-            throw new UsageError('--key-id goes with a key (SQLITE_S3VFS_KEY or --key-file)');
+        if (flags['key-id'] !== undefined || previous.length)
+            throw new UsageError('--key-id and --previous-key-file go with a key (SQLITE_S3VFS_KEY or --key-file)');
         return a;
     }
-    return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'] } } };
+    // Rotated-out keys, `id=path` each: they open what they sealed.
+    const previousKeys = {};
+    for (const spec of previous) {
+        const at = spec.indexOf('=');
+        if (at < 1)
+            throw new UsageError(`--previous-key-file takes id=path, got ${spec}`);
+        const [id, path] = [spec.slice(0, at), spec.slice(at + 1)];
+        const raw = (0, node_fs_1.readFileSync)(path);
+        previousKeys[id] = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--previous-key-file ${id}=${path}`);
+    }
+    return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'], previousKeys } } };
 }
 /** 64 hex digits or base64 of 32 bytes; the message names the source, never the value. */
 function decodeKey(text, source) {
@@ -191,6 +203,7 @@ const OPTIONS = {
     dir: { type: 'string' },
     'key-file': { type: 'string' },
     'key-id': { type: 'string' },
+    'previous-key-file': { type: 'string', multiple: true },
     sse: { type: 'string' },
     'sse-kms-key-id': { type: 'string' },
     'sse-c-key-file': { type: 'string' },
@@ -615,6 +628,7 @@ const COMMON = [
     'dir',
     'key-file',
     'key-id',
+    'previous-key-file',
     'sse',
     'sse-kms-key-id',
     'sse-c-key-file',
