@@ -118,17 +118,7 @@ function parseAddress(url, flags) {
 /** The encryption key, from SQLITE_S3VFS_KEY or --key-file (64 hex digits, base64, or a file of
  *  32 raw bytes): never from a flag's value, which would sit in the shell history and `ps`. */
 function withKey(a, flags) {
-    const fromEnv = process.env.SQLITE_S3VFS_KEY;
-    if (fromEnv !== undefined && flags['key-file'] !== undefined)
-        throw new UsageError('give the key by SQLITE_S3VFS_KEY or --key-file, not both');
-    let key;
-    if (flags['key-file'] !== undefined) {
-        const raw = (0, node_fs_1.readFileSync)(flags['key-file']);
-        key = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--key-file ${flags['key-file']}`);
-    }
-    else if (fromEnv !== undefined) {
-        key = decodeKey(fromEnv.trim(), 'SQLITE_S3VFS_KEY');
-    }
+    const key = secretKey('the key', 'SQLITE_S3VFS_KEY', '--key-file', flags['key-file']);
     const previous = flags['previous-key-file'] ?? [];
     if (!key) {
         if (flags['key-id'] !== undefined || previous.length)
@@ -142,10 +132,24 @@ function withKey(a, flags) {
         if (at < 1)
             throw new UsageError(`--previous-key-file takes id=path, got ${spec}`);
         const [id, path] = [spec.slice(0, at), spec.slice(at + 1)];
-        const raw = (0, node_fs_1.readFileSync)(path);
-        previousKeys[id] = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--previous-key-file ${id}=${path}`);
+        previousKeys[id] = keyFile(path, `--previous-key-file ${id}=${path}`);
     }
     return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'], previousKeys } } };
+}
+/** A 32-byte secret from the environment variable `env` or the file `path` (given by `flag`),
+ *  never both; `undefined` when neither is set. */
+function secretKey(what, env, flag, path) {
+    const fromEnv = process.env[env];
+    if (fromEnv !== undefined && path !== undefined)
+        throw new UsageError(`give ${what} by ${env} or ${flag}, not both`);
+    if (path !== undefined)
+        return keyFile(path, `${flag} ${path}`);
+    return fromEnv === undefined ? undefined : decodeKey(fromEnv.trim(), env);
+}
+/** A key file: 32 raw bytes, or 64 hex digits / base64 as text. */
+function keyFile(path, source) {
+    const raw = (0, node_fs_1.readFileSync)(path);
+    return raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), source);
 }
 /** 64 hex digits or base64 of 32 bytes; the message names the source, never the value. */
 function decodeKey(text, source) {
@@ -176,16 +180,9 @@ function storeAddress(url, flags) {
         if (flags['sse-kms-key-id'] !== undefined)
             s3.sseKmsKeyId = flags['sse-kms-key-id'];
         // SSE-C: a secret too, so from the environment or a file only.
-        const sseC = process.env.SQLITE_S3VFS_SSE_C_KEY;
-        if (sseC !== undefined && flags['sse-c-key-file'] !== undefined)
-            throw new UsageError('give the SSE-C key by SQLITE_S3VFS_SSE_C_KEY or --sse-c-key-file, not both');
-        if (flags['sse-c-key-file'] !== undefined) {
-            const raw = (0, node_fs_1.readFileSync)(flags['sse-c-key-file']);
-            s3.sseCustomerKey = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--sse-c-key-file ${flags['sse-c-key-file']}`);
-        }
-        else if (sseC !== undefined) {
-            s3.sseCustomerKey = decodeKey(sseC.trim(), 'SQLITE_S3VFS_SSE_C_KEY');
-        }
+        const sseC = secretKey('the SSE-C key', 'SQLITE_S3VFS_SSE_C_KEY', '--sse-c-key-file', flags['sse-c-key-file']);
+        if (sseC)
+            s3.sseCustomerKey = sseC;
         return { bucket: m[1], prefix: m[2], options: { s3 } };
     }
     const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url);

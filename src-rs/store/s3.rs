@@ -70,6 +70,20 @@ impl CustomerKey {
     }
 }
 
+/// A GET, HEAD or PUT request builder with the SSE-C headers when there is a customer key (the
+/// three builders are different types with the same setters).
+macro_rules! with_customer_key {
+    ($req:expr, $key:expr) => {
+        match $key {
+            Some(c) => $req
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(&c.key)
+                .sse_customer_key_md5(&c.md5),
+            None => $req,
+        }
+    };
+}
+
 // Never print the key, even in debug output.
 impl std::fmt::Debug for CustomerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -412,12 +426,7 @@ impl ObjectStore for S3Store {
     fn get<'a>(&'a self, key: &'a str, opts: GetOptions) -> BoxFuture<'a, Result<GetOutcome>> {
         Box::pin(async move {
             let mut req = self.client.get_object().bucket(&self.bucket).key(key);
-            if let Some(c) = &self.encryption.customer_key {
-                req = req
-                    .sse_customer_algorithm("AES256")
-                    .sse_customer_key(&c.key)
-                    .sse_customer_key_md5(&c.md5);
-            }
+            req = with_customer_key!(req, &self.encryption.customer_key);
             if let Some((start, end)) = opts.range {
                 if end <= start {
                     return Ok(GetOutcome::Found(Object {
@@ -492,12 +501,7 @@ impl ObjectStore for S3Store {
             if let Some(on) = e.bucket_key_enabled {
                 req = req.bucket_key_enabled(on);
             }
-            if let Some(c) = &e.customer_key {
-                req = req
-                    .sse_customer_algorithm("AES256")
-                    .sse_customer_key(&c.key)
-                    .sse_customer_key_md5(&c.md5);
-            }
+            req = with_customer_key!(req, &e.customer_key);
             req = match &mode {
                 PutMode::Overwrite | PutMode::Rewrite => req,
                 PutMode::Create => req.if_none_match("*"),
@@ -588,13 +592,10 @@ impl ObjectStore for S3Store {
 
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectMeta>>> {
         Box::pin(async move {
-            let mut req = self.client.head_object().bucket(&self.bucket).key(key);
-            if let Some(c) = &self.encryption.customer_key {
-                req = req
-                    .sse_customer_algorithm("AES256")
-                    .sse_customer_key(&c.key)
-                    .sse_customer_key_md5(&c.md5);
-            }
+            let req = with_customer_key!(
+                self.client.head_object().bucket(&self.bucket).key(key),
+                &self.encryption.customer_key
+            );
             match self
                 .timed(key, self.timeouts.first_byte, req.send())
                 .await?

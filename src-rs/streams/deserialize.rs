@@ -12,7 +12,7 @@ use crate::layout::versioned::codec::{BlockCodec, Compression};
 use crate::layout::versioned::commit::{
     fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
 };
-use crate::layout::versioned::format::{Pointer, Uploads, FLAG_SEALED};
+use crate::layout::versioned::format::{is_sealed_root, Pointer, Uploads, SEALED_FLAG_PREFIX_LEN};
 use crate::layout::versioned::seal::{new_database_id, Keyring};
 use crate::layout::versioned::{new_attempt_id, Names};
 use crate::layout::{Found, LayoutKind};
@@ -135,13 +135,11 @@ impl Deserializer {
             // variable): its header says whether it is sealed.
             let key = Names::new(opts.prefix.clone()).root(*head);
             let range = GetOptions {
-                range: Some((0, 44)),
+                range: Some((0, SEALED_FLAG_PREFIX_LEN)),
                 if_none_match: None,
             };
             if let GetOutcome::Found(obj) = store.get(&key, range).await? {
-                if obj.body.len() == 44
-                    && u32::from_le_bytes(obj.body[40..44].try_into().unwrap()) & FLAG_SEALED != 0
-                {
+                if is_sealed_root(&obj.body) {
                     return Err(Error::new(
                         codes::KEY_MISSING,
                         format!(

@@ -90,16 +90,7 @@ function parseAddress(url: string, flags: Flags): Address {
 /** The encryption key, from SQLITE_S3VFS_KEY or --key-file (64 hex digits, base64, or a file of
  *  32 raw bytes): never from a flag's value, which would sit in the shell history and `ps`. */
 function withKey(a: Address, flags: Flags): Address {
-  const fromEnv = process.env.SQLITE_S3VFS_KEY
-  if (fromEnv !== undefined && flags['key-file'] !== undefined)
-    throw new UsageError('give the key by SQLITE_S3VFS_KEY or --key-file, not both')
-  let key: Buffer | undefined
-  if (flags['key-file'] !== undefined) {
-    const raw = readFileSync(flags['key-file'])
-    key = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--key-file ${flags['key-file']}`)
-  } else if (fromEnv !== undefined) {
-    key = decodeKey(fromEnv.trim(), 'SQLITE_S3VFS_KEY')
-  }
+  const key = secretKey('the key', 'SQLITE_S3VFS_KEY', '--key-file', flags['key-file'])
   const previous = flags['previous-key-file'] ?? []
   if (!key) {
     if (flags['key-id'] !== undefined || previous.length)
@@ -112,10 +103,24 @@ function withKey(a: Address, flags: Flags): Address {
     const at = spec.indexOf('=')
     if (at < 1) throw new UsageError(`--previous-key-file takes id=path, got ${spec}`)
     const [id, path] = [spec.slice(0, at), spec.slice(at + 1)]
-    const raw = readFileSync(path)
-    previousKeys[id] = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--previous-key-file ${id}=${path}`)
+    previousKeys[id] = keyFile(path, `--previous-key-file ${id}=${path}`)
   }
   return { ...a, options: { ...a.options, encryption: { key, keyId: flags['key-id'], previousKeys } } }
+}
+
+/** A 32-byte secret from the environment variable `env` or the file `path` (given by `flag`),
+ *  never both; `undefined` when neither is set. */
+function secretKey(what: string, env: string, flag: string, path: string | undefined): Buffer | undefined {
+  const fromEnv = process.env[env]
+  if (fromEnv !== undefined && path !== undefined) throw new UsageError(`give ${what} by ${env} or ${flag}, not both`)
+  if (path !== undefined) return keyFile(path, `${flag} ${path}`)
+  return fromEnv === undefined ? undefined : decodeKey(fromEnv.trim(), env)
+}
+
+/** A key file: 32 raw bytes, or 64 hex digits / base64 as text. */
+function keyFile(path: string, source: string): Buffer {
+  const raw = readFileSync(path)
+  return raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), source)
 }
 
 /** 64 hex digits or base64 of 32 bytes; the message names the source, never the value. */
@@ -144,15 +149,8 @@ function storeAddress(url: string, flags: Flags): Address {
     if (flags.sse !== undefined) s3.serverSideEncryption = flags.sse as NonNullable<DatabaseOptions['s3']>['serverSideEncryption']
     if (flags['sse-kms-key-id'] !== undefined) s3.sseKmsKeyId = flags['sse-kms-key-id']
     // SSE-C: a secret too, so from the environment or a file only.
-    const sseC = process.env.SQLITE_S3VFS_SSE_C_KEY
-    if (sseC !== undefined && flags['sse-c-key-file'] !== undefined)
-      throw new UsageError('give the SSE-C key by SQLITE_S3VFS_SSE_C_KEY or --sse-c-key-file, not both')
-    if (flags['sse-c-key-file'] !== undefined) {
-      const raw = readFileSync(flags['sse-c-key-file'])
-      s3.sseCustomerKey = raw.length === 32 ? raw : decodeKey(raw.toString('utf8').trim(), `--sse-c-key-file ${flags['sse-c-key-file']}`)
-    } else if (sseC !== undefined) {
-      s3.sseCustomerKey = decodeKey(sseC.trim(), 'SQLITE_S3VFS_SSE_C_KEY')
-    }
+    const sseC = secretKey('the SSE-C key', 'SQLITE_S3VFS_SSE_C_KEY', '--sse-c-key-file', flags['sse-c-key-file'])
+    if (sseC) s3.sseCustomerKey = sseC
     return { bucket: m[1], prefix: m[2], options: { s3 } }
   }
   const f = /^file:\/\/(\/.*)\/([^/]+)\/([^/]+)$/.exec(url)

@@ -73,13 +73,6 @@ impl Compression {
             }
         }
     }
-
-    /// Encodes a block and names its upload: the stored bytes, and the pointer to them.
-    pub fn seal(self, uploads: &mut Uploads, plain: &Bytes) -> Result<(Bytes, Pointer)> {
-        let (stored, codec) = self.encode(plain)?;
-        let pointer = uploads.next(crc32c::crc32c(&stored), codec);
-        Ok((stored, pointer))
-    }
 }
 
 /// How one database's new blocks are stored, and how any of its blocks is read back: the

@@ -231,10 +231,7 @@ impl Root {
     /// A stored root, plain or sealed. With `keys` (an encrypted database), a plain root is an
     /// error unless it is a tombstone; without, a sealed one is `ERR_KEY_MISSING`.
     pub fn decode_with(bytes: &[u8], what: &str, keys: Option<&Keyring>) -> Result<Root> {
-        let sealed = bytes.len() >= SEALED_HEADER_LEN
-            && &bytes[..8] == ROOT_MAGIC
-            && u32_at(bytes, 40) & FLAG_SEALED != 0;
-        if !sealed {
+        if !(bytes.len() >= SEALED_HEADER_LEN && is_sealed_root(bytes)) {
             let root = Root::decode(bytes, what)?;
             if keys.is_some() && !root.is_pruned() {
                 return Err(Error::new(
@@ -390,6 +387,16 @@ impl Root {
             ..self.clone()
         }
     }
+}
+
+/// Bytes a root's header reads to tell whether it is sealed.
+pub const SEALED_FLAG_PREFIX_LEN: u64 = 44;
+
+/// Whether a root (or its first `SEALED_FLAG_PREFIX_LEN` bytes) is a sealed one.
+pub fn is_sealed_root(prefix_bytes: &[u8]) -> bool {
+    prefix_bytes.len() >= SEALED_FLAG_PREFIX_LEN as usize
+        && &prefix_bytes[..8] == ROOT_MAGIC
+        && u32_at(prefix_bytes, 40) & FLAG_SEALED != 0
 }
 
 /// A sealed root's associated data: its plain header.
