@@ -219,10 +219,8 @@ impl BlockFile {
     }
 
     /// Versioned layout: how blocks are stored — compressed as the option says, else as the
-    /// pinned version records; sealed with the database's keys and id (encrypted databases) —
-    /// and whether the next version's map carries codecs (compression or sealing now, or a base
-    /// or an early upload that already does).
-    pub fn codec(&self) -> (BlockCodec, bool) {
+    /// pinned version records; sealed with the database's keys and id (encrypted databases).
+    pub fn codec(&self) -> BlockCodec {
         let Naming::Versioned {
             snapshot,
             compression,
@@ -231,13 +229,23 @@ impl BlockFile {
             ..
         } = &self.naming
         else {
-            return (BlockCodec::default(), false);
+            return BlockCodec::default();
         };
         let recorded = snapshot.as_ref().map(|s| s.root.flags).unwrap_or(0);
-        let codec = BlockCodec {
+        BlockCodec {
             compression: compression.unwrap_or(Compression::recorded(recorded)),
             keys: keys.clone(),
             db: snapshot.as_ref().map_or(*fresh_db, |s| s.root.db_id),
+        }
+    }
+
+    /// For a commit: the codec, and whether the next version's map carries codecs (compression
+    /// or sealing now, or a base or an early upload that already does). Looks at every buffered
+    /// block, so it is not for the read path.
+    pub fn commit_codec(&self) -> (BlockCodec, bool) {
+        let codec = self.codec();
+        let Naming::Versioned { snapshot, .. } = &self.naming else {
+            return (codec, false);
         };
         let early_coded = self
             .dirty
@@ -537,7 +545,7 @@ impl BlockFile {
         // hit, then decoded); the memory cache gets them decoded.
         let disk = self.disk.clone().filter(|_| pointer.is_some());
         let block_size = self.block_size;
-        let (codec, _) = self.codec();
+        let codec = self.codec();
         let handle = crate::runtime::spawn(async move {
             let key = task_key;
             let location = store.cache_scope();

@@ -84,7 +84,7 @@ impl BlockFile {
         }
         self.renew_stale_attempt()?;
         let (names, version) = self.versioned_names()?;
-        let (codec, _) = self.codec();
+        let codec = self.codec();
         if self.early.is_none() {
             self.early = Some(EarlyAttempt::new(version)?);
         }
@@ -159,7 +159,7 @@ impl BlockFile {
             })
             .collect();
         let store = self.store.clone();
-        let (codec, _) = self.codec();
+        let codec = self.codec();
         let copies = moves.into_iter().map(|(i, from, p, np, len)| {
             let store = store.clone();
             let codec = codec.clone();

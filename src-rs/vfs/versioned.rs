@@ -465,7 +465,7 @@ impl VersionedFile {
         let base = self.pinned();
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
-        let (codec, codecs) = self.blocks.codec();
+        let (codec, codecs) = self.blocks.commit_codec();
         let mut scratch = SegmentCache::default();
         let (segments, early) = self.blocks.commit_parts();
         let segments = segments.unwrap_or(&mut scratch);
