@@ -81,11 +81,20 @@ export interface JsDefaults {
   memoryLimit: number
 }
 
-/** `options.encryption`: the current key and the rotated-out ones that still open objects. */
+/**
+ * `options.encryption`: the current key (or a provider of keys by id) and the rotated-out keys
+ * that still open objects.
+ */
 export interface JsEncryption {
-  key: Buffer
+  key?: Buffer
   keyId?: string
   previousKeys?: Array<JsPreviousKey>
+  /**
+   * Called (through the TypeScript layer, which checks what it gives) for a key not held yet.
+   * (Spelt out, not `JsKeyProviderFn`, so napi can type it for TypeScript.)
+   */
+  keyProvider?: ((arg: string) => Promise<Buffer | undefined | null>)
+  keyProviderTimeoutMs?: number
 }
 
 /** What `S3Database.gc` takes besides the store's options. */

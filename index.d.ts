@@ -203,8 +203,22 @@ export interface TransactionOptions {
     retries?: number;
 }
 export interface EncryptionOptions {
-    /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). */
-    key: Uint8Array;
+    /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). Give this or `keyProvider`. */
+    key?: Uint8Array;
+    /**
+     * Gives the key named `keyId` (32 bytes), or `null`/`undefined` when it has none by that id —
+     * for keys kept in a KMS or a secrets manager. Called the first time the database needs a key:
+     * for `keyId` when the database opens, and for an older id when an object sealed under it is
+     * read (rotation without listing old keys). Each key is asked for once per open database and
+     * kept, in native memory only, until it closes. Ids come from the bucket, so treat them as
+     * untrusted input (only printable ids of 1 to 64 bytes are asked for). A key it does not have
+     * fails the read or the open with `ERR_KEY_MISSING`, and is not asked for again while the
+     * database is open; what it throws fails them with `ERR_KEY_PROVIDER`, and the next read that
+     * needs the key asks again.
+     */
+    keyProvider?: (keyId: string) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined;
+    /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */
+    keyProviderTimeoutMs?: number;
     /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */
     keyId?: string;
     /** Rotated-out keys by id: they open the objects they sealed, and seal nothing new. */

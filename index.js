@@ -150,6 +150,22 @@ function logCallback(logger) {
         }
     };
 }
+/**
+ * The key provider as the native side calls it: always a promise, of a Buffer of 32 bytes or
+ * null. What is wrong with an answer is said by its type and length, never its bytes.
+ */
+function keyProviderCallback(provider) {
+    return async (keyId) => {
+        const key = await provider(keyId);
+        if (key === null || key === undefined)
+            return null;
+        if (!(key instanceof Uint8Array))
+            throw new Error(`gave ${typeof key}, not a Uint8Array of 32 bytes`);
+        if (key.length !== 32)
+            throw new Error(`gave ${key.length} bytes, not 32`);
+        return asBuffer(key);
+    };
+}
 /** A Buffer over the same bytes (no copy left behind). */
 const asBuffer = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 function nativeOptions(o) {
@@ -186,7 +202,19 @@ function nativeOptions(o) {
     if (e !== undefined) {
         // Lengths only in messages: never key bytes.
         const isKey = (k) => k instanceof Uint8Array && k.length === 32;
-        if (typeof e !== 'object' || e === null || !isKey(e.key)) {
+        if (typeof e !== 'object' || e === null) {
+            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption must be an object with a key or a keyProvider');
+        }
+        if (e.keyProvider !== undefined) {
+            if (typeof e.keyProvider !== 'function') {
+                throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.keyProvider must be a function (keyId) => key');
+            }
+            if (e.key !== undefined) {
+                throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption takes a key or a keyProvider, not both');
+            }
+            check('encryption.keyProviderTimeoutMs', e.keyProviderTimeoutMs, 1);
+        }
+        else if (!isKey(e.key)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)');
         }
         const ids = [e.keyId ?? 'default', ...Object.keys(e.previousKeys ?? {})];
@@ -285,7 +313,9 @@ function nativeOptions(o) {
         compression: o.compression,
         compressionLevel: o.compressionLevel,
         encryption: e && {
-            key: asBuffer(e.key),
+            key: e.key && asBuffer(e.key),
+            keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider),
+            keyProviderTimeoutMs: e.keyProviderTimeoutMs,
             keyId: e.keyId,
             previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
         },

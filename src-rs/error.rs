@@ -88,6 +88,9 @@ pub mod codes {
     pub const AUTHENTICATION_FAILED: &str = "ERR_AUTHENTICATION_FAILED";
     /// The database (or an object of it) is encrypted with a key that was not offered.
     pub const KEY_MISSING: &str = "ERR_KEY_MISSING";
+    /// `options.encryption.keyProvider` threw, gave something that is not a key, or did not
+    /// answer in time. Not remembered: the next object that needs the key asks again.
+    pub const KEY_PROVIDER: &str = "ERR_KEY_PROVIDER";
     /// `options.encryption` was given for a database that is not encrypted.
     pub const NOT_ENCRYPTED: &str = "ERR_NOT_ENCRYPTED";
 }

@@ -29,6 +29,22 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     handle().block_on(fut)
 }
 
+/// Runs a future to completion from any thread but the JS one, even from inside a runtime (a
+/// worker hands its other tasks to another thread while it waits, so the runtime keeps going).
+/// For the rare wait that SQLite's synchronous callbacks and async code can both reach, such as
+/// asking the key provider for a key.
+pub fn wait<F: Future>(fut: F) -> crate::error::Result<F::Output> {
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => Ok(block_on(fut)),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            Ok(tokio::task::block_in_place(|| block_on(fut)))
+        }
+        Ok(_) => Err(crate::error::Error::internal(
+            "cannot wait for another thread on a current-thread runtime",
+        )),
+    }
+}
+
 /// Runs a future on the runtime, detached.
 pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where

@@ -245,8 +245,22 @@ export interface TransactionOptions {
 }
 
 export interface EncryptionOptions {
-  /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). */
-  key: Uint8Array
+  /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). Give this or `keyProvider`. */
+  key?: Uint8Array
+  /**
+   * Gives the key named `keyId` (32 bytes), or `null`/`undefined` when it has none by that id —
+   * for keys kept in a KMS or a secrets manager. Called the first time the database needs a key:
+   * for `keyId` when the database opens, and for an older id when an object sealed under it is
+   * read (rotation without listing old keys). Each key is asked for once per open database and
+   * kept, in native memory only, until it closes. Ids come from the bucket, so treat them as
+   * untrusted input (only printable ids of 1 to 64 bytes are asked for). A key it does not have
+   * fails the read or the open with `ERR_KEY_MISSING`, and is not asked for again while the
+   * database is open; what it throws fails them with `ERR_KEY_PROVIDER`, and the next read that
+   * needs the key asks again.
+   */
+  keyProvider?: (keyId: string) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined
+  /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */
+  keyProviderTimeoutMs?: number
   /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */
   keyId?: string
   /** Rotated-out keys by id: they open the objects they sealed, and seal nothing new. */
@@ -448,6 +462,20 @@ function logCallback(logger: Logger | undefined) {
   }
 }
 
+/**
+ * The key provider as the native side calls it: always a promise, of a Buffer of 32 bytes or
+ * null. What is wrong with an answer is said by its type and length, never its bytes.
+ */
+function keyProviderCallback(provider: NonNullable<EncryptionOptions['keyProvider']>) {
+  return async (keyId: string): Promise<Buffer | null> => {
+    const key: unknown = await provider(keyId)
+    if (key === null || key === undefined) return null
+    if (!(key instanceof Uint8Array)) throw new Error(`gave ${typeof key}, not a Uint8Array of 32 bytes`)
+    if (key.length !== 32) throw new Error(`gave ${key.length} bytes, not 32`)
+    return asBuffer(key)
+  }
+}
+
 /** A Buffer over the same bytes (no copy left behind). */
 const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 
@@ -484,7 +512,18 @@ function nativeOptions(o: DatabaseOptions | undefined) {
   if (e !== undefined) {
     // Lengths only in messages: never key bytes.
     const isKey = (k: unknown) => k instanceof Uint8Array && k.length === 32
-    if (typeof e !== 'object' || e === null || !isKey(e.key)) {
+    if (typeof e !== 'object' || e === null) {
+      throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption must be an object with a key or a keyProvider')
+    }
+    if (e.keyProvider !== undefined) {
+      if (typeof e.keyProvider !== 'function') {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.keyProvider must be a function (keyId) => key')
+      }
+      if (e.key !== undefined) {
+        throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption takes a key or a keyProvider, not both')
+      }
+      check('encryption.keyProviderTimeoutMs', e.keyProviderTimeoutMs, 1)
+    } else if (!isKey(e.key)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)')
     }
     const ids = [e.keyId ?? 'default', ...Object.keys(e.previousKeys ?? {})]
@@ -591,7 +630,9 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     compression: o.compression,
     compressionLevel: o.compressionLevel,
     encryption: e && {
-      key: asBuffer(e.key),
+      key: e.key && asBuffer(e.key),
+      keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider),
+      keyProviderTimeoutMs: e.keyProviderTimeoutMs,
       keyId: e.keyId,
       previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
     },

@@ -486,6 +486,11 @@ impl Worker {
         conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
             .map_err(|e| sql_error(&ctx, e))
             .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+        // A key provider that cannot give the current key fails the open, not the first write.
+        if let Some(keys) = &c.versioned.encryption {
+            keys.ready()
+                .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+        }
         *self.interrupt.lock().unwrap() = Some(conn.get_interrupt_handle());
         // Only a database that opened has a layout and a block size to report.
         *self.opened.lock().unwrap() = Some(Opened { layout, block_size });

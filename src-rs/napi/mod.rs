@@ -5,6 +5,7 @@ mod database;
 mod error;
 mod gc;
 mod inspect;
+mod key_provider;
 mod options;
 mod streams;
 mod values;

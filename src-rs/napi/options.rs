@@ -1,6 +1,7 @@
 //! Options as JS passes them (already defaulted and checked by the TypeScript layer), turned into
 //! the connection layer's configuration.
 
+use super::key_provider::{JsKeyProvider, DEFAULT_KEY_PROVIDER_TIMEOUT};
 use crate::connection::StoreConfig;
 use crate::connection::{
     DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
@@ -60,12 +61,26 @@ pub struct JsTimeouts {
     pub rewrite_ms: Option<f64>,
 }
 
-/// `options.encryption`: the current key and the rotated-out ones that still open objects.
-#[napi(object)]
+/// `options.encryption`: the current key (or a provider of keys by id) and the rotated-out keys
+/// that still open objects.
+#[napi(object, object_to_js = false)]
 pub struct JsEncryption {
-    pub key: napi::bindgen_prelude::Buffer,
+    pub key: Option<napi::bindgen_prelude::Buffer>,
     pub key_id: Option<String>,
     pub previous_keys: Option<Vec<JsPreviousKey>>,
+    /// Called (through the TypeScript layer, which checks what it gives) for a key not held yet.
+    /// (Spelt out, not `JsKeyProviderFn`, so napi can type it for TypeScript.)
+    pub key_provider: Option<
+        ThreadsafeFunction<
+            String,
+            napi::bindgen_prelude::Promise<Option<napi::bindgen_prelude::Buffer>>,
+            String,
+            napi::Status,
+            false,
+            true,
+        >,
+    >,
+    pub key_provider_timeout_ms: Option<f64>,
 }
 
 #[napi(object)]
@@ -77,7 +92,7 @@ pub struct JsPreviousKey {
 /// The key id of `options.encryption` when none is given.
 pub const DEFAULT_KEY_ID: &str = "default";
 
-fn keyring(e: &JsEncryption) -> Result<std::sync::Arc<Keyring>> {
+fn keyring(e: JsEncryption) -> Result<std::sync::Arc<Keyring>> {
     let previous: Vec<(String, &[u8])> = e
         .previous_keys
         .iter()
@@ -85,7 +100,23 @@ fn keyring(e: &JsEncryption) -> Result<std::sync::Arc<Keyring>> {
         .map(|p| (p.key_id.clone(), &p.key[..]))
         .collect();
     let id = e.key_id.as_deref().unwrap_or(DEFAULT_KEY_ID);
-    Ok(std::sync::Arc::new(Keyring::new(id, &e.key, &previous)?))
+    let ring = match (&e.key, e.key_provider) {
+        (Some(key), None) => Keyring::new(id, key, &previous)?,
+        (None, Some(function)) => {
+            let timeout = e
+                .key_provider_timeout_ms
+                .map(|ms| Duration::from_millis(ms.max(1.0) as u64))
+                .unwrap_or(DEFAULT_KEY_PROVIDER_TIMEOUT);
+            let provider = JsKeyProvider::new(function, timeout);
+            Keyring::with_provider(id, Some(Box::new(provider)), &previous)?
+        }
+        _ => {
+            return Err(Error::invalid(
+                "options.encryption takes a key or a keyProvider (one of them)",
+            ))
+        }
+    };
+    Ok(std::sync::Arc::new(ring))
 }
 
 /// `options.compression` and `options.compressionLevel`.
@@ -228,7 +259,7 @@ pub fn config(
         time_travel: o.version.map(|v| v.max(0.0) as u64),
         single_writer: o.single_writer.unwrap_or(false),
         compression: compression(o.compression.as_deref(), o.compression_level)?,
-        encryption: o.encryption.as_ref().map(keyring).transpose()?,
+        encryption: o.encryption.map(keyring).transpose()?,
     };
     let s3 = match o.s3 {
         None => S3Config::default(),

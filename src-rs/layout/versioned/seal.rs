@@ -24,7 +24,8 @@ use crate::error::{codes, Error, Result};
 use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 pub const KEY_LEN: usize = 32;
@@ -39,17 +40,37 @@ pub type DatabaseId = [u8; 16];
 /// are wiped when the keyring is dropped (the database closed).
 pub struct Keyring {
     current: String,
-    keys: HashMap<String, Zeroizing<[u8; KEY_LEN]>>,
+    keys: RwLock<HashMap<String, Arc<Zeroizing<[u8; KEY_LEN]>>>>,
+    /// Asked for a key the keyring does not hold yet (`options.encryption.keyProvider`); what it
+    /// gives is kept until the keyring is dropped.
+    provider: Option<Box<dyn KeyProvider>>,
+    /// Ids the provider said it has no key for: kept too, so a scan of blocks under such a key
+    /// asks once, not once per block. (A provider's error is not kept: the next read asks again.)
+    unknown: RwLock<HashSet<String>>,
+    /// One question to the provider at a time, so a key is fetched once however many blocks
+    /// need it at the same moment.
+    asking: Mutex<()>,
+}
+
+/// Where keys come from when they are not given up front: a KMS, a secrets manager. Key ids it
+/// is asked for come from the bucket (every sealed object names its key), so they are untrusted
+/// input; the answer is authenticated by opening the object with it.
+pub trait KeyProvider: Send + Sync {
+    /// The key named `id`, `Ok(None)` when there is none under that id. May block (it runs on a
+    /// connection thread or in `block_in_place`, never on the JS thread).
+    fn fetch(&self, id: &str) -> Result<Option<Zeroizing<Vec<u8>>>>;
 }
 
 // Key ids only: never the keys.
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut ids: Vec<&String> = self.keys.keys().collect();
+        let keys = self.keys.read().unwrap();
+        let mut ids: Vec<&String> = keys.keys().collect();
         ids.sort();
         f.debug_struct("Keyring")
             .field("current", &self.current)
             .field("ids", &ids)
+            .field("provider", &self.provider.is_some())
             .finish()
     }
 }
@@ -80,9 +101,26 @@ fn key_of(bytes: &[u8], id: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
 impl Keyring {
     /// `current` seals; `previous` (rotated-out keys, by id) only open.
     pub fn new(current_id: &str, current: &[u8], previous: &[(String, &[u8])]) -> Result<Keyring> {
+        let ring = Keyring::with_provider(current_id, None, previous)?;
+        ring.insert(current_id, current)?;
+        Ok(ring)
+    }
+
+    /// A keyring whose keys (the current one too) come from `provider` when first needed, beside
+    /// the `previous` ones given up front.
+    pub fn with_provider(
+        current_id: &str,
+        provider: Option<Box<dyn KeyProvider>>,
+        previous: &[(String, &[u8])],
+    ) -> Result<Keyring> {
         check_id(current_id)?;
-        let mut keys = HashMap::new();
-        keys.insert(current_id.to_string(), key_of(current, current_id)?);
+        let ring = Keyring {
+            current: current_id.to_string(),
+            keys: RwLock::new(HashMap::new()),
+            provider,
+            unknown: RwLock::new(HashSet::new()),
+            asking: Mutex::new(()),
+        };
         for (id, bytes) in previous {
             check_id(id)?;
             if id == current_id {
@@ -91,18 +129,65 @@ impl Keyring {
                     "encryption.previousKeys holds the current key id '{id}': give a new key a new id"
                 )));
             }
-            keys.insert(id.clone(), key_of(bytes, id)?);
+            ring.insert(id, bytes)?;
         }
-        Ok(Keyring {
-            current: current_id.to_string(),
-            keys,
-        })
+        Ok(ring)
+    }
+
+    fn insert(&self, id: &str, bytes: &[u8]) -> Result<Arc<Zeroizing<[u8; KEY_LEN]>>> {
+        let key = Arc::new(key_of(bytes, id)?);
+        self.keys
+            .write()
+            .unwrap()
+            .insert(id.to_string(), key.clone());
+        Ok(key)
+    }
+
+    /// The key named `id`: held, or fetched from the provider (once), or `ERR_KEY_MISSING`.
+    /// `what` names the object that needs it, for the error.
+    fn key(&self, what: &str, id: &str) -> Result<Arc<Zeroizing<[u8; KEY_LEN]>>> {
+        if let Some(key) = self.keys.read().unwrap().get(id) {
+            return Ok(key.clone());
+        }
+        let Some(provider) = &self.provider else {
+            return Err(key_missing(what, &tame(id)));
+        };
+        // Ids are written by whoever wrote the object: one that could not have been ours (a
+        // control character, a path) never reaches the provider.
+        if check_id(id).is_err() || !id.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+            return Err(key_missing(what, &tame(id)));
+        }
+        let _one_at_a_time = self.asking.lock().unwrap();
+        if let Some(key) = self.keys.read().unwrap().get(id) {
+            return Ok(key.clone());
+        }
+        if self.unknown.read().unwrap().contains(id) {
+            return Err(key_missing(what, id));
+        }
+        match provider.fetch(id)? {
+            Some(bytes) => self.insert(id, &bytes).map_err(|e| {
+                Error::new(
+                    codes::KEY_PROVIDER,
+                    format!("encryption.keyProvider('{id}'): {}", e.message),
+                )
+            }),
+            None => {
+                self.unknown.write().unwrap().insert(id.to_string());
+                Err(key_missing(what, id))
+            }
+        }
+    }
+
+    /// Makes sure the current key is at hand (fetching it from the provider if need be), so a
+    /// database whose key cannot be had fails when it opens, not at its first write.
+    pub fn ready(&self) -> Result<()> {
+        self.key("the current key", &self.current).map(|_| ())
     }
 
     /// Seals `plain` with the current key, bound to `identity`.
     pub fn seal(&self, identity: &[u8], plain: &[u8]) -> Result<Bytes> {
-        let key = &self.keys[&self.current];
-        let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+        let key = self.key("the current key", &self.current)?;
+        let cipher = XChaCha20Poly1305::new(key_bytes(&key).into());
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce)
             .map_err(|e| Error::internal(format!("no random nonce from the OS: {e}")))?;
@@ -128,14 +213,12 @@ impl Keyring {
     /// moved, or sealed for another identity; `ERR_KEY_MISSING` when its key is not offered.
     pub fn open(&self, what: &str, identity: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         let (id, rest) = split_key_id(what, sealed)?;
-        let Some(key) = self.keys.get(id) else {
-            return Err(key_missing(what, &key_id_of(sealed).unwrap_or_default()));
-        };
+        let key = self.key(what, id)?;
         if rest.len() < NONCE_LEN + 16 {
             return Err(tampered(what));
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
-        XChaCha20Poly1305::new(key.as_ref().into())
+        XChaCha20Poly1305::new(key_bytes(&key).into())
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
@@ -145,6 +228,10 @@ impl Keyring {
             )
             .map_err(|_| tampered(what))
     }
+}
+
+fn key_bytes(key: &Zeroizing<[u8; KEY_LEN]>) -> &[u8; KEY_LEN] {
+    key
 }
 
 /// The key id a sealed object names, and the rest of it.
@@ -158,18 +245,21 @@ fn split_key_id<'a>(what: &str, sealed: &'a [u8]) -> Result<(&'a str, &'a [u8])>
 /// The key id a sealed object names (for an error that says which key to offer): printable
 /// characters only, at most `MAX_KEY_ID_LEN` (the bucket's owner writes it).
 pub fn key_id_of(sealed: &[u8]) -> Option<String> {
-    split_key_id("", sealed).ok().map(|(id, _)| {
-        id.chars()
-            .take(MAX_KEY_ID_LEN)
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect()
-    })
+    split_key_id("", sealed).ok().map(|(id, _)| tame(id))
+}
+
+/// A key id as it may be shown: printable characters only, at most `MAX_KEY_ID_LEN`.
+fn tame(id: &str) -> String {
+    id.chars()
+        .take(MAX_KEY_ID_LEN)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 pub fn tampered(what: &str) -> Error {
@@ -292,6 +382,102 @@ mod tests {
         let e = ring("k", 1).open("o", b"", &sealed).unwrap_err();
         assert_eq!(e.code, codes::KEY_MISSING);
         assert!(e.message.contains("'a?b?c'"), "{}", e.message);
+    }
+
+    /// A provider that knows `known`, counts the questions, and fails the first `fail` of them.
+    struct Counting {
+        known: HashMap<String, [u8; KEY_LEN]>,
+        asked: Mutex<Vec<String>>,
+        fail: Mutex<usize>,
+    }
+
+    impl KeyProvider for Arc<Counting> {
+        fn fetch(&self, id: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+            self.asked.lock().unwrap().push(id.to_string());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut fail = self.fail.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(Error::new(codes::KEY_PROVIDER, "KMS throttled"));
+            }
+            Ok(self.known.get(id).map(|k| Zeroizing::new(k.to_vec())))
+        }
+    }
+
+    fn counting(known: &[(&str, u8)], fail: usize) -> Arc<Counting> {
+        Arc::new(Counting {
+            known: known
+                .iter()
+                .map(|(id, b)| (id.to_string(), [*b; KEY_LEN]))
+                .collect(),
+            asked: Mutex::new(vec![]),
+            fail: Mutex::new(fail),
+        })
+    }
+
+    #[test]
+    fn a_provider_is_asked_once_per_key_however_many_threads_need_it() {
+        let who = identity(b"block", &[3; 16], &[]);
+        let by_a = ring("a", 1).seal(&who, b"under a").unwrap();
+        let p = counting(&[("a", 1), ("b", 2)], 0);
+        let ring = Arc::new(Keyring::with_provider("b", Some(Box::new(p.clone())), &[]).unwrap());
+        ring.ready().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (ring, by_a, who) = (ring.clone(), by_a.clone(), who.clone());
+                std::thread::spawn(move || ring.open("o", &who, &by_a).unwrap())
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), b"under a");
+        }
+        let sealed = ring.seal(&who, b"under b").unwrap();
+        assert_eq!(key_id_of(&sealed).as_deref(), Some("b"));
+        assert_eq!(*p.asked.lock().unwrap(), ["b", "a"]);
+    }
+
+    #[test]
+    fn a_provider_failure_is_not_remembered_and_hostile_ids_never_reach_it() {
+        let who = identity(b"block", &[3; 16], &[]);
+        let p = counting(&[("k", 1)], 1);
+        let ring = Keyring::with_provider("k", Some(Box::new(p.clone())), &[]).unwrap();
+        assert_eq!(ring.ready().unwrap_err().code, codes::KEY_PROVIDER);
+        ring.ready().unwrap();
+        // An id the provider has no key for: ERR_KEY_MISSING naming it, asked once.
+        let by_x = self::ring("x", 5).seal(&who, b"x").unwrap();
+        for _ in 0..2 {
+            let e = ring.open("o", &who, &by_x).unwrap_err();
+            assert_eq!(e.code, codes::KEY_MISSING);
+            assert!(e.message.contains("'x'"), "{}", e.message);
+        }
+        // Ids with control characters or a path separator's friends are refused unasked.
+        for id in ["a\nb", "a\u{1b}[2J", "\u{0}", "é"] {
+            let mut sealed = vec![id.len() as u8];
+            sealed.extend_from_slice(id.as_bytes());
+            sealed.extend_from_slice(&[0; 40]);
+            assert_eq!(
+                ring.open("o", &who, &sealed).unwrap_err().code,
+                codes::KEY_MISSING
+            );
+        }
+        assert_eq!(*p.asked.lock().unwrap(), ["k", "k", "x"]);
+        // A provider's key of the wrong length is its error, shown without the bytes.
+        struct Short;
+        impl KeyProvider for Short {
+            fn fetch(&self, _: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+                Ok(Some(Zeroizing::new(vec![0x5a; 31])))
+            }
+        }
+        let e = Keyring::with_provider("k", Some(Box::new(Short)), &[])
+            .unwrap()
+            .ready()
+            .unwrap_err();
+        assert_eq!(e.code, codes::KEY_PROVIDER);
+        assert!(
+            e.message.contains("31") && !e.message.contains("90"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
