@@ -50,8 +50,12 @@ interface Config {
   memoryLimit: number
   /** Per connection (versioned layout): compressed, not, or as the database records. */
   compression: ('none' | 'zstd' | undefined)[]
-  /** Versioned layout: every connection encrypts (one key). */
-  encrypted: boolean
+  /**
+   * Versioned layout: every connection encrypts, with one key, or with keys from a provider —
+   * then connection c seals under key id `k${c % 2}`, so writers rotate keys back and forth and
+   * every reader fetches the other's key when it meets an object sealed under it.
+   */
+  encrypted: 'no' | 'key' | 'provider'
 }
 
 const configArb: fc.Arbitrary<Config> = fc.record({
@@ -68,10 +72,18 @@ const configArb: fc.Arbitrary<Config> = fc.record({
   memoryLimit: fc.oneof(fc.constantFrom(0, 4096, 64 << 10, 64 << 20), fc.integer({ min: 0, max: 1 << 20 })),
   // Writers that disagree leave a database of plain and compressed blocks side by side.
   compression: fc.array(fc.constantFrom(undefined, 'none' as const, 'zstd' as const), { minLength: 3, maxLength: 3 }),
-  encrypted: fc.boolean(),
+  encrypted: fc.constantFrom('no' as const, 'key' as const, 'provider' as const),
 })
 
 const DIFF_KEY = Buffer.alloc(32, 7)
+const DIFF_KEYS: Record<string, Buffer> = { k0: Buffer.alloc(32, 8), k1: Buffer.alloc(32, 9) }
+
+/** The encryption option of connection `c`. */
+function encryptionOf(config: Config, c: number): DatabaseOptions['encryption'] {
+  if (config.layout !== 'versioned' || config.encrypted === 'no') return undefined
+  if (config.encrypted === 'key') return { key: DIFF_KEY }
+  return { keyProvider: async (id) => DIFF_KEYS[id] ?? null, keyId: `k${c % 2}` }
+}
 
 /** What the oracle holds, and what the run has seen. */
 interface Model {
@@ -286,6 +298,13 @@ class SerializeCommand implements fc.AsyncCommand<Model, Real> {
 
 const CHILD = join(__dirname, 'helpers', 'regression-child.ts')
 
+/** Options as JSON can carry them: a key provider becomes the keys it gives (the child makes a
+ *  provider of them again), and the child seals under `k1`. */
+function childOptions(o: DatabaseOptions): DatabaseOptions {
+  if (!o.encryption?.keyProvider) return o
+  return { ...o, encryption: { keyId: 'k1', providerKeys: DIFF_KEYS } as DatabaseOptions['encryption'] }
+}
+
 /** A write from another process (a child that opens the database, writes once and exits). */
 class ChildWriteCommand implements fc.AsyncCommand<Model, Real> {
   constructor(readonly w: Write) {}
@@ -294,7 +313,7 @@ class ChildWriteCommand implements fc.AsyncCommand<Model, Real> {
     const out = await new Promise<string>((resolve, reject) => {
       execFile(
         process.execPath,
-        ['--import', 'tsx', CHILD, 'run', bucket, r.prefix, JSON.stringify({ options: r.options, write: this.w })],
+        ['--import', 'tsx', CHILD, 'run', bucket, r.prefix, JSON.stringify({ options: childOptions(r.options), write: this.w })],
         (e, stdout, stderr) => (e ? reject(new Error(`child: ${stderr}${stdout}`)) : resolve(stdout)),
       )
     })
@@ -407,9 +426,10 @@ test('differential: random operation sequences match better-sqlite3 under random
         cacheDir,
         memoryLimit: config.memoryLimit,
         compression: config.layout === 'versioned' ? config.compression[0] : undefined,
-        encryption: config.layout === 'versioned' && config.encrypted ? { key: DIFF_KEY } : undefined,
+        encryption: encryptionOf(config, 0),
       })
-      const withCompression = (c: number) => (config.layout === 'versioned' ? { ...o, compression: config.compression[c % 3] } : o)
+      const withCompression = (c: number) =>
+        config.layout === 'versioned' ? { ...o, compression: config.compression[c % 3], encryption: encryptionOf(config, c) } : o
       const oracle = new Database(join(dir, `${prefix.replace(/\W/g, '_')}.sqlite`))
       const schema = `PRAGMA page_size = ${config.pageSize}; CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB); CREATE INDEX t_k ON t(k)`
       oracle.exec(schema)

@@ -13,6 +13,9 @@ if (mode === 'run') {
   // arg is JSON { options, write }.
   // Buffers (an encryption key) cross as JSON { type: 'Buffer', data }.
   const { options: o, write } = JSON.parse(arg, (_k, v) => (v?.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data) : v))
+  // A key provider crosses as the keys it gives: { keyId, providerKeys }.
+  const keys: Record<string, Buffer> | undefined = o.encryption?.providerKeys
+  if (keys) o.encryption = { keyId: o.encryption.keyId, keyProvider: async (id: string) => keys[id] ?? null }
   const [sql, params] = writeSql(write)
   const db = new S3Database(bucket, prefix, o)
   db.run(sql, params as never)
