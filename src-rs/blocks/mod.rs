@@ -1,9 +1,9 @@
 //! A file cut into fixed-size blocks, one object each: page<->block arithmetic, the dirty-block
 //! buffer (writes are buffered and uploaded together, in parallel, at flush), and the block cache.
 //!
-//! Where block i lives is the `Naming`'s business: `{prefix}/{i:010}` in the `sqlite-s3vfs`
-//! layout (flushed in place by `flush`), or a version's block map in the `versioned` layout
-//! (whose changes are taken with `take_changes` and published by the VFS).
+//! Where block i lives is the layout's business (its `BlockMap`): `{prefix}/{i:010}` in the
+//! `sqlite-s3vfs` layout (flushed in place by `flush`), or a version's block map in the
+//! `versioned` layout (whose changes are taken with `changes` and published by the VFS).
 //!
 //! Bounded memory: the buffer holds at most the database's `memoryLimit` in memory (shared
 //! with its journal). Past it, the oldest buffered blocks move out: to a temp file in the
@@ -26,14 +26,13 @@ pub mod spill;
 use crate::clock::Stamp;
 use crate::error::Error;
 use crate::error::{codes, Result};
-use crate::layout::compat::BlockKeys;
+use crate::layout::block_map::{BlockMap, Location};
+use crate::layout::compat::{BlockKeys, CompatMap};
 use crate::layout::versioned::codec::{BlockCodec, Compression};
 use crate::layout::versioned::commit::MAX_BASE_AGE;
 use crate::layout::versioned::format::{Pointer, Uploads};
-use crate::layout::versioned::seal::{DatabaseId, Keyring};
-use crate::layout::versioned::{
-    load_segments, new_attempt_id, version_gone, BlockLocation, Names, SegmentCache, Snapshot,
-};
+use crate::layout::versioned::map::{EarlyNaming, VersionedMap};
+use crate::layout::versioned::{new_attempt_id, SegmentCache, Snapshot};
 use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode, Stats};
 use budget::MemoryBudget;
 use bytes::Bytes;
@@ -47,35 +46,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-/// How the blocks of a file are named in the store.
-pub enum Naming {
-    /// `{prefix}/{i:010}`, rewritten in place (the Python library's format).
-    Compat(BlockKeys),
-    /// The block map of a pinned version (`None` before the first version exists).
-    Versioned {
-        names: Names,
-        snapshot: Option<Arc<Snapshot>>,
-        /// Block 0 as readers see it (held in the root).
-        block0: Bytes,
-        segments: SegmentCache,
-        /// How new blocks are stored (`None`: as the pinned version records).
-        compression: Option<Compression>,
-        /// Encrypted databases: the keys that seal and open its objects.
-        keys: Option<Arc<Keyring>>,
-        /// The id a new encrypted database gets (an existing one keeps its root's).
-        fresh_db: DatabaseId,
-    },
-}
-
-/// Where to get one block's content.
-enum Source {
-    Local(Bytes),
-    Zeros,
-    /// An object; with the map entry that names it, whose CRC-32C is checked and whose codec
-    /// decodes it (versioned layout: a missing one is an error).
-    Object(String, Option<Pointer>),
-}
 
 /// The versioned layout's commit attempt that buffered blocks were uploaded early for: the
 /// publish that follows names its other objects and its root with the same attempt.
@@ -117,10 +87,11 @@ enum Pending {
     Spilled(usize),
 }
 
-pub struct BlockFile {
+pub struct BlockFile<M: BlockMap> {
     store: DynStore,
     stats: Arc<Stats>,
-    naming: Naming,
+    /// Where each block is, as the layout names it.
+    map: M,
     block_size: u64,
     /// The logical size, buffered writes included.
     size: u64,
@@ -167,18 +138,18 @@ pub struct BlockFileOptions {
     pub budget: Arc<MemoryBudget>,
 }
 
-impl BlockFile {
+impl<M: BlockMap> BlockFile<M> {
     pub fn new(
         store: DynStore,
         stats: Arc<Stats>,
-        naming: Naming,
+        map: M,
         stored_size: u64,
         opts: BlockFileOptions,
     ) -> Self {
         BlockFile {
             store,
             stats,
-            naming,
+            map,
             block_size: opts.block_size,
             size: stored_size,
             stored_size,
@@ -206,58 +177,6 @@ impl BlockFile {
         self.size
     }
 
-    /// The `sqlite-s3vfs` layout's block names (this file's layout must be that one).
-    pub fn keys(&self) -> &BlockKeys {
-        match &self.naming {
-            Naming::Compat(keys) => keys,
-            Naming::Versioned { .. } => unreachable!("compat keys of a versioned file"),
-        }
-    }
-
-    pub fn naming(&self) -> &Naming {
-        &self.naming
-    }
-
-    /// Versioned layout: how blocks are stored — compressed as the option says, else as the
-    /// pinned version records; sealed with the database's keys and id (encrypted databases).
-    pub fn codec(&self) -> BlockCodec {
-        let Naming::Versioned {
-            snapshot,
-            compression,
-            keys,
-            fresh_db,
-            ..
-        } = &self.naming
-        else {
-            return BlockCodec::default();
-        };
-        let recorded = snapshot.as_ref().map(|s| s.root.flags).unwrap_or(0);
-        BlockCodec {
-            compression: compression.unwrap_or(Compression::recorded(recorded)),
-            keys: keys.clone(),
-            db: snapshot.as_ref().map_or(*fresh_db, |s| s.root.db_id),
-        }
-    }
-
-    /// For a commit: the codec, and whether the next version's map carries codecs (compression
-    /// or sealing now, or a base or an early upload that already does). Looks at every buffered
-    /// block, so it is not for the read path.
-    pub fn commit_codec(&self) -> (BlockCodec, bool) {
-        let codec = self.codec();
-        let Naming::Versioned { snapshot, .. } = &self.naming else {
-            return (codec, false);
-        };
-        let early_coded = self
-            .dirty
-            .iter()
-            .any(|(_, d)| matches!(d, Dirty::Uploaded { pointer, .. } if pointer.codec != 0));
-        let codecs = codec.compression != Compression::None
-            || codec.keys.is_some()
-            || snapshot.as_ref().is_some_and(|s| s.root.has_codecs())
-            || early_coded;
-        (codec, codecs)
-    }
-
     pub fn block_size(&self) -> u64 {
         self.block_size
     }
@@ -268,54 +187,6 @@ impl BlockFile {
 
     pub fn last_block_etag(&self) -> Option<&str> {
         self.last_block_etag.as_deref()
-    }
-
-    /// Another process changed the file: forget what we cached and take its new size.
-    /// `block0` is the freshly read first block, kept in the cache.
-    pub fn reset(&mut self, stored_size: u64, block0: Option<(Bytes, Option<String>)>) {
-        self.cache.clear();
-        self.forget_inflight();
-        self.clear_buffer();
-        self.size = stored_size;
-        self.stored_size = stored_size;
-        self.last_block_etag = None;
-        if let Some((data, etag)) = block0 {
-            self.last_block_etag = etag;
-            if self.cache_enabled {
-                let key = self.keys().key(0);
-                self.cache.insert(key, data);
-            }
-        }
-    }
-
-    /// Pins a version of a versioned file: its size and map; buffered writes are dropped. The
-    /// cache stays (its keys are immutable objects).
-    pub fn pin(&mut self, snapshot: Option<Arc<Snapshot>>, block0: Bytes) {
-        let size = snapshot.as_ref().map(|s| s.root.file_size).unwrap_or(0);
-        // An existing database keeps the block size it was written with, whatever the options say.
-        if let Some(s) = &snapshot {
-            if s.root.block_size != self.block_size {
-                self.read_ahead = ReadAhead::new(read_ahead_cap(
-                    self.read_ahead_wanted,
-                    self.cache.capacity(),
-                    s.root.block_size,
-                ));
-                self.block_size = s.root.block_size;
-                self.forget_inflight();
-            }
-        }
-        if let Naming::Versioned {
-            snapshot: s,
-            block0: b,
-            ..
-        } = &mut self.naming
-        {
-            *s = snapshot;
-            *b = block0;
-        }
-        self.clear_buffer();
-        self.size = size;
-        self.stored_size = size;
     }
 
     /// The buffered changes of a versioned file: the full content of every block held in
@@ -365,15 +236,6 @@ impl BlockFile {
     /// held in memory.
     pub fn dirty_block(&self, i: u64) -> Option<&[u8]> {
         self.dirty.mem(i)
-    }
-
-    /// What a publish needs mutably: the map segments read so far and the early attempt.
-    pub fn commit_parts(&mut self) -> (Option<&mut SegmentCache>, Option<&mut EarlyAttempt>) {
-        let segments = match &mut self.naming {
-            Naming::Versioned { segments, .. } => Some(segments),
-            Naming::Compat(_) => None,
-        };
-        (segments, self.early.as_mut())
     }
 
     /// Caches blocks just uploaded under their new keys (a commit's own blocks are read again).
@@ -443,61 +305,32 @@ impl BlockFile {
         block_len(i, size, self.block_size)
     }
 
-    /// Between operations: bounds the map segments kept (never during one, see `SegmentCache`).
+    /// Between operations: bounds what naming blocks keeps (never during one, see
+    /// `SegmentCache`).
     fn trim_names(&mut self) {
-        if let Naming::Versioned { segments, .. } = &mut self.naming {
-            segments.trim();
-        }
+        self.map.trim();
     }
 
     /// Loads what naming blocks `first..=last` needs (the versioned layout's map segments).
     fn prepare_names(&mut self, first: u64, last: u64) -> Result<()> {
-        if let Naming::Versioned {
-            names,
-            snapshot: Some(snap),
-            segments,
-            ..
-        } = &mut self.naming
-        {
-            // Block 0 is in the root; buffered blocks need no name.
-            let mut wanted: Vec<u64> = (first.max(1)..=last)
-                .filter(|i| !self.dirty.contains(*i))
-                .filter_map(|i| snap.segment_of(i).map(|(s, _)| s))
-                .collect();
-            wanted.dedup();
-            if !wanted.is_empty() {
-                let store = self.store.clone();
-                crate::runtime::block_on(load_segments(
-                    &*store, names, &snap.root, &wanted, segments,
-                ))?;
-            }
+        // Buffered blocks need no name.
+        let blocks: Vec<u64> = (first..=last)
+            .filter(|i| !self.dirty.contains(*i))
+            .collect();
+        let store = self.store.clone();
+        if let Some(load) = self.map.prepare(&*store, blocks) {
+            crate::runtime::block_on(load)?;
         }
         Ok(())
     }
 
     /// Where block `i`'s stored content is (ignoring the write buffer). An entry whose map
     /// segment is not loaded is an error, never zeros (`prepare_names` runs before lookups).
-    fn source(&self, i: u64) -> Result<Source> {
+    fn source(&self, i: u64) -> Result<Location> {
         if let Some(Dirty::Uploaded { key, pointer, .. }) = self.dirty.get(i) {
-            return Ok(Source::Object(key.clone(), Some(*pointer)));
+            return Ok(Location::Object(key.clone(), Some(*pointer)));
         }
-        Ok(match &self.naming {
-            Naming::Compat(keys) => Source::Object(keys.key(i), None),
-            Naming::Versioned {
-                names,
-                snapshot,
-                block0,
-                segments,
-                ..
-            } => match snapshot.as_ref() {
-                None => Source::Zeros,
-                Some(s) => match s.locate(names, i, segments)? {
-                    BlockLocation::Inline => Source::Local(block0.clone()),
-                    BlockLocation::Object(key, p) => Source::Object(key, Some(p)),
-                    BlockLocation::Zeros => Source::Zeros,
-                },
-            },
-        })
+        self.map.locate(i)
     }
 
     /// Whether block `i`'s stored content lies past what the store holds (it reads as zeros).
@@ -512,14 +345,14 @@ impl BlockFile {
             return false;
         }
         match self.source(i) {
-            Ok(Source::Object(key, _)) => !(self.cache_enabled && self.cache.contains(&key)),
+            Ok(Location::Object(key, _)) => !(self.cache_enabled && self.cache.contains(&key)),
             _ => false,
         }
     }
 
     /// Starts a GET of block `i` in the background unless one is under way for its current key.
     fn start_fetch(&mut self, i: u64) -> Result<()> {
-        let Source::Object(key, pointer) = self.source(i)? else {
+        let Location::Object(key, pointer) = self.source(i)? else {
             return Ok(());
         };
         if let Some((k, _)) = self.inflight.get(&i) {
@@ -532,27 +365,21 @@ impl BlockFile {
         }
         let store = self.store.clone();
         let permits = self.permits.clone();
-        let version = match &self.naming {
-            Naming::Versioned {
-                snapshot: Some(s), ..
-            } => Some(s.version()),
-            Naming::Versioned { snapshot: None, .. } => Some(0),
-            Naming::Compat(_) => None,
-        };
         let task_key = key.clone();
         let uploaded_early = matches!(self.dirty.get(i), Some(Dirty::Uploaded { .. }));
         // Only objects with a checksum to verify are kept on disk, as stored (verified on every
         // hit, then decoded); the memory cache gets them decoded.
         let disk = self.disk.clone().filter(|_| pointer.is_some());
         let block_size = self.block_size;
-        let codec = self.codec();
+        let reader = self.map.reader();
         let handle = crate::runtime::spawn(async move {
             let key = task_key;
             let location = store.cache_scope();
             if let (Some(disk), Some(p)) = (&disk, pointer) {
                 if let Some(data) = disk.get(&location, &key) {
                     // A damaged or foreign file is only a miss.
-                    if let Ok(block) = codec.open_block(&key, i, &p, Bytes::from(data), block_size)
+                    if let Ok(block) =
+                        reader.decode(&key, i, Some(&p), Bytes::from(data), block_size)
                     {
                         return Ok((block, None));
                     }
@@ -561,23 +388,17 @@ impl BlockFile {
             let _permit = permits.acquire_owned().await;
             match store.get(&key, GetOptions::default()).await? {
                 GetOutcome::Found(obj) => {
-                    let Some(p) = pointer else {
-                        return Ok((obj.body, obj.etag));
-                    };
                     // Checked (its CRC, or its seal) and decoded before the disk keeps it.
-                    let block = codec.open_block(&key, i, &p, obj.body.clone(), block_size)?;
+                    let block =
+                        reader.decode(&key, i, pointer.as_ref(), obj.body.clone(), block_size)?;
                     if let Some(disk) = &disk {
                         disk.put(&location, &key, &obj.body);
                     }
                     Ok((block, obj.etag))
                 }
                 _ if uploaded_early => Err(relieve::transaction_expired(&key)),
-                // A block a version references must exist.
-                _ => match version {
-                    Some(v) => Err(version_gone(&key, v)),
-                    // A missing block reads as empty (zeros), like the Python library.
-                    None => Ok((Bytes::new(), None)),
-                },
+                // Zeros, or an error (a block a version references must exist).
+                _ => reader.missing(&key).map(|b| (b, None)),
             }
         });
         self.inflight.insert(i, (key, handle));
@@ -704,13 +525,13 @@ impl BlockFile {
                 continue;
             }
             match self.source(i)? {
-                Source::Local(b) => {
+                Location::Inline(b) => {
                     have.insert(i, b);
                 }
-                Source::Zeros => {
+                Location::Zeros => {
                     have.insert(i, Bytes::new());
                 }
-                Source::Object(key, _) => {
+                Location::Object(key, _) => {
                     match self.cache.get(&key).filter(|_| self.cache_enabled) {
                         Some(b) => {
                             have.insert(i, b);
@@ -863,14 +684,39 @@ impl BlockFile {
                 _ => {}
             }
         }
-        if let Naming::Compat(keys) = &self.naming {
-            // In place: the cut blocks' keys may be written again with other content.
-            for i in count..self.block_count(self.size.max(self.stored_size)) {
-                self.cache.remove(&keys.key(i));
-            }
+        // Rewritten in place, the cut blocks' keys may be written again with other content.
+        let old_count = self.block_count(self.size.max(self.stored_size));
+        for key in self.map.cut(count, old_count) {
+            self.cache.remove(&key);
         }
         self.size = new_size;
         Ok(())
+    }
+}
+
+/// The `sqlite-s3vfs` layout's files: flushed in place, block by block.
+impl BlockFile<CompatMap> {
+    /// The file's block names.
+    pub fn keys(&self) -> &BlockKeys {
+        &self.map.keys
+    }
+
+    /// Another process changed the file: forget what we cached and take its new size.
+    /// `block0` is the freshly read first block, kept in the cache.
+    pub fn reset(&mut self, stored_size: u64, block0: Option<(Bytes, Option<String>)>) {
+        self.cache.clear();
+        self.forget_inflight();
+        self.clear_buffer();
+        self.size = stored_size;
+        self.stored_size = stored_size;
+        self.last_block_etag = None;
+        if let Some((data, etag)) = block0 {
+            self.last_block_etag = etag;
+            if self.cache_enabled {
+                let key = self.keys().key(0);
+                self.cache.insert(key, data);
+            }
+        }
     }
 
     /// Uploads the buffered writes: changed blocks in parallel, then deletes of blocks past the
@@ -879,7 +725,6 @@ impl BlockFile {
         if !self.is_dirty() {
             return Ok(());
         }
-        debug_assert!(matches!(self.naming, Naming::Compat(_)));
         let new_count = self.block_count(self.size);
         let old_count = self.block_count(self.stored_size);
         // A shrink that cuts the new last block: rewrite it shorter.
@@ -997,7 +842,57 @@ impl BlockFile {
     }
 }
 
-impl Drop for BlockFile {
+/// The versioned layout's files: a pinned version, changes published by the VFS.
+impl BlockFile<VersionedMap> {
+    /// Pins a version of a versioned file: its size and map; buffered writes are dropped. The
+    /// cache stays (its keys are immutable objects).
+    pub fn pin(&mut self, snapshot: Option<Arc<Snapshot>>, block0: Bytes) {
+        let size = snapshot.as_ref().map(|s| s.root.file_size).unwrap_or(0);
+        // An existing database keeps the block size it was written with, whatever the options say.
+        if let Some(s) = &snapshot {
+            if s.root.block_size != self.block_size {
+                self.read_ahead = ReadAhead::new(read_ahead_cap(
+                    self.read_ahead_wanted,
+                    self.cache.capacity(),
+                    s.root.block_size,
+                ));
+                self.block_size = s.root.block_size;
+                self.forget_inflight();
+            }
+        }
+        self.map.pin(snapshot, block0);
+        self.clear_buffer();
+        self.size = size;
+        self.stored_size = size;
+    }
+
+    /// For a commit: the codec, and whether the next version's map carries codecs (compression
+    /// or sealing now, or a base or an early upload that already does). Looks at every buffered
+    /// block, so it is not for the read path.
+    pub fn commit_codec(&self) -> (BlockCodec, bool) {
+        let codec = self.map.codec();
+        let early_coded = self
+            .dirty
+            .iter()
+            .any(|(_, d)| matches!(d, Dirty::Uploaded { pointer, .. } if pointer.codec != 0));
+        let codecs = codec.compression != Compression::None
+            || codec.keys.is_some()
+            || self
+                .map
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.root.has_codecs())
+            || early_coded;
+        (codec, codecs)
+    }
+
+    /// What a publish needs mutably: the map segments read so far and the early attempt.
+    pub fn commit_parts(&mut self) -> (&mut SegmentCache, Option<&mut EarlyAttempt>) {
+        (&mut self.map.segments, self.early.as_mut())
+    }
+}
+
+impl<M: BlockMap> Drop for BlockFile<M> {
     /// A closed file's read-ahead GETs are cancelled: nothing of a closed database keeps running
     /// (or writing to its disk cache) after it.
     fn drop(&mut self) {

@@ -18,7 +18,7 @@ pub(super) fn transaction_expired(key: &str) -> Error {
     )
 }
 
-impl BlockFile {
+impl<M: BlockMap> BlockFile<M> {
     /// After a write: past the budget, moves this file's least recently written blocks out of
     /// memory until half the budget is used. `last_written`, likely written again next, stays.
     pub(super) fn relieve(&mut self, last_written: u64) -> Result<()> {
@@ -28,11 +28,12 @@ impl BlockFile {
         }
         let target = budget.limit() / 2;
         let bs = self.block_size;
-        let versioned = matches!(self.naming, Naming::Versioned { .. });
-        // The versioned layout uploads only full blocks (their length is final until a truncate)
-        // and never block 0 (it lives in the root).
+        let early = self.map.early();
+        // Early uploads are of full blocks only (their length is final until a truncate), and
+        // never of block 0 (the versioned layout keeps it in the root).
+        let uploads = early.is_some();
         let movable = self.dirty.oldest_in_memory(|i, len| {
-            i != last_written && (!versioned || (i != 0 && len as u64 == bs))
+            i != last_written && (!uploads || (i != 0 && len as u64 == bs))
         });
         let mut chosen = Vec::new();
         let mut freed = 0usize;
@@ -43,10 +44,9 @@ impl BlockFile {
             freed += self.dirty.get(i).map_or(0, Dirty::byte_len);
             chosen.push(i);
         }
-        if versioned {
-            self.upload_early(chosen)
-        } else {
-            self.spill_blocks(chosen)
+        match early {
+            Some(naming) => self.upload_early(&naming, chosen),
+            None => self.spill_blocks(chosen),
         }
     }
 
@@ -62,31 +62,15 @@ impl BlockFile {
         Ok(())
     }
 
-    fn versioned_names(&self) -> Result<(Names, u64)> {
-        match &self.naming {
-            Naming::Versioned {
-                names, snapshot, ..
-            } => Ok((
-                names.clone(),
-                snapshot.as_ref().map_or(0, |s| s.version()) + 1,
-            )),
-            Naming::Compat(_) => Err(Error::internal(
-                "an early upload of a file rewritten in place",
-            )),
-        }
-    }
-
     /// Uploads `chosen` (blocks held in memory) for the next version's commit attempt, in
     /// parallel; they are then read back from the store (or the cache) when needed.
-    fn upload_early(&mut self, chosen: Vec<u64>) -> Result<()> {
+    fn upload_early(&mut self, naming: &EarlyNaming, chosen: Vec<u64>) -> Result<()> {
         if chosen.is_empty() {
             return Ok(());
         }
         self.renew_stale_attempt()?;
-        let (names, version) = self.versioned_names()?;
-        let codec = self.codec();
         if self.early.is_none() {
-            self.early = Some(EarlyAttempt::new(version)?);
+            self.early = Some(EarlyAttempt::new(naming.version)?);
         }
         let early = self.early.as_mut().expect("set above");
         let started = Stamp::now();
@@ -96,8 +80,8 @@ impl BlockFile {
                 continue;
             };
             let data = Bytes::from(data);
-            let (stored, pointer) = codec.seal_block(&mut early.uploads, i, &data)?;
-            batch.push((i, names.block(i, &pointer), pointer, data, stored));
+            let (key, stored, pointer) = naming.seal(&mut early.uploads, i, &data)?;
+            batch.push((i, key, pointer, data, stored));
         }
         let objects: Vec<(String, Bytes)> = batch
             .iter()
@@ -143,8 +127,11 @@ impl BlockFile {
         if !stale && !foreign {
             return Ok(());
         }
-        let (names, version) = self.versioned_names()?;
-        let mut fresh = EarlyAttempt::new(version)?;
+        let naming = self
+            .map
+            .early()
+            .ok_or_else(|| Error::internal("an early upload of a file rewritten in place"))?;
+        let mut fresh = EarlyAttempt::new(naming.version)?;
         let moves: Vec<(u64, String, Pointer, Pointer, usize)> = self
             .dirty
             .iter()
@@ -159,11 +146,11 @@ impl BlockFile {
             })
             .collect();
         let store = self.store.clone();
-        let codec = self.codec();
+        let codec = naming.codec.clone();
         let copies = moves.into_iter().map(|(i, from, p, np, len)| {
             let store = store.clone();
             let codec = codec.clone();
-            let to = names.block(i, &np);
+            let to = naming.name(i, &np);
             async move {
                 match store.get(&from, GetOptions::default()).await? {
                     GetOutcome::Found(obj) => {

@@ -1,12 +1,22 @@
 use super::*;
+use crate::layout::versioned::Names;
 use crate::store::memory::MemoryStore;
 use crate::store::{list_all, ObjectStore};
 
-fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFile {
+fn compat_map() -> CompatMap {
+    CompatMap::new(BlockKeys::new("db"))
+}
+
+/// The versioned layout's naming, no version yet.
+fn versioned_map() -> VersionedMap {
+    VersionedMap::new(Names::new("db"), None, None, [0; 16])
+}
+
+fn file(store: &Arc<MemoryStore>, block_size: u64, stored_size: u64) -> BlockFile<CompatMap> {
     BlockFile::new(
         store.clone(),
         Arc::new(Stats::default()),
-        Naming::Compat(BlockKeys::new("db")),
+        compat_map(),
         stored_size,
         BlockFileOptions {
             block_size,
@@ -122,7 +132,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
     let mut g = BlockFile::new(
         Arc::new(crate::store::CountingStore::new(counted, stats.clone())),
         stats.clone(),
-        Naming::Compat(BlockKeys::new("db")),
+        compat_map(),
         65536,
         BlockFileOptions {
             block_size: 65536,
@@ -142,7 +152,7 @@ fn a_block_is_fetched_once_for_many_page_reads() {
 }
 
 /// A file of `blocks` blocks of 4096 bytes, stored, whose cache holds `cache_blocks` of them.
-fn stored_file(store: &Arc<MemoryStore>, blocks: u64, cache_blocks: usize) -> BlockFile {
+fn stored_file(store: &Arc<MemoryStore>, blocks: u64, cache_blocks: usize) -> BlockFile<CompatMap> {
     let mut w = file(store, 4096, 0);
     for i in 0..blocks {
         w.write(i * 4096, &pattern(4096, i as u8)).unwrap();
@@ -151,7 +161,7 @@ fn stored_file(store: &Arc<MemoryStore>, blocks: u64, cache_blocks: usize) -> Bl
     BlockFile::new(
         store.clone(),
         Arc::new(Stats::default()),
-        Naming::Compat(BlockKeys::new("db")),
+        compat_map(),
         blocks * 4096,
         BlockFileOptions {
             block_size: 4096,
@@ -207,32 +217,20 @@ fn a_write_under_cache_pressure_keeps_the_old_bytes_of_its_edge_blocks() {
     assert!(all == want, "the edge blocks lost their old bytes");
 }
 
-/// A file whose buffer may hold `limit` bytes in memory (`versioned`: the versioned layout's
-/// naming, no version yet).
-fn limited(
+/// A file whose buffer may hold `limit` bytes in memory.
+fn limited<M: BlockMap>(
     store: &Arc<MemoryStore>,
     block_size: u64,
     limit: usize,
-    versioned: bool,
-) -> (BlockFile, Arc<MemoryBudget>) {
+    map: M,
+) -> (BlockFile<M>, Arc<MemoryBudget>) {
     let budget = Arc::new(MemoryBudget::new(limit, Arc::default()));
-    let naming = if versioned {
-        Naming::Versioned {
-            names: Names::new("db"),
-            snapshot: None,
-            block0: Bytes::new(),
-            segments: SegmentCache::default(),
-            compression: None,
-            keys: None,
-            fresh_db: [0; 16],
-        }
-    } else {
-        Naming::Compat(BlockKeys::new("db"))
-    };
+    // A file rewritten in place uploads block 0 last.
+    let upload_last = map.early().is_none().then_some(0);
     let f = BlockFile::new(
         store.clone(),
         Arc::new(Stats::default()),
-        naming,
+        map,
         0,
         BlockFileOptions {
             block_size,
@@ -240,7 +238,7 @@ fn limited(
             concurrency: 4,
             read_ahead: 0,
             disk: None,
-            upload_last: (!versioned).then_some(0),
+            upload_last,
             budget: budget.clone(),
         },
     );
@@ -265,13 +263,16 @@ fn file_op(max: u64) -> impl proptest::strategy::Strategy<Value = FileOp> {
     ]
 }
 
-/// Runs `ops` on a file with a budget of 3 blocks of 1 KiB and on a plain vector, checking every
-/// read, the budget after every write, and what the buffer finally holds.
-fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), String> {
+/// Runs `ops` on `f` (a budget of 3 blocks of 1 KiB) and on a plain vector, checking every
+/// read and the budget after every write; returns the vector. `flush` is the layout's.
+fn run_ops<M: BlockMap>(
+    f: &mut BlockFile<M>,
+    budget: &MemoryBudget,
+    ops: &[FileOp],
+    flush: fn(&mut BlockFile<M>) -> Result<()>,
+) -> std::result::Result<Vec<u8>, String> {
     let bs = 1024u64;
     let limit = 3 * bs as usize;
-    let store = Arc::new(MemoryStore::new());
-    let (mut f, budget) = limited(&store, bs, limit, versioned);
     let mut want: Vec<u8> = Vec::new();
     for (n, op) in ops.iter().enumerate() {
         match op.clone() {
@@ -309,9 +310,7 @@ fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), St
                     return Err(format!("op {n} {op:?}: read differs"));
                 }
             }
-            // Versioned files publish instead (below).
-            FileOp::Flush if !versioned => f.flush().map_err(|e| format!("op {n}: {e}"))?,
-            FileOp::Flush => {}
+            FileOp::Flush => flush(f).map_err(|e| format!("op {n}: {e}"))?,
         }
         if f.size() != want.len() as u64 {
             return Err(format!(
@@ -321,7 +320,18 @@ fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), St
             ));
         }
     }
+    Ok(want)
+}
+
+/// `run_ops` in either layout, then a check of what the file finally holds.
+fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), String> {
+    let bs = 1024u64;
+    let limit = 3 * bs as usize;
+    let store = Arc::new(MemoryStore::new());
     if versioned {
+        let (mut f, budget) = limited(&store, bs, limit, versioned_map());
+        // Versioned files publish instead of flushing.
+        let want = run_ops(&mut f, &budget, ops, |_| Ok(()))?;
         // What a publish would reference: every block, in memory or in the store, is right.
         let changes = f.changes().map_err(|e| e.to_string())?;
         let mut blocks: Vec<(u64, Vec<u8>)> = changes
@@ -349,6 +359,8 @@ fn against_oracle(ops: &[FileOp], versioned: bool) -> std::result::Result<(), St
             }
         }
     } else {
+        let (mut f, budget) = limited(&store, bs, limit, compat_map());
+        let want = run_ops(&mut f, &budget, ops, |f| f.flush())?;
         f.flush().map_err(|e| e.to_string())?;
         let mut g = file(&store, bs, want.len() as u64);
         let mut all = vec![0u8; want.len()];
@@ -385,7 +397,7 @@ proptest::proptest! {
 #[test]
 fn a_sequential_writer_keeps_memory_bounded_and_uploads_early() {
     let store = Arc::new(MemoryStore::new());
-    let (mut f, budget) = limited(&store, 1024, 4096, true);
+    let (mut f, budget) = limited(&store, 1024, 4096, versioned_map());
     for i in 0..64u64 {
         f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
         assert!(budget.used() <= 4096 + 1024, "{} buffered", budget.used());
@@ -410,7 +422,7 @@ fn a_sequential_writer_keeps_memory_bounded_and_uploads_early() {
 #[test]
 fn an_attempt_idle_past_the_base_age_is_copied_to_a_fresh_one_or_expires() {
     let store = Arc::new(MemoryStore::new());
-    let (mut f, _) = limited(&store, 1024, 2048, true);
+    let (mut f, _) = limited(&store, 1024, 2048, versioned_map());
     for i in 0..8u64 {
         f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
     }
@@ -447,7 +459,7 @@ fn a_save_point_restored_after_a_renewal_never_publishes_the_old_attempt() {
     // A1 (stale) to A2 and fails; ROLLBACK_ATOMIC restores the A1 keys. The next publish must
     // reference A2's (or a newer) copies, never A1's, which nothing keeps alive any more.
     let store = Arc::new(MemoryStore::new());
-    let (mut f, _) = limited(&store, 1024, 2048, true);
+    let (mut f, _) = limited(&store, 1024, 2048, versioned_map());
     for i in 0..8u64 {
         f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
     }
@@ -481,7 +493,7 @@ fn a_save_point_restored_after_a_renewal_never_publishes_the_old_attempt() {
 #[test]
 fn reading_an_early_block_that_gc_took_says_the_transaction_expired() {
     let store = Arc::new(MemoryStore::new());
-    let (mut f, _) = limited(&store, 1024, 2048, true);
+    let (mut f, _) = limited(&store, 1024, 2048, versioned_map());
     for i in 0..8u64 {
         f.write(i * 1024, &pattern(1024, i as u8)).unwrap();
     }

@@ -2,8 +2,14 @@
 //! `{prefix}/{block:010}` objects of `blockSize` bytes (the last may be shorter) and its size is
 //! the sum of the object sizes; the rollback journal of `{prefix}` is the file `{prefix}-journal`.
 
+use super::block_map::{BlockMap, BlockReader, Location};
+use super::versioned::format::Pointer;
+use super::versioned::map::EarlyNaming;
 use crate::error::Result;
 use crate::store::{list_all, ObjectMeta, ObjectStore};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::sync::Arc;
 
 /// Names the block objects of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +39,59 @@ impl BlockKeys {
         (rest.len() == 10 && rest.bytes().all(|b| b.is_ascii_digit()))
             .then(|| rest.parse().ok())
             .flatten()
+    }
+}
+
+/// A file's blocks in this layout: fixed keys, rewritten in place; a missing one reads as zeros
+/// (like the Python library).
+pub struct CompatMap {
+    pub keys: BlockKeys,
+}
+
+impl CompatMap {
+    pub fn new(keys: BlockKeys) -> Self {
+        CompatMap { keys }
+    }
+}
+
+impl BlockMap for CompatMap {
+    fn locate(&self, i: u64) -> Result<Location> {
+        Ok(Location::Object(self.keys.key(i), None))
+    }
+
+    fn prepare<'a>(
+        &'a mut self,
+        _: &'a dyn ObjectStore,
+        _: Vec<u64>,
+    ) -> Option<BoxFuture<'a, Result<()>>> {
+        None
+    }
+
+    fn trim(&mut self) {}
+
+    fn reader(&self) -> Arc<dyn BlockReader> {
+        Arc::new(CompatReader)
+    }
+
+    fn cut(&self, count: u64, old_count: u64) -> Vec<String> {
+        (count..old_count).map(|i| self.keys.key(i)).collect()
+    }
+
+    fn early(&self) -> Option<EarlyNaming> {
+        None
+    }
+}
+
+/// Objects are the blocks' bytes as they are.
+struct CompatReader;
+
+impl BlockReader for CompatReader {
+    fn decode(&self, _: &str, _: u64, _: Option<&Pointer>, stored: Bytes, _: u64) -> Result<Bytes> {
+        Ok(stored)
+    }
+
+    fn missing(&self, _: &str) -> Result<Bytes> {
+        Ok(Bytes::new())
     }
 }
 

@@ -1,5 +1,6 @@
 //! How files are named and committed in the bucket.
 
+pub mod block_map;
 pub mod compat;
 pub mod inspect;
 pub mod versioned;

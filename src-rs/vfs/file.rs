@@ -6,10 +6,11 @@ use super::locks::{LockLevel, Locks};
 use super::versioned::VersionedFile;
 use super::DbContext;
 use crate::blocks::spill::LocalFile;
-use crate::blocks::{BlockFile, BlockFileOptions, Naming};
+use crate::blocks::{BlockFile, BlockFileOptions};
 use crate::error::Error;
+use crate::layout::block_map::BlockMap;
 use crate::layout::compat::{
-    check_block_size, database_size, journal_prefix, list_blocks, listed_size, BlockKeys,
+    check_block_size, database_size, journal_prefix, list_blocks, listed_size, BlockKeys, CompatMap,
 };
 use crate::runtime::block_on;
 use crate::store::{delete_keys, store_now, GetOptions, GetOutcome};
@@ -46,16 +47,16 @@ const LOCAL_CLOCK_MARGIN_MS: i64 = 30_000;
 const JOURNAL_HEADER_LEN: u64 = 28;
 
 /// A block file of this database, with the context's block size, cache and concurrency.
-pub(super) fn new_blocks(
+pub(super) fn new_blocks<M: BlockMap>(
     ctx: &DbContext,
-    naming: Naming,
+    map: M,
     size: u64,
     upload_last: Option<u64>,
-) -> BlockFile {
+) -> BlockFile<M> {
     BlockFile::new(
         ctx.store.clone(),
         ctx.stats.clone(),
-        naming,
+        map,
         size,
         BlockFileOptions {
             block_size: ctx.block_size,
@@ -70,7 +71,11 @@ pub(super) fn new_blocks(
 }
 
 /// Reads `buf` at `offset`; a read past the end zero-fills and reports `SQLITE_IOERR_SHORT_READ`.
-pub(super) fn read_into(blocks: &mut BlockFile, offset: u64, buf: &mut [u8]) -> VfsResult<()> {
+pub(super) fn read_into<M: BlockMap>(
+    blocks: &mut BlockFile<M>,
+    offset: u64,
+    buf: &mut [u8],
+) -> VfsResult<()> {
     let n = blocks
         .read(offset, buf)
         .map_err(VfsError::io(ffi::SQLITE_IOERR_READ))?;
@@ -273,7 +278,7 @@ pub fn refused_pragma(name: &str, value: Option<&str>) -> Option<String> {
 
 pub struct DbFile {
     ctx: Arc<DbContext>,
-    blocks: BlockFile,
+    blocks: BlockFile<CompatMap>,
     locks: Locks,
     /// The API call during which we last checked the store for another process's commit.
     checked_epoch: u64,
@@ -290,7 +295,7 @@ impl DbFile {
     pub fn open(ctx: Arc<DbContext>) -> DbFile {
         let blocks = new_blocks(
             &ctx,
-            Naming::Compat(BlockKeys::new(ctx.prefix.clone())),
+            CompatMap::new(BlockKeys::new(ctx.prefix.clone())),
             0,
             Some(0),
         );
@@ -499,7 +504,7 @@ impl DbFile {
 
 pub struct JournalFile {
     ctx: Arc<DbContext>,
-    blocks: BlockFile,
+    blocks: BlockFile<CompatMap>,
 }
 
 impl JournalFile {
@@ -514,7 +519,7 @@ impl JournalFile {
             block_on(listed_size(&*ctx.store, &keys))?
         };
         // Block 0 (the header) is uploaded last, and its ETag kept: it names this journal.
-        let blocks = new_blocks(&ctx, Naming::Compat(keys), size, Some(0));
+        let blocks = new_blocks(&ctx, CompatMap::new(keys), size, Some(0));
         Ok(JournalFile { ctx, blocks })
     }
 

@@ -6,12 +6,13 @@
 use super::file::{new_blocks, read_into, VfsError, VfsResult};
 use super::locks::{LockLevel, Locks};
 use super::DbContext;
-use crate::blocks::{BlockFile, Naming, SavePoint};
+use crate::blocks::{BlockFile, SavePoint};
 use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::commit::{self, Layout, Outcome, Prepared};
 use crate::layout::versioned::format::Root;
-use crate::layout::versioned::{find_head, get_root, newer_than, Names, SegmentCache, Snapshot};
+use crate::layout::versioned::map::VersionedMap;
+use crate::layout::versioned::{find_head, get_root, newer_than, Names, Snapshot};
 use crate::runtime::block_on;
 use crate::sqlite_header;
 use crate::store::{ObjectStore, PutMode};
@@ -94,7 +95,7 @@ struct Batch {
 pub struct VersionedFile {
     ctx: Arc<DbContext>,
     names: Names,
-    blocks: BlockFile,
+    blocks: BlockFile<VersionedMap>,
     locks: Locks,
     loaded: bool,
     /// When v+1 was last seen absent (t_obs).
@@ -109,18 +110,15 @@ pub struct VersionedFile {
 impl VersionedFile {
     pub fn open(ctx: Arc<DbContext>) -> VersionedFile {
         let names = Names::with_keys(ctx.prefix.clone(), ctx.versioned.encryption.clone());
-        let naming = Naming::Versioned {
-            names: names.clone(),
-            snapshot: None,
-            block0: Bytes::new(),
-            segments: SegmentCache::default(),
-            compression: ctx.versioned.compression,
-            keys: ctx.versioned.encryption.clone(),
+        let map = VersionedMap::new(
+            names.clone(),
+            ctx.versioned.compression,
+            ctx.versioned.encryption.clone(),
             // Only a new encrypted database uses it (an existing one keeps its root's); the id
             // separates databases, its randomness is not what protects them.
-            fresh_db: crate::layout::versioned::seal::new_database_id().unwrap_or_default(),
-        };
-        let blocks = new_blocks(&ctx, naming, 0, None);
+            crate::layout::versioned::seal::new_database_id().unwrap_or_default(),
+        );
+        let blocks = new_blocks(&ctx, map, 0, None);
         VersionedFile {
             locks: Locks::for_snapshots(ctx.lock_key()),
             ctx,
@@ -466,9 +464,7 @@ impl VersionedFile {
         let concurrency = self.ctx.concurrency;
         let block_size = self.blocks.block_size();
         let (codec, codecs) = self.blocks.commit_codec();
-        let mut scratch = SegmentCache::default();
         let (segments, early) = self.blocks.commit_parts();
-        let segments = segments.unwrap_or(&mut scratch);
         let early = early.map(|e| commit::Early {
             uploads: &mut e.uploads,
             blocks: uploaded,

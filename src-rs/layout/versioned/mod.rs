@@ -13,6 +13,7 @@ pub mod codec;
 pub mod commit;
 pub mod format;
 pub mod gc;
+pub mod map;
 pub mod seal;
 
 use crate::error::{codes, Error, Result};
