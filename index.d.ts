@@ -202,21 +202,33 @@ export interface TransactionOptions {
      */
     retries?: number;
 }
+/** Which database a key is asked for (the `S3Database`'s own bucket and prefix). */
+export interface KeyProviderContext {
+    bucket: string;
+    prefix: string;
+}
 export interface EncryptionOptions {
     /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). Give this or `keyProvider`. */
     key?: Uint8Array;
     /**
      * Gives the key named `keyId` (32 bytes), or `null`/`undefined` when it has none by that id —
      * for keys kept in a KMS or a secrets manager. Called the first time the database needs a key:
-     * for `keyId` when the database opens, and for an older id when an object sealed under it is
-     * read (rotation without listing old keys). Each key is asked for once per open database and
-     * kept, in native memory only, until it closes. Ids come from the bucket, so treat them as
-     * untrusted input (only printable ids of 1 to 64 bytes are asked for). A key it does not have
-     * fails the read or the open with `ERR_KEY_MISSING`, and is not asked for again while the
-     * database is open; what it throws fails them with `ERR_KEY_PROVIDER`, and the next read that
-     * needs the key asks again.
+     * for `keyId` when the database opens (not for an old `version`, which seals nothing), and for
+     * an older id when an object sealed under it is read (rotation without listing old keys). Each
+     * key is asked for once per open database, however many reads need it at once, and kept in
+     * native memory (a copy: the provider may wipe its own) until the database closes.
+     *
+     * It is the allowlist of keys: ids come from the bucket, so whoever can write there can make
+     * it ask for any id (printable, 1 to 64 bytes; never treat one as a path). Give only the keys
+     * of `database` (its bucket and prefix are passed): a key of another database would let its
+     * objects be copied over this one's and read as this one's.
+     *
+     * A key it does not have fails the read or the open with `ERR_KEY_MISSING`, and is not asked
+     * for again while the database is open (a failed open forgets it); what it throws, or no answer
+     * within `keyProviderTimeoutMs`, fails them with `ERR_KEY_PROVIDER`, and the next read that
+     * needs the key asks again. It must not use the database it gives keys to (that waits for it).
      */
-    keyProvider?: (keyId: string) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined;
+    keyProvider?: (keyId: string, database: KeyProviderContext) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined;
     /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */
     keyProviderTimeoutMs?: number;
     /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */

@@ -154,21 +154,30 @@ function logCallback(logger) {
  * The key provider as the native side calls it: always a promise, of a Buffer of 32 bytes or
  * null. What is wrong with an answer is said by its type and length, never its bytes.
  */
-function keyProviderCallback(provider) {
+function keyProviderCallback(provider, database) {
     return async (keyId) => {
-        const key = await provider(keyId);
+        let key;
+        try {
+            key = await provider(keyId, database);
+        }
+        catch (e) {
+            // Whatever was thrown, a message the error can carry.
+            const why = e instanceof Error ? e.message : String(e);
+            throw new Error(why === '' ? 'threw without a message' : why);
+        }
         if (key === null || key === undefined)
             return null;
         if (!(key instanceof Uint8Array))
             throw new Error(`gave ${typeof key}, not a Uint8Array of 32 bytes`);
         if (key.length !== 32)
             throw new Error(`gave ${key.length} bytes, not 32`);
-        return asBuffer(key);
+        // A copy: the provider may wipe its own as soon as it returns, before native code reads it.
+        return Buffer.from(key);
     };
 }
 /** A Buffer over the same bytes (no copy left behind). */
 const asBuffer = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-function nativeOptions(o) {
+function nativeOptions(o, database = { bucket: '', prefix: '' }) {
     if (o === undefined) {
         if (!debugEnabled())
             return undefined;
@@ -314,7 +323,7 @@ function nativeOptions(o) {
         compressionLevel: o.compressionLevel,
         encryption: e && {
             key: e.key && asBuffer(e.key),
-            keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider),
+            keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider, database),
             keyProviderTimeoutMs: e.keyProviderTimeoutMs,
             keyId: e.keyId,
             previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
@@ -418,7 +427,7 @@ class S3Database {
         this.prefix = prefix;
         this.#batch = options?.iterateBatchSize ?? 256;
         try {
-            this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options));
+            this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options, { bucket, prefix }));
         }
         catch (e) {
             throw toError(e);
@@ -681,7 +690,7 @@ class S3Database {
             store: options?.store,
             logger: options?.logger,
             encryption: options?.encryption,
-        });
+        }, { bucket, prefix });
         const report = options?.onProgress;
         if (report !== undefined && typeof report !== 'function') {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function');
@@ -842,7 +851,7 @@ class Importer {
     static BATCH = 1 << 20;
     constructor(bucket, prefix, options) {
         try {
-            this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options), options?.overwrite ?? false);
+            this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options, { bucket, prefix }), options?.overwrite ?? false);
         }
         catch (e) {
             throw toError(e);

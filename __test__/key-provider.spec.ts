@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { type DatabaseOptions, type EncryptionOptions, S3Database } from '../index'
-import { freshBucket, freshPrefix, getObject, listObjects, options, series } from './helpers/s3'
+import { DeleteObjectCommand } from '@aws-sdk/client-s3'
+import { client, freshBucket, freshPrefix, getObject, listObjects, options, putObject, series } from './helpers/s3'
 
 let bucket = ''
 const dir = mkdtempSync(join(tmpdir(), 's3vfs-key-provider-'))
@@ -194,4 +195,145 @@ test('bad keyProvider options are ERR_INVALID_ARGUMENT', (t) => {
       code: 'ERR_INVALID_ARGUMENT',
     })
   }
+})
+
+// Red team of the provider (findings 1 and 4): every block of a scan or an export waits for the
+// same key. The waits must not take the runtime's threads (the timeout would never fire, and
+// every database of the process would stall), and one failure is paid once, not once per block.
+test('a provider that never answers, under a parallel scan and an export: one question, the timeout fires, other databases go on', async (t) => {
+  const prefix = await rotated()
+  const plain = freshPrefix('kp-plain')
+  const other = new S3Database(bucket, plain, options())
+  await other.exec(`CREATE TABLE t(x); INSERT INTO t SELECT n FROM ${series(100)}`)
+  for (const mode of ['scan', 'serialize'] as const) {
+    const asked: string[] = []
+    const db = new S3Database(
+      bucket,
+      prefix,
+      options({
+        blockSize: 512,
+        encryption: {
+          keyId: '2026',
+          keyProviderTimeoutMs: 1500,
+          keyProvider: (id) => {
+            asked.push(id)
+            return id === '2026' ? keys[id] : new Promise<Uint8Array>(() => undefined)
+          },
+        },
+      }),
+    )
+    await db.open()
+    const started = Date.now()
+    const work =
+      mode === 'scan'
+        ? Promise.all(Array.from({ length: 8 }, () => count(db)))
+        : (async () => {
+            for await (const _ of db.serialize()) void _
+          })()
+    // Meanwhile, a database that needs no key answers at once.
+    const during = Date.now()
+    t.is((await other.get<{ n: number }>('SELECT count(*) AS n FROM t'))?.n, 100)
+    t.true(Date.now() - during < 1000, `${mode}: another database waited ${Date.now() - during} ms`)
+    await t.throwsAsync(work, { code: 'ERR_KEY_PROVIDER', message: /did not answer within 1500 ms/ })
+    const took = Date.now() - started
+    t.true(took < 6000, `${mode}: the timeout fired after ${took} ms`)
+    t.deepEqual(asked, ['2026', '2025'], `${mode}: the old key was asked for once`)
+    await db.close()
+  }
+  await other.close()
+})
+
+test('the provider gets the database it is asked for, and is its allowlist: a tenant copied over another is refused', async (t) => {
+  const tenantKeys: Record<string, Buffer> = { 'tenant-a': randomBytes(32), 'tenant-b': randomBytes(32) }
+  const owner: Record<string, string> = {}
+  const seen: { bucket: string; prefix: string }[] = []
+  // Gives a tenant's key only for that tenant's own prefix.
+  const provider = async (id: string, database: { bucket: string; prefix: string }) => {
+    seen.push(database)
+    return owner[database.prefix] === id ? tenantKeys[id] : null
+  }
+  const [pa, pb] = [freshPrefix('tenant-a'), freshPrefix('tenant-b')]
+  owner[pa] = 'tenant-a'
+  owner[pb] = 'tenant-b'
+  for (const [prefix, id, row] of [
+    [pa, 'tenant-a', 'A row'],
+    [pb, 'tenant-b', 'B secret'],
+  ]) {
+    const db = new S3Database(bucket, prefix, options({ encryption: { keyProvider: provider, keyId: id } }))
+    await db.exec(`CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('${row}')`)
+    await db.close()
+  }
+  t.deepEqual(seen[0], { bucket, prefix: pa })
+  // The bucket's owner replaces A's objects with B's.
+  for (const o of await listObjects(bucket, `${pa}/`)) {
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.key }))
+  }
+  for (const o of await listObjects(bucket, `${pb}/`)) {
+    await putObject(bucket, pa + o.key.slice(pb.length), await getObject(bucket, o.key))
+  }
+  const a = new S3Database(bucket, pa, options({ encryption: { keyProvider: provider, keyId: 'tenant-a' } }))
+  await t.throwsAsync(a.all('SELECT v FROM t'), { code: 'ERR_KEY_MISSING', message: /'tenant-b'/ })
+  await a.close()
+})
+
+test('a failed open forgets what the provider lacked; an old version needs no sealing key; odd rejections still say why', async (t) => {
+  const prefix = await rotated()
+  // Rotating to 2027 before the KMS has it: the open fails, then works once it has.
+  let ready = false
+  const late = new S3Database(
+    bucket,
+    prefix,
+    withProvider(async (id) => (id === '2027' ? (ready ? keys['2026'] : null) : keys[id]), '2027'),
+  )
+  await t.throwsAsync(late.open(), {
+    code: 'ERR_KEY_MISSING',
+    message: /the key '2027' that seals new objects \(encryption\.keyId\) was not given/,
+  })
+  ready = true
+  await late.open()
+  t.is(await count(late), 600)
+  await late.close()
+
+  // Version 2 (the first 300 rows, all under 2025) with a provider that has only 2025.
+  const old = new S3Database(
+    bucket,
+    prefix,
+    withProvider(async (id) => (id === '2025' ? keys[id] : null), '2026', { version: 2 }),
+  )
+  t.is(await count(old), 300)
+  await old.close()
+
+  for (const [thrown, message] of [
+    ['a string', /failed: a string/],
+    ['', /failed: threw without a message/],
+    [undefined, /failed: undefined/],
+    [{ code: 42 }, /failed: \[object Object\]/],
+  ] as const) {
+    const db = new S3Database(
+      bucket,
+      prefix,
+      withProvider(() => Promise.reject(thrown)),
+    )
+    await t.throwsAsync(db.open(), { code: 'ERR_KEY_PROVIDER', message })
+    await db.close()
+  }
+})
+
+test('a provider that wipes its key as soon as it returns: what was sealed opens with the real key', async (t) => {
+  const prefix = freshPrefix('kp-wipe')
+  const wiping = async (id: string) => {
+    const k = Buffer.from(keys[id])
+    setImmediate(() => k.fill(0))
+    return k
+  }
+  const db = new S3Database(bucket, prefix, withProvider(wiping))
+  await db.exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) SELECT 'w ' || n FROM ${series(200)}`)
+  await db.close()
+  const check = new S3Database(bucket, prefix, options({ encryption: { key: keys['2026'], keyId: '2026' } }))
+  t.is(await count(check), 200)
+  t.deepEqual(await check.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  await check.close()
+  const zeros = new S3Database(bucket, prefix, options({ encryption: { key: Buffer.alloc(32), keyId: '2026' } }))
+  await t.throwsAsync(zeros.open(), { code: 'ERR_AUTHENTICATION_FAILED' })
+  await zeros.close()
 })

@@ -130,12 +130,16 @@ test('two S3Database objects on one base: one wins, the other gets SQLITE_BUSY a
   // Both pin the same version inside a read transaction, then both try to write.
   let release!: () => void
   const gate = new Promise<void>((r) => (release = r))
+  let pinned!: () => void
+  const bPinned = new Promise<void>((r) => (pinned = r))
   const bTx = b.transaction(async (tx) => {
     await tx.get('SELECT count(*) FROM t')
+    pinned()
     await gate
     await tx.run("INSERT INTO t VALUES ('from b')")
   })
-  await new Promise((r) => setTimeout(r, 100))
+  // b has read (pinned its version) before a writes, however slow the machine.
+  await bPinned
   await a.run("INSERT INTO t VALUES ('from a')")
   release()
   const e = await t.throwsAsync(bTx, { instanceOf: SqliteS3Error })

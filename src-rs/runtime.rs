@@ -29,20 +29,24 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     handle().block_on(fut)
 }
 
-/// Runs a future to completion from any thread but the JS one, even from inside a runtime (a
-/// worker hands its other tasks to another thread while it waits, so the runtime keeps going).
-/// For the rare wait that SQLite's synchronous callbacks and async code can both reach, such as
-/// asking the key provider for a key.
-pub fn wait<F: Future>(fut: F) -> crate::error::Result<F::Output> {
+/// Runs `f`, which blocks (waits for another thread), from any thread but the JS one: on a
+/// runtime worker inside `block_in_place`, which hands the worker's other tasks to another
+/// thread, so the runtime (its timers, its I/O) keeps going however many tasks wait.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> crate::error::Result<R> {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Err(_) => Ok(block_on(fut)),
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            Ok(tokio::task::block_in_place(|| block_on(fut)))
-        }
+        Err(_) => Ok(f()),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(f)),
         Ok(_) => Err(crate::error::Error::internal(
             "cannot wait for another thread on a current-thread runtime",
         )),
     }
+}
+
+/// Runs a future to completion from any thread but the JS one, even from inside a runtime (see
+/// `blocking`). For the rare wait that SQLite's synchronous callbacks and async code can both
+/// reach, such as asking the key provider for a key.
+pub fn wait<F: Future>(fut: F) -> crate::error::Result<F::Output> {
+    blocking(|| block_on(fut))
 }
 
 /// Runs a future on the runtime, detached.

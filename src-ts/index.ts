@@ -244,21 +244,34 @@ export interface TransactionOptions {
   retries?: number
 }
 
+/** Which database a key is asked for (the `S3Database`'s own bucket and prefix). */
+export interface KeyProviderContext {
+  bucket: string
+  prefix: string
+}
+
 export interface EncryptionOptions {
   /** 32 bytes (e.g. `crypto.randomBytes(32)`, or from a KMS data key). Give this or `keyProvider`. */
   key?: Uint8Array
   /**
    * Gives the key named `keyId` (32 bytes), or `null`/`undefined` when it has none by that id —
    * for keys kept in a KMS or a secrets manager. Called the first time the database needs a key:
-   * for `keyId` when the database opens, and for an older id when an object sealed under it is
-   * read (rotation without listing old keys). Each key is asked for once per open database and
-   * kept, in native memory only, until it closes. Ids come from the bucket, so treat them as
-   * untrusted input (only printable ids of 1 to 64 bytes are asked for). A key it does not have
-   * fails the read or the open with `ERR_KEY_MISSING`, and is not asked for again while the
-   * database is open; what it throws fails them with `ERR_KEY_PROVIDER`, and the next read that
-   * needs the key asks again.
+   * for `keyId` when the database opens (not for an old `version`, which seals nothing), and for
+   * an older id when an object sealed under it is read (rotation without listing old keys). Each
+   * key is asked for once per open database, however many reads need it at once, and kept in
+   * native memory (a copy: the provider may wipe its own) until the database closes.
+   *
+   * It is the allowlist of keys: ids come from the bucket, so whoever can write there can make
+   * it ask for any id (printable, 1 to 64 bytes; never treat one as a path). Give only the keys
+   * of `database` (its bucket and prefix are passed): a key of another database would let its
+   * objects be copied over this one's and read as this one's.
+   *
+   * A key it does not have fails the read or the open with `ERR_KEY_MISSING`, and is not asked
+   * for again while the database is open (a failed open forgets it); what it throws, or no answer
+   * within `keyProviderTimeoutMs`, fails them with `ERR_KEY_PROVIDER`, and the next read that
+   * needs the key asks again. It must not use the database it gives keys to (that waits for it).
    */
-  keyProvider?: (keyId: string) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined
+  keyProvider?: (keyId: string, database: KeyProviderContext) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined
   /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */
   keyProviderTimeoutMs?: number
   /** Names the key in every object it seals (1 to 64 bytes, not secret). Default `'default'`. */
@@ -466,20 +479,28 @@ function logCallback(logger: Logger | undefined) {
  * The key provider as the native side calls it: always a promise, of a Buffer of 32 bytes or
  * null. What is wrong with an answer is said by its type and length, never its bytes.
  */
-function keyProviderCallback(provider: NonNullable<EncryptionOptions['keyProvider']>) {
+function keyProviderCallback(provider: NonNullable<EncryptionOptions['keyProvider']>, database: KeyProviderContext) {
   return async (keyId: string): Promise<Buffer | null> => {
-    const key: unknown = await provider(keyId)
+    let key: unknown
+    try {
+      key = await provider(keyId, database)
+    } catch (e) {
+      // Whatever was thrown, a message the error can carry.
+      const why = e instanceof Error ? e.message : String(e)
+      throw new Error(why === '' ? 'threw without a message' : why)
+    }
     if (key === null || key === undefined) return null
     if (!(key instanceof Uint8Array)) throw new Error(`gave ${typeof key}, not a Uint8Array of 32 bytes`)
     if (key.length !== 32) throw new Error(`gave ${key.length} bytes, not 32`)
-    return asBuffer(key)
+    // A copy: the provider may wipe its own as soon as it returns, before native code reads it.
+    return Buffer.from(key)
   }
 }
 
 /** A Buffer over the same bytes (no copy left behind). */
 const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
 
-function nativeOptions(o: DatabaseOptions | undefined) {
+function nativeOptions(o: DatabaseOptions | undefined, database: KeyProviderContext = { bucket: '', prefix: '' }) {
   if (o === undefined) {
     if (!debugEnabled()) return undefined
     o = {}
@@ -631,7 +652,7 @@ function nativeOptions(o: DatabaseOptions | undefined) {
     compressionLevel: o.compressionLevel,
     encryption: e && {
       key: e.key && asBuffer(e.key),
-      keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider),
+      keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider, database),
       keyProviderTimeoutMs: e.keyProviderTimeoutMs,
       keyId: e.keyId,
       previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
@@ -780,7 +801,7 @@ export class S3Database implements Queryable {
     this.prefix = prefix
     this.#batch = options?.iterateBatchSize ?? 256
     try {
-      this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options))
+      this.#native = new native.NativeDatabase(bucket, prefix, nativeOptions(options, { bucket, prefix }))
     } catch (e) {
       throw toError(e)
     }
@@ -1034,13 +1055,16 @@ export class S3Database implements Queryable {
     if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0) || grace > Number.MAX_SAFE_INTEGER)) {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${grace}`)
     }
-    const o = nativeOptions({
-      s3: options?.s3,
-      concurrency: options?.concurrency,
-      store: options?.store,
-      logger: options?.logger,
-      encryption: options?.encryption,
-    })
+    const o = nativeOptions(
+      {
+        s3: options?.s3,
+        concurrency: options?.concurrency,
+        store: options?.store,
+        logger: options?.logger,
+        encryption: options?.encryption,
+      },
+      { bucket, prefix },
+    )
     const report = options?.onProgress
     if (report !== undefined && typeof report !== 'function') {
       throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function')
@@ -1220,7 +1244,7 @@ class Importer {
 
   constructor(bucket: string, prefix: string, options?: DeserializeOptions) {
     try {
-      this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options), options?.overwrite ?? false)
+      this.#native = new native.NativeDeserializer(bucket, prefix, nativeOptions(options, { bucket, prefix }), options?.overwrite ?? false)
     } catch (e) {
       throw toError(e)
     }

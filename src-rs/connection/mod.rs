@@ -412,6 +412,10 @@ impl Worker {
             return Ok(());
         }
         let c = &self.config;
+        if let Some(keys) = &c.versioned.encryption {
+            // A key the provider lacked at a failed open may be there now.
+            keys.forget_unknown();
+        }
         let store = block_on(c.connect_store(self.stats.clone()))?;
         // One LIST tells the layout, and in the versioned one the newest version.
         let (layout, head) = match block_on(crate::layout::detect(&*store, &c.prefix))? {
@@ -486,8 +490,14 @@ impl Worker {
         conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
             .map_err(|e| sql_error(&ctx, e))
             .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
-        // A key provider that cannot give the current key fails the open, not the first write.
-        if let Some(keys) = &c.versioned.encryption {
+        // A key provider that cannot give the current key fails the open, not the first write
+        // (an old version, read-only, seals nothing).
+        if let Some(keys) = c
+            .versioned
+            .encryption
+            .as_ref()
+            .filter(|_| c.versioned.time_travel.is_none())
+        {
             keys.ready()
                 .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
         }

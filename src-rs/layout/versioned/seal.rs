@@ -25,7 +25,7 @@ use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 pub const KEY_LEN: usize = 32;
@@ -47,9 +47,49 @@ pub struct Keyring {
     /// Ids the provider said it has no key for: kept too, so a scan of blocks under such a key
     /// asks once, not once per block. (A provider's error is not kept: the next read asks again.)
     unknown: RwLock<HashSet<String>>,
-    /// One question to the provider at a time, so a key is fetched once however many blocks
-    /// need it at the same moment.
-    asking: Mutex<()>,
+    /// Questions to the provider under way, by key id: whoever needs a key being fetched waits
+    /// for that answer (a key or an error), so a key is asked for once however many blocks
+    /// need it at the same moment, and a failure is paid once.
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+type Key = Arc<Zeroizing<[u8; KEY_LEN]>>;
+
+/// One question to the provider, and its answer once there is one.
+#[derive(Default)]
+struct Flight {
+    answer: Mutex<Option<Result<Key>>>,
+    answered: Condvar,
+}
+
+impl Flight {
+    fn wait(&self) -> Result<Key> {
+        let mut answer = self.answer.lock().unwrap();
+        loop {
+            if let Some(a) = answer.as_ref() {
+                return a.clone();
+            }
+            answer = self.answered.wait(answer).unwrap();
+        }
+    }
+
+    fn answer(&self, a: Result<Key>) {
+        let mut answer = self.answer.lock().unwrap();
+        if answer.is_none() {
+            *answer = Some(a);
+        }
+        self.answered.notify_all();
+    }
+}
+
+/// Answers a flight whose asker left without an answer (a panic), so no one waits forever.
+struct Answering<'a>(&'a Flight);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0
+            .answer(Err(Error::internal("the key provider's caller stopped")));
+    }
 }
 
 /// Where keys come from when they are not given up front: a KMS, a secrets manager. Key ids it
@@ -119,7 +159,7 @@ impl Keyring {
             keys: RwLock::new(HashMap::new()),
             provider,
             unknown: RwLock::new(HashSet::new()),
-            asking: Mutex::new(()),
+            flights: Mutex::new(HashMap::new()),
         };
         for (id, bytes) in previous {
             check_id(id)?;
@@ -134,7 +174,7 @@ impl Keyring {
         Ok(ring)
     }
 
-    fn insert(&self, id: &str, bytes: &[u8]) -> Result<Arc<Zeroizing<[u8; KEY_LEN]>>> {
+    fn insert(&self, id: &str, bytes: &[u8]) -> Result<Key> {
         let key = Arc::new(key_of(bytes, id)?);
         self.keys
             .write()
@@ -145,48 +185,94 @@ impl Keyring {
 
     /// The key named `id`: held, or fetched from the provider (once), or `ERR_KEY_MISSING`.
     /// `what` names the object that needs it, for the error.
-    fn key(&self, what: &str, id: &str) -> Result<Arc<Zeroizing<[u8; KEY_LEN]>>> {
+    fn key(&self, what: &str, id: &str) -> Result<Key> {
         if let Some(key) = self.keys.read().unwrap().get(id) {
             return Ok(key.clone());
         }
         let Some(provider) = &self.provider else {
             return Err(key_missing(what, &tame(id)));
         };
-        // Ids are written by whoever wrote the object: one that could not have been ours (a
-        // control character, a path) never reaches the provider.
+        // Ids are written by whoever wrote the object: one with control characters or beyond
+        // ASCII could not have been ours, and never reaches the provider.
         if check_id(id).is_err() || !id.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
             return Err(key_missing(what, &tame(id)));
         }
-        let _one_at_a_time = self.asking.lock().unwrap();
-        if let Some(key) = self.keys.read().unwrap().get(id) {
-            return Ok(key.clone());
+        let (flight, asker) = {
+            let mut flights = self.flights.lock().unwrap();
+            // Looked up again under the lock: an answer may have just come.
+            if let Some(key) = self.keys.read().unwrap().get(id) {
+                return Ok(key.clone());
+            }
+            if self.unknown.read().unwrap().contains(id) {
+                return Err(key_missing(what, id));
+            }
+            match flights.get(id) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(id.to_string(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !asker {
+            // Waiting off the runtime's cores (in `block_in_place` on a worker), so the fetch
+            // it waits for, and its timeout, keep running.
+            return crate::runtime::blocking(|| flight.wait())?;
         }
-        if self.unknown.read().unwrap().contains(id) {
-            return Err(key_missing(what, id));
-        }
-        match provider.fetch(id)? {
-            Some(bytes) => self.insert(id, &bytes).map_err(|e| {
+        let answering = Answering(&flight);
+        let answer = match provider.fetch(id) {
+            Ok(Some(bytes)) => self.insert(id, &bytes).map_err(|e| {
                 Error::new(
                     codes::KEY_PROVIDER,
                     format!("encryption.keyProvider('{id}'): {}", e.message),
                 )
             }),
-            None => {
+            Ok(None) => {
                 self.unknown.write().unwrap().insert(id.to_string());
                 Err(key_missing(what, id))
             }
-        }
+            Err(e) => Err(e),
+        };
+        // Kept (above) before the flight ends: whoever comes after it finds the answer.
+        flight.answer(answer.clone());
+        drop(answering);
+        self.flights.lock().unwrap().remove(id);
+        answer
+    }
+
+    /// The key that seals new objects.
+    fn current_key(&self) -> Result<Key> {
+        self.key("the current key", &self.current).map_err(|e| {
+            if e.code != codes::KEY_MISSING {
+                return e;
+            }
+            Error::new(
+                codes::KEY_MISSING,
+                format!(
+                    "the key '{}' that seals new objects (encryption.keyId) was not given: the key \
+                     provider has none by that id",
+                    tame(&self.current)
+                ),
+            )
+        })
     }
 
     /// Makes sure the current key is at hand (fetching it from the provider if need be), so a
     /// database whose key cannot be had fails when it opens, not at its first write.
     pub fn ready(&self) -> Result<()> {
-        self.key("the current key", &self.current).map(|_| ())
+        self.current_key().map(|_| ())
+    }
+
+    /// Forgets the ids the provider had no key for (a new attempt to open the database: a key
+    /// missing then may be there now).
+    pub fn forget_unknown(&self) {
+        self.unknown.write().unwrap().clear();
     }
 
     /// Seals `plain` with the current key, bound to `identity`.
     pub fn seal(&self, identity: &[u8], plain: &[u8]) -> Result<Bytes> {
-        let key = self.key("the current key", &self.current)?;
+        let key = self.current_key()?;
         let cipher = XChaCha20Poly1305::new(key_bytes(&key).into());
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce)
@@ -230,7 +316,7 @@ impl Keyring {
     }
 }
 
-fn key_bytes(key: &Zeroizing<[u8; KEY_LEN]>) -> &[u8; KEY_LEN] {
+fn key_bytes(key: &Key) -> &[u8; KEY_LEN] {
     key
 }
 
@@ -434,6 +520,48 @@ mod tests {
         let sealed = ring.seal(&who, b"under b").unwrap();
         assert_eq!(key_id_of(&sealed).as_deref(), Some("b"));
         assert_eq!(*p.asked.lock().unwrap(), ["b", "a"]);
+    }
+
+    #[test]
+    fn a_provider_failure_is_paid_once_by_everyone_waiting_and_then_asked_again() {
+        let who = identity(b"block", &[3; 16], &[]);
+        let by_a = ring("a", 1).seal(&who, b"under a").unwrap();
+        let p = counting(&[("a", 1), ("b", 2)], 0);
+        let ring = Arc::new(Keyring::with_provider("b", Some(Box::new(p.clone())), &[]).unwrap());
+        ring.ready().unwrap();
+        *p.fail.lock().unwrap() = 1;
+        // All eight start together; the provider takes 20 ms to fail, so they all wait for
+        // the one question.
+        let start = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (ring, by_a, who) = (ring.clone(), by_a.clone(), who.clone());
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    ring.open("o", &who, &by_a).map_err(|e| e.code)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(
+            answers
+                .iter()
+                .all(|a| a == &Err(codes::KEY_PROVIDER.to_string())),
+            "{answers:?}"
+        );
+        let asked_a = || {
+            p.asked
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|id| *id == "a")
+                .count()
+        };
+        assert_eq!(asked_a(), 1);
+        // Not kept: the next read asks again, and gets the key.
+        assert_eq!(ring.open("o", &who, &by_a).unwrap(), b"under a");
+        assert_eq!(asked_a(), 2);
     }
 
     #[test]
