@@ -30,8 +30,8 @@ pub trait BlockMap: Send {
     /// `prepare` runs first.
     fn locate(&self, i: u64) -> Result<Location>;
 
-    /// Loads what `locate` needs for `blocks` (the versioned layout's map segments); `None`
-    /// when there is nothing to load (no request, no wait).
+    /// Loads what `locate` needs for `blocks` (the versioned layout's map segments, those not
+    /// cached yet); `None` when the layout needs nothing for them (no wait at all).
     fn prepare<'a>(
         &'a mut self,
         store: &'a dyn ObjectStore,

@@ -86,7 +86,20 @@ impl BlockMap for CompatMap {
 struct CompatReader;
 
 impl BlockReader for CompatReader {
-    fn decode(&self, _: &str, _: u64, _: Option<&Pointer>, stored: Bytes, _: u64) -> Result<Bytes> {
+    fn decode(
+        &self,
+        key: &str,
+        _: u64,
+        pointer: Option<&Pointer>,
+        stored: Bytes,
+        _: u64,
+    ) -> Result<Bytes> {
+        // Only the versioned layout names objects by map entries (or uploads blocks early).
+        if pointer.is_some() {
+            return Err(crate::error::Error::internal(format!(
+                "{key}: a map entry for a block rewritten in place"
+            )));
+        }
         Ok(stored)
     }
 
