@@ -128,8 +128,9 @@ pub struct StoreHandle {
     pub prefix: String,
     pub block_size: u64,
     pub concurrency: usize,
-    /// Versioned layout: the version to export (`None` in the `sqlite-s3vfs` layout).
-    pub snapshot: Option<Option<Arc<Snapshot>>>,
+    pub layout: LayoutKind,
+    /// Versioned layout: the version to export (`None` before the first).
+    pub snapshot: Option<Arc<Snapshot>>,
     /// Encrypted databases: the keys that open its objects.
     pub keys: Option<Arc<crate::layout::versioned::seal::Keyring>>,
 }
@@ -694,7 +695,7 @@ impl Session<'_> {
                 .conn
                 .query_row("PRAGMA schema_version", [], |_| Ok(()))
                 .map_err(|e| self.err(e))?;
-            Some(c.pinned.lock().unwrap().clone())
+            c.pinned.lock().unwrap().clone()
         } else {
             None
         };
@@ -703,6 +704,7 @@ impl Session<'_> {
             prefix: c.prefix.clone(),
             block_size: c.block_size,
             concurrency: c.concurrency,
+            layout: c.layout,
             snapshot,
             keys: c.versioned.encryption.clone(),
         })

@@ -26,6 +26,7 @@ pub enum Location {
 
 /// A layout's naming of one file's blocks.
 pub trait BlockMap: Send {
+    // (An export, `streams/serialize.rs`, also reads a file through it.)
     /// Where block `i` is. An entry whose map segment is not loaded is an error, never zeros:
     /// `prepare` runs first.
     fn locate(&self, i: u64) -> Result<Location>;
@@ -43,6 +44,10 @@ pub trait BlockMap: Send {
 
     /// Reads blocks' objects for fetches running in the background.
     fn reader(&self) -> Arc<dyn BlockReader>;
+
+    /// Whether objects are rewritten in place, so one may change while it is read (the names
+    /// of immutable objects never do: a change there is damage).
+    fn in_place(&self) -> bool;
 
     /// The keys whose content changes when the file is cut from `old_count` blocks to `count`
     /// (a layout that rewrites objects in place; names of immutable objects never go stale).

@@ -6,7 +6,7 @@ use super::block_map::{BlockMap, BlockReader, Location};
 use super::versioned::format::Pointer;
 use super::versioned::map::EarlyNaming;
 use crate::error::Result;
-use crate::store::{list_all, ObjectMeta, ObjectStore};
+use crate::store::{list_all, GetOptions, GetOutcome, ObjectMeta, ObjectStore};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -73,6 +73,10 @@ impl BlockMap for CompatMap {
         Arc::new(CompatReader)
     }
 
+    fn in_place(&self) -> bool {
+        true
+    }
+
     fn cut(&self, count: u64, old_count: u64) -> Vec<String> {
         (count..old_count).map(|i| self.keys.key(i)).collect()
     }
@@ -80,6 +84,32 @@ impl BlockMap for CompatMap {
     fn early(&self) -> Option<EarlyNaming> {
         None
     }
+}
+
+/// What an export of the database at `prefix` starts from: its map, its size (from the header
+/// in block 0; a LIST only when the header cannot tell), and block 0 cut to the file.
+pub async fn export_start(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    block_size: u64,
+) -> Result<(CompatMap, u64, Option<Bytes>)> {
+    let map = CompatMap::new(BlockKeys::new(prefix));
+    let GetOutcome::Found(obj) = store.get(&map.keys.key(0), GetOptions::default()).await? else {
+        return Ok((map, 0, None));
+    };
+    let size = database_size(store, &map.keys, &obj.body).await?;
+    check_block_size(
+        &format!("{}/{prefix}", store.location()),
+        block_size,
+        &obj.body,
+        size,
+        // A commit may be in flight: only what no commit explains (a shorter object where more
+        // is needed fails later as ERR_CHANGED_DURING_SERIALIZE).
+        false,
+    )?;
+    let len = (size.min(block_size)) as usize;
+    let first = obj.body.slice(..len.min(obj.body.len()));
+    Ok((map, size, Some(first)))
 }
 
 /// Objects are the blocks' bytes as they are.

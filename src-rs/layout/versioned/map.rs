@@ -67,6 +67,33 @@ impl VersionedMap {
         self.block0 = block0;
     }
 
+    /// What an export of `snapshot` starts from: its map with every segment loaded (one pass,
+    /// in parallel), its size and block size, and block 0 (in the root) cut to the file.
+    pub async fn export_start(
+        store: &dyn ObjectStore,
+        names: Names,
+        snapshot: Option<Arc<Snapshot>>,
+        block_size: u64,
+    ) -> Result<(VersionedMap, u64, u64, Option<Bytes>)> {
+        let keys = names.keys().cloned();
+        let mut map = VersionedMap::new(names, None, keys, DatabaseId::default());
+        let Some(snap) = snapshot else {
+            return Ok((map, 0, block_size, None));
+        };
+        let count = snap.block_count();
+        let segments: Vec<u64> = match snap.segment_of(0) {
+            None => Vec::new(),
+            Some(_) => (0..count.div_ceil(snap.root.segment_len as u64)).collect(),
+        };
+        load_segments(store, &map.names, &snap.root, &segments, &mut map.segments).await?;
+        let size = snap.root.file_size;
+        let len = (size.min(snap.root.block_size)) as usize;
+        let block0 = snap.root.block0.slice(..len.min(snap.root.block0.len()));
+        let block_size = snap.root.block_size;
+        map.pin(Some(snap), block0.clone());
+        Ok((map, size, block_size, Some(block0)))
+    }
+
     /// The pinned version (0 before the first).
     fn version(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.version())
@@ -116,6 +143,10 @@ impl BlockMap for VersionedMap {
             codec: self.codec(),
             version: self.version(),
         })
+    }
+
+    fn in_place(&self) -> bool {
+        false
     }
 
     fn cut(&self, _: u64, _: u64) -> Vec<String> {
