@@ -3,10 +3,13 @@
 //! the sum of the object sizes; the rollback journal of `{prefix}` is the file `{prefix}-journal`.
 
 use super::block_map::{BlockMap, BlockReader, Location};
+use super::import::{Import, ImportEnd};
 use super::versioned::format::Pointer;
 use super::versioned::map::EarlyNaming;
 use crate::error::Result;
-use crate::store::{list_all, GetOptions, GetOutcome, ObjectMeta, ObjectStore};
+use crate::store::{
+    delete_keys, list_all, DynStore, GetOptions, GetOutcome, ObjectMeta, ObjectStore, PutMode,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -110,6 +113,128 @@ pub async fn export_start(
     let len = (size.min(block_size)) as usize;
     let first = obj.body.slice(..len.min(obj.body.len()));
     Ok((map, size, Some(first)))
+}
+
+/// This layout's half of an import: blocks go to the database's own keys, block 0 last (so a
+/// reader sees the old database or the whole new one), and replacing one deletes the blocks
+/// past the new end and any journal left behind.
+pub struct CompatImport {
+    prefix: String,
+    keys: BlockKeys,
+    /// Objects of the database that was there before (overwrite), to delete past the new end.
+    existing: Vec<String>,
+    /// Blocks (by index) that may have reached the store.
+    uploaded_up_to: u64,
+    /// Block 0 may be in the store (its PUT was sent and not proven absent), so the blocks it
+    /// describes must stay.
+    block0_sent: bool,
+    place: String,
+}
+
+impl CompatImport {
+    /// An import into `prefix` (`exists`: it holds a database of this layout). Replacing one
+    /// needs `overwrite`, and the input spooled and checked in full before anything is touched
+    /// (the second value: whether to spool).
+    pub async fn start(
+        store: &dyn ObjectStore,
+        prefix: &str,
+        exists: bool,
+        overwrite: bool,
+        place: &str,
+    ) -> Result<(CompatImport, bool)> {
+        let keys = BlockKeys::new(prefix);
+        let mut existing = Vec::new();
+        if exists {
+            if !overwrite {
+                return Err(crate::error::Error::new(
+                    crate::error::codes::DATABASE_EXISTS,
+                    format!(
+                        "{place} already holds a database; pass {{ overwrite: true }} to replace it"
+                    ),
+                ));
+            }
+            existing = list_blocks(store, &keys)
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+        }
+        let import = CompatImport {
+            prefix: prefix.to_string(),
+            keys,
+            existing,
+            uploaded_up_to: 0,
+            block0_sent: false,
+            place: place.to_string(),
+        };
+        Ok((import, exists))
+    }
+
+    async fn finish_import(&mut self, store: &DynStore, end: ImportEnd) -> Result<()> {
+        // Objects past the new end (overwrite), and any journal left by an earlier database: a
+        // stale journal would be rolled back into the new one.
+        let keep = end.blocks;
+        let mut doomed = Vec::new();
+        for k in &self.existing {
+            if self.keys.parse(k).is_some_and(|i| i >= keep) {
+                doomed.push(k.clone());
+            }
+        }
+        let journal = BlockKeys::new(journal_prefix(&self.prefix));
+        for o in list_blocks(&**store, &journal).await? {
+            doomed.push(o.key);
+        }
+        delete_keys(store.clone(), doomed, end.concurrency).await?;
+        let Some(block0) = end.block0 else {
+            return Ok(());
+        };
+        let key0 = self.keys.key(0);
+        self.block0_sent = true;
+        if let Err(e) = store.put(&key0, block0.clone(), PutMode::Rewrite).await {
+            // The PUT may have landed with its answer lost: the store decides, not a guess.
+            // Not there (yet) is no proof it will not land: the blocks stay either way.
+            if let Ok(GetOutcome::Found(obj)) = store.get(&key0, GetOptions::default()).await {
+                if obj.body == block0 {
+                    return Ok(());
+                }
+            }
+            return Err(e.context(format!(
+                "{}: block 0 of the import may still land, so its other blocks were kept; \
+                 run the import again with {{ overwrite: true }}",
+                self.place
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Import for CompatImport {
+    fn block(&mut self, i: u64, data: Bytes) -> Result<(String, Bytes, PutMode)> {
+        self.uploaded_up_to = i + 1;
+        // The database's own keys, rewritten in place.
+        Ok((self.keys.key(i), data, PutMode::Rewrite))
+    }
+
+    fn finish<'a>(&'a mut self, store: &'a DynStore, end: ImportEnd) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.finish_import(store, end))
+    }
+
+    fn abort<'a>(&'a mut self, store: &'a DynStore, concurrency: usize) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.block0_sent {
+                // Block 0 may have landed and describes these blocks: they stay.
+                return;
+            }
+            if !self.existing.is_empty() {
+                // Replacing a database: bad input was refused before anything was uploaded; a
+                // store failure mid-upload leaves what it leaves (this layout has no atomic
+                // commit).
+                return;
+            }
+            let keys: Vec<String> = (1..self.uploaded_up_to).map(|i| self.keys.key(i)).collect();
+            let _ = delete_keys(store.clone(), keys, concurrency).await;
+        })
+    }
 }
 
 /// Objects are the blocks' bytes as they are.

@@ -2,6 +2,7 @@
 
 pub mod block_map;
 pub mod compat;
+pub mod import;
 pub mod inspect;
 pub mod versioned;
 

@@ -5,19 +5,15 @@
 //! `overwrite` is set) the input is first spooled to a local temp file and validated in full, so
 //! bad input never touches the existing database.
 
-use crate::clock::Stamp;
 use crate::error::{codes, Error, Result};
-use crate::layout::compat::{journal_prefix, list_blocks, BlockKeys};
-use crate::layout::versioned::codec::{BlockCodec, Compression};
-use crate::layout::versioned::commit::{
-    fresh_map, publish_root, Layout, Outcome, Prepared, MAX_BASE_AGE,
-};
-use crate::layout::versioned::format::{is_sealed_root, Pointer, Uploads, SEALED_FLAG_PREFIX_LEN};
-use crate::layout::versioned::seal::{new_database_id, Keyring};
-use crate::layout::versioned::{new_attempt_id, Names};
+use crate::layout::compat::CompatImport;
+use crate::layout::import::{Import, ImportEnd};
+use crate::layout::versioned::codec::Compression;
+use crate::layout::versioned::import::VersionedImport;
+use crate::layout::versioned::seal::Keyring;
 use crate::layout::{Found, LayoutKind};
 use crate::sqlite_header;
-use crate::store::{delete_keys, DynStore, GetOptions, GetOutcome, PutMode};
+use crate::store::DynStore;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -39,48 +35,8 @@ pub struct DeserializeOptions {
     pub keys: Option<Arc<Keyring>>,
 }
 
-/// A versioned import: every block goes to a key of this attempt, and nothing is visible until
-/// the root of the next version is created, so an existing database is never touched by a
-/// failed or refused import.
-struct VersionedImport {
-    names: Names,
-    /// How the blocks are stored: compressed, sealed under the new database's id.
-    codec: BlockCodec,
-    /// The version this import creates, its attempt id, and its upload numbers.
-    uploads: Uploads,
-    observed: Stamp,
-    /// Map entries of the blocks uploaded so far (index = block).
-    entries: Vec<Pointer>,
-    /// When the last block upload started, and the longest pause between two so far. GC spares
-    /// an attempt's objects while its newest one is younger than the horizon; a pause longer than
-    /// `MAX_BASE_AGE` (the horizon is at least three times that) means earlier blocks may be
-    /// gone, so they are checked before the root names them.
-    last_upload: Option<Stamp>,
-    longest_pause: std::time::Duration,
-}
-
-impl VersionedImport {
-    /// The keys of the blocks this import uploaded (its own attempt's keys only).
-    fn block_keys(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_null())
-            .map(|(i, p)| self.names.block(i as u64, p))
-            .collect()
-    }
-
-    fn note_upload(&mut self) {
-        if let Some(last) = self.last_upload {
-            self.longest_pause = self.longest_pause.max(last.elapsed());
-        }
-        self.last_upload = Some(Stamp::now());
-    }
-}
-
 pub struct Deserializer {
     store: DynStore,
-    keys: BlockKeys,
     opts: DeserializeOptions,
     /// The options' block size, or the target layout's default.
     block_size: u64,
@@ -92,18 +48,12 @@ pub struct Deserializer {
     block0: Option<Bytes>,
     header: Vec<u8>,
     uploads: FuturesUnordered<JoinHandle<Result<()>>>,
-    /// Blocks (by index) that may have reached the store.
-    uploaded_up_to: u64,
-    /// Objects of the database that was there before (overwrite), to delete past the new end.
-    existing: Vec<String>,
+    /// Replacing a database in place: the input, kept and checked in full before anything is
+    /// uploaded.
     spool: Option<std::fs::File>,
     failed: bool,
-    /// The root create was sent: it may have landed, so nothing of this import is deleted.
-    root_sent: bool,
-    /// `sqlite-s3vfs` layout: block 0 may be in the store (its PUT was sent and not proven
-    /// absent), so the blocks it describes must stay.
-    block0_sent: bool,
-    versioned: Option<VersionedImport>,
+    /// The layout's half: where blocks go, how the import lands or is undone.
+    import: Box<dyn Import>,
 }
 
 fn not_a_database(place: &str, why: impl std::fmt::Display) -> Error {
@@ -116,11 +66,8 @@ fn not_a_database(place: &str, why: impl std::fmt::Display) -> Error {
 impl Deserializer {
     pub async fn start(store: DynStore, opts: DeserializeOptions) -> Result<Deserializer> {
         crate::layout::validate_prefix(&opts.prefix)?;
-        let keys = BlockKeys::new(opts.prefix.clone());
         let place = format!("{}/{}", store.location(), opts.prefix);
         let found = crate::layout::detect(&*store, &opts.prefix).await?;
-        let mut existing = Vec::new();
-        let mut spool = None;
         let versioned_head = match found {
             Found::Versioned(head) => Some(head),
             Found::Nothing
@@ -130,81 +77,41 @@ impl Deserializer {
             }
             _ => None,
         };
-        if let (Found::Versioned(Some(head)), None, true) = (&found, &opts.keys, opts.overwrite) {
-            // Never a plain version on top of an encrypted database by mistake (an unset key
-            // variable): its header says whether it is sealed.
-            let key = Names::new(opts.prefix.clone()).root(*head);
-            let range = GetOptions {
-                range: Some((0, SEALED_FLAG_PREFIX_LEN)),
-                if_none_match: None,
-            };
-            if let GetOutcome::Found(obj) = store.get(&key, range).await? {
-                if is_sealed_root(&obj.body) {
+        let (import, layout, spool): (Box<dyn Import>, _, _) = match versioned_head {
+            Some(head) => {
+                let import = VersionedImport::start(
+                    &*store,
+                    &opts.prefix,
+                    head,
+                    opts.overwrite,
+                    opts.compression,
+                    opts.keys.clone(),
+                    &place,
+                )
+                .await?;
+                (Box::new(import), LayoutKind::Versioned, false)
+            }
+            None => {
+                if opts.keys.is_some() || opts.compression != Compression::None {
+                    // Never a plain import where an encrypted one was asked for.
                     return Err(Error::new(
-                        codes::KEY_MISSING,
+                        codes::UNSUPPORTED,
                         format!(
-                            "{place} is encrypted: give its key (options.encryption) to replace it"
+                            "{place} is (or would be) in the sqlite-s3vfs layout: encryption and \
+                             compression need the versioned layout"
                         ),
                     ));
                 }
+                let exists = matches!(found, Found::Compat);
+                let (import, spool) =
+                    CompatImport::start(&*store, &opts.prefix, exists, opts.overwrite, &place)
+                        .await?;
+                (Box::new(import), LayoutKind::Compat, spool)
             }
-        }
-        if matches!(found, Found::Versioned(Some(_))) && !opts.overwrite {
-            return Err(Error::new(
-                codes::DATABASE_EXISTS,
-                format!(
-                    "{place} already holds a database; pass {{ overwrite: true }} to replace it"
-                ),
-            ));
-        }
-        let versioned = match versioned_head {
-            Some(head) => Some(VersionedImport {
-                names: Names::with_keys(opts.prefix.clone(), opts.keys.clone()),
-                codec: BlockCodec {
-                    compression: opts.compression,
-                    keys: opts.keys.clone(),
-                    db: new_database_id()?,
-                },
-                uploads: Uploads::new(head.unwrap_or(0) + 1, new_attempt_id()?, 0),
-                observed: Stamp::now(),
-                entries: Vec::new(),
-                last_upload: None,
-                longest_pause: std::time::Duration::ZERO,
-            }),
-            None => None,
-        };
-        if versioned.is_none() && (opts.keys.is_some() || opts.compression != Compression::None) {
-            // Never a plain import where an encrypted one was asked for.
-            return Err(Error::new(
-                codes::UNSUPPORTED,
-                format!(
-                    "{place} is (or would be) in the sqlite-s3vfs layout: encryption and \
-                     compression need the versioned layout"
-                ),
-            ));
-        }
-        if versioned.is_none() && matches!(found, Found::Compat) {
-            if !opts.overwrite {
-                return Err(Error::new(
-                    codes::DATABASE_EXISTS,
-                    format!("{place} already holds a database; pass {{ overwrite: true }} to replace it"),
-                ));
-            }
-            existing = list_blocks(&*store, &keys)
-                .await?
-                .into_iter()
-                .map(|o| o.key)
-                .collect();
-            spool = Some(tempfile()?);
-        }
-        let layout = match versioned {
-            Some(_) => LayoutKind::Versioned,
-            None => LayoutKind::Compat,
         };
         Ok(Deserializer {
             block_size: opts.block_size.unwrap_or(layout.default_block_size()),
             store,
-            keys,
             opts,
             place,
             pending: Vec::new(),
@@ -213,13 +120,9 @@ impl Deserializer {
             block0: None,
             header: Vec::new(),
             uploads: FuturesUnordered::new(),
-            uploaded_up_to: 0,
-            existing,
-            spool,
+            spool: if spool { Some(tempfile()?) } else { None },
             failed: false,
-            root_sent: false,
-            block0_sent: false,
-            versioned,
+            import,
         })
     }
 
@@ -308,24 +211,7 @@ impl Deserializer {
             self.wait_one().await?;
         }
         let store = self.store.clone();
-        let key = match self.versioned.as_mut() {
-            Some(v) => {
-                v.note_upload();
-                let (stored, p) = v.codec.seal_block(&mut v.uploads, i, &data)?;
-                data = stored;
-                v.entries.resize(i as usize + 1, Pointer::default());
-                v.entries[i as usize] = p;
-                v.names.block(i, &p)
-            }
-            None => self.keys.key(i),
-        };
-        self.uploaded_up_to = i + 1;
-        // The versioned layout's keys are new; the other layout's are the database's own.
-        let mode = if self.versioned.is_some() {
-            PutMode::Overwrite
-        } else {
-            PutMode::Rewrite
-        };
+        let (key, data, mode) = self.import.block(i, data)?;
         self.uploads.push(crate::runtime::spawn(async move {
             store.put(&key, data, mode).await.map(|_| ())
         }));
@@ -412,153 +298,16 @@ impl Deserializer {
         while !self.uploads.is_empty() {
             self.wait_one().await?;
         }
-        if self.versioned.is_some() {
-            self.publish_version().await?;
-            return Ok(self.total);
-        }
-        // Objects past the new end (overwrite), and any journal left by an earlier database: a
-        // stale journal would be rolled back into the new one.
-        let keep = self.next_block;
-        let mut doomed = Vec::new();
-        for k in &self.existing {
-            if self.keys.parse(k).is_some_and(|i| i >= keep) {
-                doomed.push(k.clone());
-            }
-        }
-        let journal = BlockKeys::new(journal_prefix(&self.opts.prefix));
-        for o in list_blocks(&*self.store, &journal).await? {
-            doomed.push(o.key);
-        }
-        delete_keys(self.store.clone(), doomed, self.opts.concurrency).await?;
-        if let Some(block0) = self.block0.take() {
-            let key0 = self.keys.key(0);
-            self.block0_sent = true;
-            if let Err(e) = self
-                .store
-                .put(&key0, block0.clone(), PutMode::Rewrite)
-                .await
-            {
-                // The PUT may have landed with its answer lost: the store decides, not a guess.
-                // Not there (yet) is no proof it will not land: the blocks stay either way.
-                if let Ok(GetOutcome::Found(obj)) =
-                    self.store.get(&key0, GetOptions::default()).await
-                {
-                    if obj.body == block0 {
-                        return Ok(self.total);
-                    }
-                }
-                return Err(e.context(format!(
-                    "{}: block 0 of the import may still land, so its other blocks were kept; \
-                     run the import again with {{ overwrite: true }}",
-                    self.place
-                )));
-            }
-        }
-        Ok(self.total)
-    }
-
-    /// Versioned layout: the map and the root of the imported version; the root's create is
-    /// the moment the import becomes visible.
-    async fn publish_version(&mut self) -> Result<()> {
-        self.check_blocks_survived_pauses().await?;
-        let v = self.versioned.as_mut().expect("versioned import");
-        let block0 = self.block0.take().unwrap_or_default();
-        let count = self.total.div_ceil(self.block_size) as usize;
-        let mut entries = std::mem::take(&mut v.entries);
-        entries.resize(count, Pointer::default());
-        let layout = Layout {
-            page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
+        let end = ImportEnd {
+            block0: self.block0.take(),
+            total: self.total,
+            blocks: self.next_block,
             block_size: self.block_size,
-            file_size: self.total,
-            codec: v.codec.clone(),
-            // A fresh map: it carries codecs only if this import compresses or encrypts.
-            codecs: v.codec.compression != Compression::None || v.codec.keys.is_some(),
+            page_size: sqlite_header::page_size(&self.header).unwrap_or(0),
+            concurrency: self.opts.concurrency,
         };
-        let (map, segments) = fresh_map(
-            &v.names,
-            &entries,
-            &mut v.uploads,
-            layout.segment_len(),
-            layout.codecs,
-            &layout.codec,
-        )?;
-        v.entries = entries;
-        let mut prepared = Prepared::new(
-            &v.names,
-            &v.uploads,
-            layout,
-            map,
-            block0,
-            segments,
-            Vec::new(),
-        )?;
-        let version = v.uploads.version;
-        crate::layout::versioned::commit::upload(
-            self.store.clone(),
-            &mut prepared,
-            self.opts.concurrency,
-        )
-        .await?;
-        let mut observed = Some(v.observed);
-        let names = v.names.clone();
-        let published = publish_root(
-            self.store.clone(),
-            &names,
-            &mut prepared,
-            &mut observed,
-            self.opts.concurrency,
-        )
-        .await;
-        // A loss is definite (a rival's root is there): our objects may then go.
-        self.root_sent = prepared.sent && !matches!(published, Ok(Outcome::Lost));
-        match published? {
-            Outcome::Committed => Ok(()),
-            Outcome::Lost => Err(Error::new(
-                "SQLITE_BUSY",
-                format!(
-                    "{}: another writer committed version {version} while this import ran; \
-                     nothing was replaced",
-                    self.place
-                ),
-            )),
-        }
-    }
-
-    /// After a pause long enough that GC may have taken this import's early blocks for an
-    /// abandoned attempt's: every block must still be there before a root names it.
-    async fn check_blocks_survived_pauses(&mut self) -> Result<()> {
-        let Some(v) = self.versioned.as_mut() else {
-            return Ok(());
-        };
-        v.note_upload();
-        if v.longest_pause <= MAX_BASE_AGE {
-            return Ok(());
-        }
-        let keys = v.block_keys();
-        let store = self.store.clone();
-        let missing = futures::stream::iter(keys.into_iter().map(|key| {
-            let store = store.clone();
-            async move { store.head(&key).await.map(|m| m.is_none().then_some(key)) }
-        }))
-        .buffer_unordered(self.opts.concurrency.max(1))
-        .filter_map(|r| async move { r.transpose() })
-        .collect::<Vec<Result<String>>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<String>>>()?;
-        if let Some(key) = missing.first() {
-            return Err(Error::new(
-                codes::VERSION_GONE,
-                format!(
-                    "{}: the import paused for {} s, and {} of its blocks (e.g. {key}) were \
-                     garbage-collected meanwhile; nothing was published: run the import again",
-                    self.place,
-                    v.longest_pause.as_secs(),
-                    missing.len()
-                ),
-            ));
-        }
-        Ok(())
+        self.import.finish(&self.store, end).await?;
+        Ok(self.total)
     }
 
     /// Deletes what this import uploaded (never the blocks of a database that was there before:
@@ -568,23 +317,7 @@ impl Deserializer {
         while let Some(done) = self.uploads.next().await {
             let _ = done;
         }
-        if self.root_sent || self.block0_sent {
-            // A root that may have landed references these blocks: deleting them could leave
-            // the head naming missing objects. GC collects them if the root did not land.
-            return;
-        }
-        if let Some(v) = self.versioned.as_ref() {
-            // Our own attempt's keys only: nothing else is ever touched.
-            let _ = delete_keys(self.store.clone(), v.block_keys(), self.opts.concurrency).await;
-            return;
-        }
-        if !self.existing.is_empty() {
-            // Replacing a database: bad input was refused before anything was uploaded; a store
-            // failure mid-upload leaves what it leaves (this layout has no atomic commit).
-            return;
-        }
-        let keys: Vec<String> = (1..self.uploaded_up_to).map(|i| self.keys.key(i)).collect();
-        let _ = delete_keys(self.store.clone(), keys, self.opts.concurrency).await;
+        self.import.abort(&self.store, self.opts.concurrency).await;
     }
 }
 
@@ -630,6 +363,7 @@ fn tempfile() -> Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::versioned::commit::MAX_BASE_AGE;
     use crate::store::memory::MemoryStore;
     use crate::store::ObjectStore;
     use std::sync::Arc;
@@ -676,8 +410,7 @@ mod tests {
             d.wait_one().await?;
         }
         // The source stalls longer than the base age (as if for an hour)...
-        let v = d.versioned.as_mut().unwrap();
-        v.last_upload = Some(Stamp::now().earlier(MAX_BASE_AGE * 2));
+        d.import.pretend_paused(MAX_BASE_AGE * 2);
         if collect {
             // ... and GC took the attempt's early blocks for an abandoned attempt's.
             for key in store.keys().into_iter().filter(|k| k.contains("/.b/")) {

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod commit;
 pub mod format;
 pub mod gc;
+pub mod import;
 pub mod map;
 pub mod seal;
 
