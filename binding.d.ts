@@ -57,6 +57,10 @@ export declare class NativeSerializer {
   read(): Promise<Buffer | null>
 }
 
+/**
+ * Options are read here, on the JS thread (a key provider records it as the thread it must
+ * never be waited for on); the collection runs on the runtime.
+ */
 export declare function collectGarbage(bucket: string, prefix: string, options: JsOptions | undefined | null, gc: JsGcOptions): Promise<JsGcReport>
 
 export declare function defaults(): JsDefaults

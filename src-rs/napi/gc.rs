@@ -48,14 +48,17 @@ pub struct JsGcOptions {
     pub on_progress: Option<ProgressCallback>,
 }
 
+/// Options are read here, on the JS thread (a key provider records it as the thread it must
+/// never be waited for on); the collection runs on the runtime.
 #[cfg_attr(test, allow(dead_code))]
-#[napi]
-pub async fn collect_garbage(
+#[napi(ts_return_type = "Promise<JsGcReport>")]
+pub fn collect_garbage<'e>(
+    env: &'e napi::Env,
     bucket: String,
     prefix: String,
     options: Option<JsOptions>,
     gc: JsGcOptions,
-) -> napi::Result<JsGcReport> {
+) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'e, JsGcReport>> {
     let JsGcOptions {
         keep_versions,
         grace_period_ms,
@@ -76,6 +79,24 @@ pub async fn collect_garbage(
         }) as crate::layout::versioned::gc::Progress
     });
     let config = config(bucket, prefix, options).js()?;
+    env.spawn_future(collect_report(
+        config,
+        keep_versions,
+        grace_period_ms,
+        unsafe_short_grace_period,
+        dry_run,
+        progress,
+    ))
+}
+
+async fn collect_report(
+    config: crate::connection::DatabaseConfig,
+    keep_versions: Option<f64>,
+    grace_period_ms: Option<f64>,
+    unsafe_short_grace_period: Option<bool>,
+    dry_run: Option<bool>,
+    progress: Option<crate::layout::versioned::gc::Progress>,
+) -> napi::Result<JsGcReport> {
     let report = crate::runtime::run(async move {
         config.validate()?;
         let store = config.connect_store(Arc::new(Stats::default())).await?;
