@@ -488,9 +488,10 @@ impl Worker {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| sql_error(&ctx, e))?;
         // Reads page 1: bucket, credential and format errors surface now, not at the first query.
+        let opening = |e: Error| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix));
         conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
             .map_err(|e| sql_error(&ctx, e))
-            .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+            .map_err(opening)?;
         // A key provider that cannot give the current key fails the open, not the first write
         // (an old version, read-only, seals nothing).
         if let Some(keys) = c
@@ -499,8 +500,7 @@ impl Worker {
             .as_ref()
             .filter(|_| c.versioned.time_travel.is_none())
         {
-            keys.ready()
-                .map_err(|e| e.context(format!("opening s3://{}/{}", c.bucket, c.prefix)))?;
+            keys.ready().map_err(opening)?;
         }
         *self.interrupt.lock().unwrap() = Some(conn.get_interrupt_handle());
         // Only a database that opened has a layout and a block size to report.

@@ -24,6 +24,13 @@ pub enum Location {
     Object(String, Option<Pointer>),
 }
 
+/// Block 0 as a file of `size` bytes holds it: what is stored, cut to the file (never past a
+/// block).
+pub fn cut_block0(stored: &Bytes, size: u64, block_size: u64) -> Bytes {
+    let len = size.min(block_size) as usize;
+    stored.slice(..len.min(stored.len()))
+}
+
 /// A layout's naming of one file's blocks.
 pub trait BlockMap: Send {
     // (An export, `streams/serialize.rs`, also reads a file through it.)

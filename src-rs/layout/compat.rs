@@ -2,7 +2,7 @@
 //! `{prefix}/{block:010}` objects of `blockSize` bytes (the last may be shorter) and its size is
 //! the sum of the object sizes; the rollback journal of `{prefix}` is the file `{prefix}-journal`.
 
-use super::block_map::{BlockMap, BlockReader, Location};
+use super::block_map::{cut_block0, BlockMap, BlockReader, Location};
 use super::import::{Import, ImportEnd};
 use super::versioned::format::Pointer;
 use super::versioned::map::EarlyNaming;
@@ -110,9 +110,7 @@ pub async fn export_start(
         // is needed fails later as ERR_CHANGED_DURING_SERIALIZE).
         false,
     )?;
-    let len = (size.min(block_size)) as usize;
-    let first = obj.body.slice(..len.min(obj.body.len()));
-    Ok((map, size, Some(first)))
+    Ok((map, size, Some(cut_block0(&obj.body, size, block_size))))
 }
 
 /// This layout's half of an import: blocks go to the database's own keys, block 0 last (so a

@@ -7,7 +7,7 @@ use super::format::{Pointer, Uploads};
 use super::seal::{DatabaseId, Keyring};
 use super::{load_segments, version_gone, BlockLocation, Names, SegmentCache, Snapshot};
 use crate::error::Result;
-use crate::layout::block_map::{BlockMap, BlockReader, Location};
+use crate::layout::block_map::{cut_block0, BlockMap, BlockReader, Location};
 use crate::store::ObjectStore;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -80,16 +80,10 @@ impl VersionedMap {
         let Some(snap) = snapshot else {
             return Ok((map, 0, block_size, None));
         };
-        let count = snap.block_count();
-        let segments: Vec<u64> = match snap.segment_of(0) {
-            None => Vec::new(),
-            Some(_) => (0..count.div_ceil(snap.root.segment_len as u64)).collect(),
-        };
+        let segments = snap.segments_up_to(snap.block_count());
         load_segments(store, &map.names, &snap.root, &segments, &mut map.segments).await?;
-        let size = snap.root.file_size;
-        let len = (size.min(snap.root.block_size)) as usize;
-        let block0 = snap.root.block0.slice(..len.min(snap.root.block0.len()));
-        let block_size = snap.root.block_size;
+        let (size, block_size) = (snap.root.file_size, snap.root.block_size);
+        let block0 = cut_block0(&snap.root.block0, size, block_size);
         map.pin(Some(snap), block0.clone());
         Ok((map, size, block_size, Some(block0)))
     }

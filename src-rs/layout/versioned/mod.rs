@@ -341,6 +341,14 @@ impl Snapshot {
         })
     }
 
+    /// The map segments that hold the entries of blocks `0..count` (none for an inline map).
+    pub fn segments_up_to(&self, count: u64) -> Vec<u64> {
+        match &self.root.map {
+            MapRef::Inline(_) => Vec::new(),
+            MapRef::Segments(_) => (0..count.div_ceil(self.root.segment_len as u64)).collect(),
+        }
+    }
+
     /// Every entry of the map for blocks `0..count` (loading segments through `segments`).
     pub async fn entries(
         &self,
@@ -357,7 +365,7 @@ impl Snapshot {
             }
             MapRef::Segments(segs) => {
                 let seg_len = self.root.segment_len as u64;
-                let wanted: Vec<u64> = (0..count.div_ceil(seg_len)).collect();
+                let wanted = self.segments_up_to(count);
                 let loaded = load_segments(store, names, &self.root, &wanted, segments).await?;
                 let mut out = Vec::with_capacity(count as usize);
                 for s in wanted {

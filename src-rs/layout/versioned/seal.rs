@@ -194,7 +194,7 @@ impl Keyring {
         };
         // Ids are written by whoever wrote the object: one with control characters or beyond
         // ASCII could not have been ours, and never reaches the provider.
-        if check_id(id).is_err() || !id.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        if check_id(id).is_err() || !id.chars().all(printable) {
             return Err(key_missing(what, &tame(id)));
         }
         let (flight, asker) = {
@@ -334,17 +334,16 @@ pub fn key_id_of(sealed: &[u8]) -> Option<String> {
     split_key_id("", sealed).ok().map(|(id, _)| tame(id))
 }
 
+/// Whether a key id may hold `c` as we write them (and as they may be shown).
+fn printable(c: char) -> bool {
+    c.is_ascii_graphic() || c == ' '
+}
+
 /// A key id as it may be shown: printable characters only, at most `MAX_KEY_ID_LEN`.
 fn tame(id: &str) -> String {
     id.chars()
         .take(MAX_KEY_ID_LEN)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
+        .map(|c| if printable(c) { c } else { '?' })
         .collect()
 }
 
