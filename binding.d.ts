@@ -93,11 +93,8 @@ export interface JsEncryption {
   key?: Buffer
   keyId?: string
   previousKeys?: Array<JsPreviousKey>
-  /**
-   * Called (through the TypeScript layer, which checks what it gives) for a key not held yet.
-   * (Spelt out, not `JsKeyProviderFn`, so napi can type it for TypeScript.)
-   */
-  keyProvider?: ((arg: string) => Promise<Buffer | undefined | null>)
+  /** Called (through the TypeScript layer, which checks what it gives) for a key not held yet. */
+  keyProvider?: (keyId: string) => Promise<Buffer | string | null>
   keyProviderTimeoutMs?: number
 }
 

@@ -140,10 +140,12 @@ test('a provider that throws, gives a bad key, or never answers: ERR_KEY_PROVIDE
   }
 
   const started = Date.now()
+  // Held (as a stalled request is), so it is the timeout that ends the wait, not a collection.
+  const stalled = new Promise<Uint8Array>(() => undefined)
   const slow = new S3Database(
     bucket,
     prefix,
-    options({ encryption: { keyProvider: () => new Promise<Uint8Array>(() => undefined), keyId: '2026', keyProviderTimeoutMs: 300 } }),
+    options({ encryption: { keyProvider: () => stalled, keyId: '2026', keyProviderTimeoutMs: 300 } }),
   )
   await t.throwsAsync(slow.open(), { code: 'ERR_KEY_PROVIDER', message: /did not answer within 300 ms/ })
   t.true(Date.now() - started < 10_000)
@@ -207,6 +209,8 @@ test('a provider that never answers, under a parallel scan and an export: one qu
   await other.exec(`CREATE TABLE t(x); INSERT INTO t SELECT n FROM ${series(100)}`)
   for (const mode of ['scan', 'serialize'] as const) {
     const asked: string[] = []
+    // Held, as a real stalled request is (by its socket), so only the timeout can end the wait.
+    const stalled: Promise<Uint8Array>[] = []
     const db = new S3Database(
       bucket,
       prefix,
@@ -217,7 +221,9 @@ test('a provider that never answers, under a parallel scan and an export: one qu
           keyProviderTimeoutMs: 1500,
           keyProvider: (id) => {
             asked.push(id)
-            return id === '2026' ? keys[id] : new Promise<Uint8Array>(() => undefined)
+            if (id === '2026') return keys[id]
+            stalled.push(new Promise<Uint8Array>(() => undefined))
+            return stalled[stalled.length - 1]
           },
         },
       }),
@@ -241,6 +247,43 @@ test('a provider that never answers, under a parallel scan and an export: one qu
     await db.close()
   }
   await other.close()
+})
+
+// Found in CI: a promise nothing holds and nothing can settle is garbage-collected, and napi's
+// side of it is dropped with it. That is a provider that will never answer, said as such at once,
+// with the provider's code, not the timeout's message 20 s later, nor napi's "oneshot canceled".
+test('a provider whose promise is garbage-collected unsettled: ERR_KEY_PROVIDER at once, saying it never answered', async (t) => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run ava with --expose-gc (package.json ava.nodeArguments)')
+  const prefix = await rotated()
+  const db = new S3Database(
+    bucket,
+    prefix,
+    options({
+      blockSize: 512,
+      encryption: { keyId: '2026', keyProviderTimeoutMs: 20_000, keyProvider: () => new Promise<Uint8Array>(() => undefined) },
+    }),
+  )
+  const started = Date.now()
+  const outcome = db.open().then(
+    () => 'opened',
+    (e: { code?: string; message?: string }) => e,
+  )
+  let settled = false
+  void outcome.then(() => (settled = true))
+  while (!settled && Date.now() - started < 15_000) {
+    gc()
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const e = await outcome
+  t.like(e, { code: 'ERR_KEY_PROVIDER' })
+  t.regex((e as Error).message, /encryption\.keyProvider\('2026'\) never answered: its promise was garbage-collected unsettled/)
+  t.true(Date.now() - started < 15_000, `it took ${Date.now() - started} ms`)
+  // Nothing changed: a provider that answers opens every row.
+  await db.close()
+  const again = new S3Database(bucket, prefix, withProvider(kms().provider))
+  t.is(await count(again), 600)
+  await again.close()
 })
 
 test('the provider gets the database it is asked for, and is its allowlist: a tenant copied over another is refused', async (t) => {

@@ -476,22 +476,29 @@ function logCallback(logger: Logger | undefined) {
 }
 
 /**
- * The key provider as the native side calls it: always a promise, of a Buffer of 32 bytes or
- * null. What is wrong with an answer is said by its type and length, never its bytes.
+ * The key provider as the native side calls it: a promise that always fulfils, with a Buffer of
+ * 32 bytes, null (a key it does not have), or a string saying why it failed. Never a rejection, so
+ * the native side can tell the provider's failure from a promise dropped unsettled. What is wrong
+ * with an answer is said by its type and length, never its bytes.
  */
 function keyProviderCallback(provider: NonNullable<EncryptionOptions['keyProvider']>, database: KeyProviderContext) {
-  return async (keyId: string): Promise<Buffer | null> => {
+  return async (keyId: string): Promise<Buffer | string | null> => {
     let key: unknown
     try {
       key = await provider(keyId, database)
     } catch (e) {
-      // Whatever was thrown, a message the error can carry.
-      const why = e instanceof Error ? e.message : String(e)
-      throw new Error(why === '' ? 'threw without a message' : why)
+      // Whatever was thrown, a message the error can carry (even from a value whose toString throws).
+      let why: string
+      try {
+        why = e instanceof Error ? String(e.message) : String(e)
+      } catch {
+        why = 'threw a value that cannot be shown as text'
+      }
+      return why === '' ? 'threw without a message' : why
     }
     if (key === null || key === undefined) return null
-    if (!(key instanceof Uint8Array)) throw new Error(`gave ${typeof key}, not a Uint8Array of 32 bytes`)
-    if (key.length !== 32) throw new Error(`gave ${key.length} bytes, not 32`)
+    if (!(key instanceof Uint8Array)) return `gave ${typeof key}, not a Uint8Array of 32 bytes`
+    if (key.length !== 32) return `gave ${key.length} bytes, not 32`
     // A copy: the provider may wipe its own as soon as it returns, before native code reads it.
     return Buffer.from(key)
   }

@@ -3,16 +3,28 @@
 
 use crate::error::{codes, Error, Result};
 use crate::layout::versioned::seal::KeyProvider;
-use napi::bindgen_prelude::{Buffer, Promise};
+use napi::bindgen_prelude::{Buffer, Either, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use std::thread::ThreadId;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-/// The JS function as napi holds it: given a key id, a promise of the key or `null`. Weak, so an
-/// open database does not keep the process alive.
-pub type JsKeyProviderFn =
-    ThreadsafeFunction<String, Promise<Option<Buffer>>, String, napi::Status, false, true>;
+/// The JS function as napi holds it: given a key id, a promise that always fulfils, with the key,
+/// `null` (a key it does not have) or why it failed (the TypeScript layer turns a throw into that
+/// string). So a promise that fails on the Rust side is never the provider's answer: it is one
+/// that napi dropped unsettled. Weak, so an open database does not keep the process alive.
+pub type JsKeyProviderFn = ThreadsafeFunction<
+    String,
+    Promise<Option<Either<Buffer, String>>>,
+    String,
+    napi::Status,
+    false,
+    true,
+>;
+
+/// What napi's `Promise` future fails with when its sender was dropped (its then/catch callbacks
+/// were finalized) before the promise settled: `futures`' `Canceled`, as text.
+const PROMISE_DROPPED: &str = "oneshot canceled";
 
 /// How long a key provider may take when none is given.
 pub const DEFAULT_KEY_PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,7 +63,12 @@ impl KeyProvider for JsKeyProvider {
         }
         // The timer is made inside the runtime (where `wait` polls), not on this thread.
         let answer = crate::runtime::wait(async {
-            let asked = async { self.function.call_async(id.to_string()).await?.await };
+            let asked = async {
+                match self.function.call_async(id.to_string()).await {
+                    Ok(promise) => Ok(promise.await),
+                    Err(e) => Err(e),
+                }
+            };
             tokio::time::timeout(self.timeout, asked).await
         })?;
         match answer {
@@ -59,11 +76,23 @@ impl KeyProvider for JsKeyProvider {
                 id,
                 format!("did not answer within {} ms", self.timeout.as_millis()),
             )),
-            // What the function threw, as JS gave it (the TypeScript layer checks the key's
+            Ok(Err(e)) => Err(provider_error(id, format!("could not be called: {}", e.reason))),
+            // napi drops its side of the promise when the promise is garbage-collected unsettled:
+            // nothing held its resolve functions, so nothing can ever answer. Said at once, not
+            // after the timeout. (The TypeScript layer always fulfils, with a value napi reads.)
+            Ok(Ok(Err(e))) if e.reason == PROMISE_DROPPED => Err(provider_error(
+                id,
+                "never answered: its promise was garbage-collected unsettled, so nothing can settle it",
+            )),
+            Ok(Ok(Err(e))) => Err(provider_error(
+                id,
+                format!("gave an answer that could not be read: {}", e.reason),
+            )),
+            Ok(Ok(Ok(None))) => Ok(None),
+            Ok(Ok(Ok(Some(Either::A(key))))) => Ok(Some(Zeroizing::new(key.to_vec()))),
+            // What the function threw, as the TypeScript layer put it (it checks the key's
             // length, so no key bytes are in it).
-            Ok(Err(e)) => Err(provider_error(id, format!("failed: {}", e.reason))),
-            Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(key))) => Ok(Some(Zeroizing::new(key.to_vec()))),
+            Ok(Ok(Ok(Some(Either::B(why))))) => Err(provider_error(id, format!("failed: {why}"))),
         }
     }
 }

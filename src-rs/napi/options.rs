@@ -1,7 +1,7 @@
 //! Options as JS passes them (already defaulted and checked by the TypeScript layer), turned into
 //! the connection layer's configuration.
 
-use super::key_provider::{JsKeyProvider, DEFAULT_KEY_PROVIDER_TIMEOUT};
+use super::key_provider::{JsKeyProvider, JsKeyProviderFn, DEFAULT_KEY_PROVIDER_TIMEOUT};
 use crate::connection::StoreConfig;
 use crate::connection::{
     DatabaseConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_DIR_BYTES, DEFAULT_CONCURRENCY,
@@ -69,17 +69,8 @@ pub struct JsEncryption {
     pub key_id: Option<String>,
     pub previous_keys: Option<Vec<JsPreviousKey>>,
     /// Called (through the TypeScript layer, which checks what it gives) for a key not held yet.
-    /// (Spelt out, not `JsKeyProviderFn`, so napi can type it for TypeScript.)
-    pub key_provider: Option<
-        ThreadsafeFunction<
-            String,
-            napi::bindgen_prelude::Promise<Option<napi::bindgen_prelude::Buffer>>,
-            String,
-            napi::Status,
-            false,
-            true,
-        >,
-    >,
+    #[napi(ts_type = "(keyId: string) => Promise<Buffer | string | null>")]
+    pub key_provider: Option<JsKeyProviderFn>,
     pub key_provider_timeout_ms: Option<f64>,
 }
 
