@@ -226,7 +226,8 @@ export interface EncryptionOptions {
      * A key it does not have fails the read or the open with `ERR_KEY_MISSING`, and is not asked
      * for again while the database is open (a failed open forgets it); what it throws, or no answer
      * within `keyProviderTimeoutMs`, fails them with `ERR_KEY_PROVIDER`, and the next read that
-     * needs the key asks again. It must not use the database it gives keys to (that waits for it).
+     * needs the key asks again; so does a promise garbage-collected before it settles (nothing can
+     * settle it), at once. It must not use the database it gives keys to (that waits for it).
      */
     keyProvider?: (keyId: string, database: KeyProviderContext) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined;
     /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */

@@ -163,25 +163,48 @@ function keyProviderCallback(provider, database) {
             key = await provider(keyId, database);
         }
         catch (e) {
-            // Whatever was thrown, a message the error can carry (even from a value whose toString throws).
-            let why;
             try {
-                why = e instanceof Error ? String(e.message) : String(e);
+                return thrownReason(e);
             }
             catch {
-                why = 'threw a value that cannot be shown as text';
+                return 'threw a value that cannot be shown as text';
             }
-            return why === '' ? 'threw without a message' : why;
         }
-        if (key === null || key === undefined)
-            return null;
-        if (!(key instanceof Uint8Array))
+        try {
+            return keyAnswer(key);
+        }
+        catch {
+            // A Proxy or a forged view: reading it threw.
             return `gave ${typeof key}, not a Uint8Array of 32 bytes`;
-        if (key.length !== 32)
-            return `gave ${key.length} bytes, not 32`;
-        // A copy: the provider may wipe its own as soon as it returns, before native code reads it.
-        return Buffer.from(key);
+        }
     };
+}
+/** The byte length a typed array really has: its own getter, not a `length` an object overrides. */
+const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length').get;
+/**
+ * A provider's key, as the native side takes it: a copy (the provider may wipe its own as soon as
+ * it returns, before native code reads it) in a Buffer of its own, not a slice of Node's shared
+ * pool, made from the array's real bytes (`set` reads its internal slots, not an overridden
+ * `length` or `valueOf`); or why it is not a key.
+ */
+function keyAnswer(key) {
+    if (key === null || key === undefined)
+        return null;
+    if (!(key instanceof Uint8Array))
+        return `gave ${typeof key}, not a Uint8Array of 32 bytes`;
+    const length = typedArrayLength.call(key);
+    if (length !== 32)
+        return `gave ${length} bytes, not 32`;
+    const copy = Buffer.alloc(32);
+    copy.set(key);
+    return copy;
+}
+/** Whatever a provider threw, as a message an error can carry, never the bytes of one it threw. */
+function thrownReason(e) {
+    if (ArrayBuffer.isView(e) || e instanceof ArrayBuffer)
+        return `threw ${e.byteLength} bytes (not shown)`;
+    const why = e instanceof Error ? String(e.message) : String(e);
+    return why === '' ? 'threw without a message' : why;
 }
 /** A Buffer over the same bytes (no copy left behind). */
 const asBuffer = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);

@@ -277,7 +277,7 @@ test('a provider whose promise is garbage-collected unsettled: ERR_KEY_PROVIDER 
   }
   const e = await outcome
   t.like(e, { code: 'ERR_KEY_PROVIDER' })
-  t.regex((e as Error).message, /encryption\.keyProvider\('2026'\) never answered: its promise was garbage-collected unsettled/)
+  t.regex((e as Error).message, /encryption\.keyProvider\('2026'\) never answered: its promise was dropped unsettled \(garbage-collected/)
   t.true(Date.now() - started < 15_000, `it took ${Date.now() - started} ms`)
   // Nothing changed: a provider that answers opens every row.
   await db.close()
@@ -351,15 +351,70 @@ test('a failed open forgets what the provider lacked; an old version needs no se
     ['', /failed: threw without a message/],
     [undefined, /failed: undefined/],
     [{ code: 42 }, /failed: \[object Object\]/],
+    [
+      {
+        toString() {
+          throw new Error('no')
+        },
+      },
+      /failed: threw a value that cannot be shown as text/,
+    ],
+    // The provider's own failure, whatever its text: not taken for napi's dropped promise.
+    ['oneshot canceled', /failed: oneshot canceled/],
+    // A key thrown by mistake: its size, never its bytes (red team of the GC fix, finding 3).
+    [keys['2026'], /failed: threw 32 bytes \(not shown\)/],
+    [new Uint8Array(keys['2026']), /failed: threw 32 bytes \(not shown\)/],
   ] as const) {
     const db = new S3Database(
       bucket,
       prefix,
       withProvider(() => Promise.reject(thrown)),
     )
-    await t.throwsAsync(db.open(), { code: 'ERR_KEY_PROVIDER', message })
+    const e = await t.throwsAsync(db.open(), { code: 'ERR_KEY_PROVIDER', message })
+    for (const shown of [keys['2026'].toString('hex'), keys['2026'].toString('base64'), keys['2026'].join(',')]) {
+      t.false(e!.message.includes(shown), 'a key thrown by the provider is in the message')
+    }
     await db.close()
   }
+})
+
+// Red team of the GC fix (finding 1): the key's length and bytes are read from the typed array
+// itself, so an object that overrides `length` is not a key, nor is a Proxy, and neither seals
+// anything; a `valueOf` does not replace the bytes used.
+test('a forged key (a length getter over 16 bytes, a Proxy) is ERR_KEY_PROVIDER and seals nothing; a valueOf is ignored', async (t) => {
+  const prefix = await rotated()
+  const before = await snapshotOf(prefix)
+  class Longer extends Uint8Array {
+    get length() {
+      return 32
+    }
+  }
+  for (const [forged, message] of [
+    [new Longer(16), /gave 16 bytes, not 32/],
+    [new Proxy(new Uint8Array(32), {}), /gave object, not a Uint8Array of 32 bytes/],
+  ] as const) {
+    const db = new S3Database(
+      bucket,
+      prefix,
+      withProvider(async () => forged),
+    )
+    await t.throwsAsync(db.exec('INSERT INTO t(v) VALUES (1)'), { code: 'ERR_KEY_PROVIDER', message })
+    await db.close()
+  }
+  t.deepEqual(await snapshotOf(prefix), before)
+  // The real key's bytes, with a valueOf that Buffer.from would have taken instead.
+  const valued = async (id: string) => Object.assign(new Uint8Array(keys[id]), { valueOf: () => 'x'.repeat(32) })
+  const db = new S3Database(bucket, prefix, withProvider(valued))
+  await db.exec(`INSERT INTO t(v) VALUES ('sealed under the real key')`)
+  await db.close()
+  const real = new S3Database(
+    bucket,
+    prefix,
+    options({ encryption: { key: keys['2026'], keyId: '2026', previousKeys: { '2025': keys['2025'] } } }),
+  )
+  t.is(await count(real), 601)
+  t.deepEqual(await real.get('PRAGMA integrity_check'), { integrity_check: 'ok' })
+  await real.close()
 })
 
 test('a provider that wipes its key as soon as it returns: what was sealed opens with the real key', async (t) => {

@@ -269,7 +269,8 @@ export interface EncryptionOptions {
    * A key it does not have fails the read or the open with `ERR_KEY_MISSING`, and is not asked
    * for again while the database is open (a failed open forgets it); what it throws, or no answer
    * within `keyProviderTimeoutMs`, fails them with `ERR_KEY_PROVIDER`, and the next read that
-   * needs the key asks again. It must not use the database it gives keys to (that waits for it).
+   * needs the key asks again; so does a promise garbage-collected before it settles (nothing can
+   * settle it), at once. It must not use the database it gives keys to (that waits for it).
    */
   keyProvider?: (keyId: string, database: KeyProviderContext) => Promise<Uint8Array | null | undefined> | Uint8Array | null | undefined
   /** How long `keyProvider` may take for one key, in ms (then `ERR_KEY_PROVIDER`). Default 30000. */
@@ -487,21 +488,45 @@ function keyProviderCallback(provider: NonNullable<EncryptionOptions['keyProvide
     try {
       key = await provider(keyId, database)
     } catch (e) {
-      // Whatever was thrown, a message the error can carry (even from a value whose toString throws).
-      let why: string
       try {
-        why = e instanceof Error ? String(e.message) : String(e)
+        return thrownReason(e)
       } catch {
-        why = 'threw a value that cannot be shown as text'
+        return 'threw a value that cannot be shown as text'
       }
-      return why === '' ? 'threw without a message' : why
     }
-    if (key === null || key === undefined) return null
-    if (!(key instanceof Uint8Array)) return `gave ${typeof key}, not a Uint8Array of 32 bytes`
-    if (key.length !== 32) return `gave ${key.length} bytes, not 32`
-    // A copy: the provider may wipe its own as soon as it returns, before native code reads it.
-    return Buffer.from(key)
+    try {
+      return keyAnswer(key)
+    } catch {
+      // A Proxy or a forged view: reading it threw.
+      return `gave ${typeof key}, not a Uint8Array of 32 bytes`
+    }
   }
+}
+
+/** The byte length a typed array really has: its own getter, not a `length` an object overrides. */
+const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!.get!
+
+/**
+ * A provider's key, as the native side takes it: a copy (the provider may wipe its own as soon as
+ * it returns, before native code reads it) in a Buffer of its own, not a slice of Node's shared
+ * pool, made from the array's real bytes (`set` reads its internal slots, not an overridden
+ * `length` or `valueOf`); or why it is not a key.
+ */
+function keyAnswer(key: unknown): Buffer | string | null {
+  if (key === null || key === undefined) return null
+  if (!(key instanceof Uint8Array)) return `gave ${typeof key}, not a Uint8Array of 32 bytes`
+  const length = typedArrayLength.call(key) as number
+  if (length !== 32) return `gave ${length} bytes, not 32`
+  const copy = Buffer.alloc(32)
+  copy.set(key)
+  return copy
+}
+
+/** Whatever a provider threw, as a message an error can carry, never the bytes of one it threw. */
+function thrownReason(e: unknown): string {
+  if (ArrayBuffer.isView(e) || e instanceof ArrayBuffer) return `threw ${e.byteLength} bytes (not shown)`
+  const why = e instanceof Error ? String(e.message) : String(e)
+  return why === '' ? 'threw without a message' : why
 }
 
 /** A Buffer over the same bytes (no copy left behind). */

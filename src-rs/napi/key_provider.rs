@@ -76,13 +76,18 @@ impl KeyProvider for JsKeyProvider {
                 id,
                 format!("did not answer within {} ms", self.timeout.as_millis()),
             )),
-            Ok(Err(e)) => Err(provider_error(id, format!("could not be called: {}", e.reason))),
-            // napi drops its side of the promise when the promise is garbage-collected unsettled:
-            // nothing held its resolve functions, so nothing can ever answer. Said at once, not
-            // after the timeout. (The TypeScript layer always fulfils, with a value napi reads.)
+            Ok(Err(e)) => Err(provider_error(
+                id,
+                format!("could not be called: {}", e.reason),
+            )),
+            // napi drops its side of the promise when the promise is garbage-collected unsettled
+            // (nothing held its resolve functions, so nothing can ever answer), or when the JS
+            // environment shuts down. Said at once, not after the timeout. (The TypeScript layer
+            // always fulfils, with a value napi reads.)
             Ok(Ok(Err(e))) if e.reason == PROMISE_DROPPED => Err(provider_error(
                 id,
-                "never answered: its promise was garbage-collected unsettled, so nothing can settle it",
+                "never answered: its promise was dropped unsettled (garbage-collected, or the JS \
+                 environment is shutting down), so nothing can settle it",
             )),
             Ok(Ok(Err(e))) => Err(provider_error(
                 id,
