@@ -83,6 +83,23 @@ async function guard(p) {
         throw toError(e);
     }
 }
+/**
+ * A typed array's own getter for `name`: what it really holds, not what a subclass or a Proxy
+ * says (an overridden `byteOffset` could point a key at other bytes of the same pool).
+ */
+const typedArrayGetter = (name) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), name).get;
+const [ownBuffer, ownByteOffset, ownByteLength, ownLength] = ['buffer', 'byteOffset', 'byteLength', 'length'].map(typedArrayGetter);
+/** A Buffer over the same bytes (no copy left behind). */
+const asBuffer = (u) => Buffer.from(ownBuffer.call(u), ownByteOffset.call(u), ownByteLength.call(u));
+/** A Uint8Array of 32 bytes by its own length (a Proxy or a forged view is not). */
+function is32Bytes(k) {
+    try {
+        return k instanceof Uint8Array && ownLength.call(k) === 32;
+    }
+    catch {
+        return false;
+    }
+}
 function toNativeValue(v) {
     if (v === undefined || v === null)
         return null;
@@ -93,7 +110,7 @@ function toNativeValue(v) {
     if (Buffer.isBuffer(v))
         return v;
     if (v instanceof Uint8Array)
-        return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+        return asBuffer(v);
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `cannot bind a value of type ${typeof v} (${Object.prototype.toString.call(v)})`);
 }
 function toNativeParams(params) {
@@ -179,8 +196,6 @@ function keyProviderCallback(provider, database) {
         }
     };
 }
-/** The byte length a typed array really has: its own getter, not a `length` an object overrides. */
-const typedArrayLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length').get;
 /**
  * A provider's key, as the native side takes it: a copy (the provider may wipe its own as soon as
  * it returns, before native code reads it) in a Buffer of its own, not a slice of Node's shared
@@ -192,7 +207,7 @@ function keyAnswer(key) {
         return null;
     if (!(key instanceof Uint8Array))
         return `gave ${typeof key}, not a Uint8Array of 32 bytes`;
-    const length = typedArrayLength.call(key);
+    const length = ownLength.call(key);
     if (length !== 32)
         return `gave ${length} bytes, not 32`;
     const copy = Buffer.alloc(32);
@@ -206,8 +221,6 @@ function thrownReason(e) {
     const why = e instanceof Error ? String(e.message) : String(e);
     return why === '' ? 'threw without a message' : why;
 }
-/** A Buffer over the same bytes (no copy left behind). */
-const asBuffer = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 function nativeOptions(o, database = { bucket: '', prefix: '' }) {
     if (o === undefined) {
         if (!debugEnabled())
@@ -241,7 +254,6 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
     const e = o.encryption;
     if (e !== undefined) {
         // Lengths only in messages: never key bytes.
-        const isKey = (k) => k instanceof Uint8Array && k.length === 32;
         if (typeof e !== 'object' || e === null) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption must be an object with a key or a keyProvider');
         }
@@ -254,7 +266,7 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
             }
             check('encryption.keyProviderTimeoutMs', e.keyProviderTimeoutMs, 1);
         }
-        else if (!isKey(e.key)) {
+        else if (!is32Bytes(e.key)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)');
         }
         const ids = [e.keyId ?? 'default', ...Object.keys(e.previousKeys ?? {})];
@@ -262,7 +274,7 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption key ids must be 1 to 64 bytes');
         }
         for (const [id, k] of Object.entries(e.previousKeys ?? {})) {
-            if (!isKey(k))
+            if (!is32Bytes(k))
                 throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `encryption.previousKeys['${id}'] must be 32 bytes`);
         }
         if (o.layout === 'sqlite-s3vfs') {
@@ -297,7 +309,7 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         const customer = s3.sseCustomerKey;
         if (customer !== undefined) {
             // The key itself never appears in a message.
-            if (!(customer instanceof Uint8Array) || customer.length !== 32) {
+            if (!is32Bytes(customer)) {
                 throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey must be 32 bytes (a Buffer or Uint8Array)');
             }
             if (sse !== undefined) {

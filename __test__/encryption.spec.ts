@@ -305,3 +305,31 @@ test('bad encryption options are ERR_INVALID_ARGUMENT, and never echo a key', (t
     code: 'ERR_INVALID_ARGUMENT',
   })
 })
+
+// Found by the key provider's red team: a key's bytes are found through the typed array's own
+// getters, so a subclass that overrides `length` is refused, and one that overrides `byteOffset`
+// still seals under the bytes it holds, not under neighbouring bytes of its buffer.
+test('a key object that lies about its length or offset: refused, or sealed under the bytes it really holds', async (t) => {
+  class Longer extends Uint8Array {
+    get length() {
+      return 32
+    }
+  }
+  t.throws(() => new S3Database(bucket, 'x', options({ encryption: { key: new Longer(16) } })), { code: 'ERR_INVALID_ARGUMENT' })
+  t.throws(() => new S3Database(bucket, 'x', options({ s3: { sseCustomerKey: new Longer(16) } })), { code: 'ERR_INVALID_ARGUMENT' })
+  // keyA in the first 32 bytes of a 64-byte buffer, with an offset that points past it.
+  class Shifted extends Uint8Array {
+    get byteOffset() {
+      return 32
+    }
+  }
+  const backing = new ArrayBuffer(64)
+  new Uint8Array(backing).set(keyA)
+  const prefix = freshPrefix('enc-shifted')
+  const db = new S3Database(bucket, prefix, options({ encryption: { key: new Shifted(backing, 0, 32), keyId: 'a' } }))
+  await db.exec(`CREATE TABLE t(v); INSERT INTO t VALUES ('${MARKER}')`)
+  await db.close()
+  const check = new S3Database(bucket, prefix, withKey())
+  t.deepEqual(await check.all('SELECT v FROM t'), [{ v: MARKER }])
+  await check.close()
+})
