@@ -77,7 +77,8 @@ function toError(e) {
 }
 async function guard(p) {
     try {
-        return await p;
+        // A call, so that what it throws at once (reading its arguments) is converted too.
+        return await (typeof p === 'function' ? p() : p);
     }
     catch (e) {
         throw toError(e);
@@ -88,17 +89,35 @@ async function guard(p) {
  * says (an overridden `byteOffset` could point a key at other bytes of the same pool).
  */
 const typedArrayGetter = (name) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), name).get;
-const [ownBuffer, ownByteOffset, ownByteLength, ownLength] = ['buffer', 'byteOffset', 'byteLength', 'length'].map(typedArrayGetter);
-/** A Buffer over the same bytes (no copy left behind). */
-const asBuffer = (u) => Buffer.from(ownBuffer.call(u), ownByteOffset.call(u), ownByteLength.call(u));
-/** A Uint8Array of 32 bytes by its own length (a Proxy or a forged view is not). */
-function is32Bytes(k) {
+const [ownBuffer, ownByteOffset, ownByteLength, ownType] = ['buffer', 'byteOffset', 'byteLength', Symbol.toStringTag].map(typedArrayGetter);
+/**
+ * A Buffer over the bytes a Uint8Array (a Buffer, or one from another realm) really holds, found
+ * through its own slots (no copy left behind); undefined for anything else: a Proxy, another
+ * kind of view, an object given Uint8Array's prototype, a detached buffer.
+ */
+function ownBytes(v) {
+    // Undefined, never a throw, for what is not a typed array.
+    if (ownType.call(v) !== 'Uint8Array')
+        return undefined;
     try {
-        return k instanceof Uint8Array && ownLength.call(k) === 32;
+        return Buffer.from(ownBuffer.call(v), ownByteOffset.call(v), ownByteLength.call(v));
     }
     catch {
-        return false;
+        return undefined;
     }
+}
+/**
+ * A key's 32 bytes, copied into a Buffer of its own: not a slice of Node's shared pool, and not
+ * the caller's memory, which it may wipe, shrink or detach while native code still reads it.
+ * Undefined if `k` is not a Uint8Array of 32 bytes.
+ */
+function keyCopy(k) {
+    const bytes = ownBytes(k);
+    if (bytes?.length !== 32)
+        return undefined;
+    const copy = Buffer.alloc(32);
+    copy.set(bytes);
+    return copy;
 }
 function toNativeValue(v) {
     if (v === undefined || v === null)
@@ -107,10 +126,9 @@ function toNativeValue(v) {
         return v ? 1 : 0;
     if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string')
         return v;
-    if (Buffer.isBuffer(v))
-        return v;
-    if (v instanceof Uint8Array)
-        return asBuffer(v);
+    const bytes = ownBytes(v);
+    if (bytes !== undefined)
+        return bytes;
     throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `cannot bind a value of type ${typeof v} (${Object.prototype.toString.call(v)})`);
 }
 function toNativeParams(params) {
@@ -197,28 +215,27 @@ function keyProviderCallback(provider, database) {
     };
 }
 /**
- * A provider's key, as the native side takes it: a copy (the provider may wipe its own as soon as
- * it returns, before native code reads it) in a Buffer of its own, not a slice of Node's shared
- * pool, made from the array's real bytes (`set` reads its internal slots, not an overridden
- * `length` or `valueOf`); or why it is not a key.
+ * A provider's key, as the native side takes it (a copy: the provider may wipe its own as soon as
+ * it returns, before native code reads it), or why it is not a key.
  */
 function keyAnswer(key) {
     if (key === null || key === undefined)
         return null;
-    if (!(key instanceof Uint8Array))
-        return `gave ${typeof key}, not a Uint8Array of 32 bytes`;
-    const length = ownLength.call(key);
-    if (length !== 32)
-        return `gave ${length} bytes, not 32`;
-    const copy = Buffer.alloc(32);
-    copy.set(key);
-    return copy;
+    const copy = keyCopy(key);
+    if (copy !== undefined)
+        return copy;
+    const bytes = ownBytes(key);
+    return bytes === undefined ? `gave ${typeof key}, not a Uint8Array of 32 bytes` : `gave ${bytes.length} bytes, not 32`;
 }
 /** Whatever a provider threw, as a message an error can carry, never the bytes of one it threw. */
 function thrownReason(e) {
-    if (ArrayBuffer.isView(e) || e instanceof ArrayBuffer)
-        return `threw ${e.byteLength} bytes (not shown)`;
-    const why = e instanceof Error ? String(e.message) : String(e);
+    const bytes = (v) => ArrayBuffer.isView(v) || v instanceof ArrayBuffer
+        ? `threw ${v.byteLength} bytes (not shown)`
+        : Array.isArray(v)
+            ? `threw an array of ${v.length} items (not shown)`
+            : undefined;
+    const message = e instanceof Error ? e.message : e;
+    const why = bytes(e) ?? bytes(message) ?? String(message);
     return why === '' ? 'threw without a message' : why;
 }
 function nativeOptions(o, database = { bucket: '', prefix: '' }) {
@@ -252,30 +269,40 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `compression must be 'none' or 'zstd', got ${JSON.stringify(o.compression)}`);
     }
     const e = o.encryption;
+    let key;
+    let keyProvider;
+    const previousKeys = [];
     if (e !== undefined) {
         // Lengths only in messages: never key bytes.
         if (typeof e !== 'object' || e === null) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption must be an object with a key or a keyProvider');
         }
-        if (e.keyProvider !== undefined) {
-            if (typeof e.keyProvider !== 'function') {
+        // Each key is read once, and what is checked is the copy native code gets.
+        const [provider, givenKey] = [e.keyProvider, e.key];
+        if (provider !== undefined) {
+            if (typeof provider !== 'function') {
                 throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.keyProvider must be a function (keyId) => key');
             }
-            if (e.key !== undefined) {
+            if (givenKey !== undefined) {
                 throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption takes a key or a keyProvider, not both');
             }
             check('encryption.keyProviderTimeoutMs', e.keyProviderTimeoutMs, 1);
+            keyProvider = keyProviderCallback(provider, database);
         }
-        else if (!is32Bytes(e.key)) {
-            throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)');
+        else {
+            key = keyCopy(givenKey);
+            if (key === undefined)
+                throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption.key must be 32 bytes (a Buffer or Uint8Array)');
         }
-        const ids = [e.keyId ?? 'default', ...Object.keys(e.previousKeys ?? {})];
+        for (const [keyId, k] of Object.entries(e.previousKeys ?? {})) {
+            const copy = keyCopy(k);
+            if (copy === undefined)
+                throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `encryption.previousKeys['${keyId}'] must be 32 bytes`);
+            previousKeys.push({ keyId, key: copy });
+        }
+        const ids = [e.keyId ?? 'default', ...previousKeys.map((p) => p.keyId)];
         if (ids.some((id) => typeof id !== 'string' || Buffer.byteLength(id) < 1 || Buffer.byteLength(id) > 64)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption key ids must be 1 to 64 bytes');
-        }
-        for (const [id, k] of Object.entries(e.previousKeys ?? {})) {
-            if (!is32Bytes(k))
-                throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `encryption.previousKeys['${id}'] must be 32 bytes`);
         }
         if (o.layout === 'sqlite-s3vfs') {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'encryption needs the versioned layout (the Python library reads the sqlite-s3vfs layout as it is)');
@@ -294,6 +321,7 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `store must be { dir: '<a local directory>' }, got ${JSON.stringify(o.store)}`);
     }
     const s3 = o.s3;
+    let customerKey;
     if (s3?.endpoint !== undefined && !/^https?:\/\/[^/@?#]+(\/[^?#@]*)?$/.test(s3.endpoint)) {
         // User info or a query string would be repeated in every error message and log line.
         throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.endpoint must be http(s)://host[:port][/path], with no user info or query string');
@@ -309,7 +337,8 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         const customer = s3.sseCustomerKey;
         if (customer !== undefined) {
             // The key itself never appears in a message.
-            if (!is32Bytes(customer)) {
+            customerKey = keyCopy(customer);
+            if (customerKey === undefined) {
                 throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 's3.sseCustomerKey must be 32 bytes (a Buffer or Uint8Array)');
             }
             if (sse !== undefined) {
@@ -354,7 +383,7 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         cacheDirSize: o.cacheDirSize,
         s3: o.s3 && {
             ...o.s3,
-            sseCustomerKey: o.s3.sseCustomerKey && asBuffer(o.s3.sseCustomerKey),
+            sseCustomerKey: customerKey,
         },
         layout: o.layout,
         version: o.version,
@@ -365,11 +394,11 @@ function nativeOptions(o, database = { bucket: '', prefix: '' }) {
         compression: o.compression,
         compressionLevel: o.compressionLevel,
         encryption: e && {
-            key: e.key && asBuffer(e.key),
-            keyProvider: e.keyProvider && keyProviderCallback(e.keyProvider, database),
+            key,
+            keyProvider,
             keyProviderTimeoutMs: e.keyProviderTimeoutMs,
             keyId: e.keyId,
-            previousKeys: Object.entries(e.previousKeys ?? {}).map(([keyId, key]) => ({ keyId, key: asBuffer(key) })),
+            previousKeys,
         },
         store: o.store,
         log: logCallback(o.logger ?? (debugEnabled() ? stderrLogger : undefined)),
@@ -727,13 +756,6 @@ class S3Database {
         if (grace !== undefined && (typeof grace !== 'number' || !(grace >= 0) || grace > Number.MAX_SAFE_INTEGER)) {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', `gracePeriodMs must be a number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${grace}`);
         }
-        const o = nativeOptions({
-            s3: options?.s3,
-            concurrency: options?.concurrency,
-            store: options?.store,
-            logger: options?.logger,
-            encryption: options?.encryption,
-        }, { bucket, prefix });
         const report = options?.onProgress;
         if (report !== undefined && typeof report !== 'function') {
             throw new SqliteS3Error('ERR_INVALID_ARGUMENT', 'onProgress must be a function');
@@ -751,7 +773,14 @@ class S3Database {
                 }
             }
             : undefined;
-        return guard(native.collectGarbage(bucket, prefix, o, {
+        const o = () => nativeOptions({
+            s3: options?.s3,
+            concurrency: options?.concurrency,
+            store: options?.store,
+            logger: options?.logger,
+            encryption: options?.encryption,
+        }, { bucket, prefix });
+        return guard(() => native.collectGarbage(bucket, prefix, o(), {
             keepVersions: keep,
             gracePeriodMs: grace,
             unsafeShortGracePeriod: options?.unsafeShortGracePeriod,
@@ -761,8 +790,7 @@ class S3Database {
     }
     /** What is stored for a database: its layout, objects, bytes and versions. Reads no object. */
     static async inspect(bucket, prefix, options) {
-        const o = nativeOptions({ s3: options?.s3, store: options?.store });
-        const r = await guard(native.inspectDatabase(bucket, prefix, o));
+        const r = await guard(() => native.inspectDatabase(bucket, prefix, nativeOptions({ s3: options?.s3, store: options?.store })));
         return {
             ...(r.layout ? { layout: r.layout } : {}),
             objects: r.objects,

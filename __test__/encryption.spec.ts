@@ -315,8 +315,21 @@ test('a key object that lies about its length or offset: refused, or sealed unde
       return 32
     }
   }
-  t.throws(() => new S3Database(bucket, 'x', options({ encryption: { key: new Longer(16) } })), { code: 'ERR_INVALID_ARGUMENT' })
-  t.throws(() => new S3Database(bucket, 'x', options({ s3: { sseCustomerKey: new Longer(16) } })), { code: 'ERR_INVALID_ARGUMENT' })
+  // Refused here, by its real length (native code would refuse 16 bytes too, with another message).
+  t.throws(() => new S3Database(bucket, 'x', options({ encryption: { key: new Longer(16) } })), {
+    code: 'ERR_INVALID_ARGUMENT',
+    message: /^encryption\.key must be 32 bytes \(a Buffer/,
+  })
+  t.throws(() => new S3Database(bucket, 'x', options({ s3: { sseCustomerKey: new Longer(16) } })), {
+    code: 'ERR_INVALID_ARGUMENT',
+    message: /^s3\.sseCustomerKey must be 32 bytes/,
+  })
+  // 32 doubles dressed as a Uint8Array: not bytes a key can be.
+  const doubles = Object.setPrototypeOf(new Float64Array(32), Uint8Array.prototype) as Uint8Array
+  t.throws(() => new S3Database(bucket, 'x', options({ encryption: { key: doubles } })), {
+    code: 'ERR_INVALID_ARGUMENT',
+    message: /^encryption\.key must be 32 bytes/,
+  })
   // keyA in the first 32 bytes of a 64-byte buffer, with an offset that points past it.
   class Shifted extends Uint8Array {
     get byteOffset() {
@@ -332,4 +345,44 @@ test('a key object that lies about its length or offset: refused, or sealed unde
   const check = new S3Database(bucket, prefix, withKey())
   t.deepEqual(await check.all('SELECT v FROM t'), [{ v: MARKER }])
   await check.close()
+})
+
+// Found by a red team: a key is read once, and copied before the call returns, so a getter that
+// changes its answer, or a caller that shrinks or wipes its buffer at once (while inspect() or
+// gc() works on other threads), changes nothing.
+test('a key is read once and copied at the call: a changing getter, a shrunk or wiped buffer change nothing', async (t) => {
+  const prefix = freshPrefix('enc-once')
+  let reads = 0
+  const encryption = {
+    keyId: 'a',
+    get key() {
+      reads++
+      return reads === 1 ? keyA : new Proxy(new Uint8Array(32), {})
+    },
+  }
+  const db = new S3Database(bucket, prefix, options({ encryption }))
+  await db.exec(`CREATE TABLE t(v); INSERT INTO t VALUES ('${MARKER}')`)
+  await db.close()
+  t.is(reads, 1)
+  // gc() with a key in a buffer wiped as soon as the call returns.
+  const wiped = Buffer.from(keyA)
+  const collected = S3Database.gc(bucket, prefix, {
+    ...options({ encryption: { key: wiped, keyId: 'a' } }),
+    gracePeriodMs: 0,
+    unsafeShortGracePeriod: true,
+  })
+  wiped.fill(0)
+  await t.notThrowsAsync(collected)
+  const check = new S3Database(bucket, prefix, withKey())
+  t.deepEqual(await check.all('SELECT v FROM t'), [{ v: MARKER }])
+  await check.close()
+  // inspect() with an SSE-C key in a resizable buffer shrunk to nothing at once.
+  for (let i = 0; i < 50; i++) {
+    const backing = new ArrayBuffer(8192, { maxByteLength: 8192 })
+    const view = new Uint8Array(backing, 4096, 32)
+    view.set(keyB)
+    const inspected = S3Database.inspect(bucket, prefix, options({ s3: { sseCustomerKey: view } }))
+    backing.resize(0)
+    t.like(await inspected, { layout: 'versioned' })
+  }
 })

@@ -364,6 +364,8 @@ test('a failed open forgets what the provider lacked; an old version needs no se
     // A key thrown by mistake: its size, never its bytes (red team of the GC fix, finding 3).
     [keys['2026'], /failed: threw 32 bytes \(not shown\)/],
     [new Uint8Array(keys['2026']), /failed: threw 32 bytes \(not shown\)/],
+    [Object.assign(new Error(), { message: keys['2026'] }), /failed: threw 32 bytes \(not shown\)/],
+    [[...keys['2026']], /failed: threw an array of 32 items \(not shown\)/],
   ] as const) {
     const db = new S3Database(
       bucket,
@@ -371,7 +373,8 @@ test('a failed open forgets what the provider lacked; an old version needs no se
       withProvider(() => Promise.reject(thrown)),
     )
     const e = await t.throwsAsync(db.open(), { code: 'ERR_KEY_PROVIDER', message })
-    for (const shown of [keys['2026'].toString('hex'), keys['2026'].toString('base64'), keys['2026'].join(',')]) {
+    const key = keys['2026']
+    for (const shown of [key.toString('hex'), key.toString('base64'), key.join(','), key.toString('latin1'), String(key)]) {
       t.false(e!.message.includes(shown), 'a key thrown by the provider is in the message')
     }
     await db.close()
