@@ -314,11 +314,9 @@ impl<M: BlockMap> BlockFile<M> {
     /// Loads what naming blocks `first..=last` needs (the versioned layout's map segments).
     fn prepare_names(&mut self, first: u64, last: u64) -> Result<()> {
         // Buffered blocks need no name.
-        let blocks: Vec<u64> = (first..=last)
-            .filter(|i| !self.dirty.contains(*i))
-            .collect();
-        let store = self.store.clone();
-        if let Some(load) = self.map.prepare(&*store, blocks) {
+        let dirty = &self.dirty;
+        let mut blocks = (first..=last).filter(|i| !dirty.contains(*i));
+        if let Some(load) = self.map.prepare(&*self.store, &mut blocks) {
             crate::runtime::block_on(load)?;
         }
         Ok(())

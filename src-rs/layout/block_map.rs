@@ -43,7 +43,7 @@ pub trait BlockMap: Send {
     fn prepare<'a>(
         &'a mut self,
         store: &'a dyn ObjectStore,
-        blocks: Vec<u64>,
+        blocks: &mut dyn Iterator<Item = u64>,
     ) -> Option<BoxFuture<'a, Result<()>>>;
 
     /// Between operations: bounds what `prepare` keeps.

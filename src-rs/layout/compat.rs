@@ -65,7 +65,7 @@ impl BlockMap for CompatMap {
     fn prepare<'a>(
         &'a mut self,
         _: &'a dyn ObjectStore,
-        _: Vec<u64>,
+        _: &mut dyn Iterator<Item = u64>,
     ) -> Option<BoxFuture<'a, Result<()>>> {
         None
     }

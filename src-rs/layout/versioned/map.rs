@@ -109,12 +109,11 @@ impl BlockMap for VersionedMap {
     fn prepare<'a>(
         &'a mut self,
         store: &'a dyn ObjectStore,
-        blocks: Vec<u64>,
+        blocks: &mut dyn Iterator<Item = u64>,
     ) -> Option<BoxFuture<'a, Result<()>>> {
         let snap = self.snapshot.clone()?;
         // Block 0 is in the root.
         let mut wanted: Vec<u64> = blocks
-            .into_iter()
             .filter(|i| *i >= 1)
             .filter_map(|i| snap.segment_of(i).map(|(s, _)| s))
             .collect();
